@@ -1,0 +1,487 @@
+"""numba kernels behind :mod:`terracarbon.trends` (no xarray here).
+
+Every kernel takes a 2-D ``(pixels, time)`` float array (any strides: a transposed view of a
+``(year, y, x)`` cube is read without copying) and a float64 time vector in years, and
+writes into a preallocated float64 output array of shape ``(n_outputs, pixels)``.
+
+Two code paths share the arithmetic:
+
+* a *lock-step* path for pixels whose whole series is finite: ``LANES`` pixels are processed
+  together so that every inner loop runs across pixels and is vectorised by LLVM; the
+  medians (Sen slope, median of y) use a branch-free Batcher odd-even merge network,
+  pruned to the wires that hold the median (see :func:`median_network`);
+* a *general* path, one pixel at a time, for series with gaps (NaN/inf are dropped and the
+  time coordinates of the valid years are used), for the autocorrelation-corrected
+  Mann-Kendall variants and for too-short series.
+
+All kernels are compiled with ``cache=True`` so a new process loads them from disk.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import prange
+
+LANES = 16
+"""Pixels processed in lock-step (16 float32 = one AVX-512 register, two AVX2 registers)."""
+GROUPS_PER_BLOCK = 64
+"""Lock-step groups per parallel task: amortises the scratch allocations."""
+
+# rows of the sen_mk output array
+SEN_MK_OUTPUTS = ("slope", "intercept", "tau", "s", "var_s", "z", "p", "n_valid", "trend")
+METHOD_CODES = {"original": 0, "hamed_rao": 1, "yue_wang": 2, "tfpw": 3}
+HURST_OUTPUTS = ("hurst", "hurst_undefined", "n_valid")
+
+_SQRT2 = math.sqrt(2.0)
+
+
+# --------------------------------------------------------------------------- networks
+def _odd_even_merge_pairs(size: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort comparators for ``size`` (a power of two) wires."""
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+@lru_cache(maxsize=64)
+def median_network(m: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Comparators (lo, hi wire arrays) that put the median order statistics of ``m`` values
+    on wires ``k_lo`` and ``k_hi`` (equal when ``m`` is odd).
+
+    The power-of-two Batcher network is cut to ``m`` wires (the missing wires would hold
+    +inf, which every comparator leaves in place because the minimum always goes to the
+    lower wire), then pruned backwards to the comparators that can influence the two
+    median wires.
+    """
+    size = 1
+    while size < m:
+        size *= 2
+    pairs = [(a, b) for a, b in _odd_even_merge_pairs(size) if b < m]
+    k_lo, k_hi = (m - 1) // 2, m // 2
+    needed = {k_lo, k_hi}
+    kept = []
+    for a, b in reversed(pairs):
+        if a in needed or b in needed:
+            kept.append((a, b))
+            needed.add(a)
+            needed.add(b)
+    kept.reverse()
+    lo = np.array([a for a, _ in kept], dtype=np.int64)
+    hi = np.array([b for _, b in kept], dtype=np.int64)
+    return lo, hi, k_lo, k_hi
+
+
+# --------------------------------------------------------------------------- helpers
+@numba.njit(cache=True)
+def _apply_network(buf, lo, hi):
+    for c in range(lo.shape[0]):
+        a = lo[c]
+        b = hi[c]
+        for lane in range(LANES):
+            u = buf[a, lane]
+            v = buf[b, lane]
+            buf[a, lane] = u if u < v else v
+            buf[b, lane] = v if u < v else u
+
+
+@numba.njit(cache=True)
+def _z_score(s, var_s):
+    # continuity-corrected, as Mann (1945) / Gilbert (1987) and pymannkendall
+    if s > 0:
+        return (s - 1.0) / math.sqrt(var_s)
+    if s < 0:
+        return (s + 1.0) / math.sqrt(var_s)
+    return 0.0
+
+
+@numba.njit(cache=True)
+def _two_sided_p(z):
+    # 2 * (1 - Phi(|z|)) without the cancellation of 1 - Phi
+    return math.erfc(abs(z) / _SQRT2)
+
+
+@numba.njit(cache=True)
+def _trend_sign(z, z_crit):
+    if abs(z) > z_crit:
+        return 1.0 if z > 0 else -1.0
+    return 0.0
+
+
+@numba.njit(cache=True)
+def _write_mk(out, col, slope, intercept, s, tie_term, n, z_crit):
+    var_s = (n * (n - 1.0) * (2.0 * n + 5.0) - tie_term) / 18.0
+    z = _z_score(s, var_s)
+    out[0, col] = slope
+    out[1, col] = intercept
+    out[2, col] = s / (0.5 * n * (n - 1.0))
+    out[3, col] = s
+    out[4, col] = var_s
+    out[5, col] = z
+    out[6, col] = _two_sided_p(z)
+    out[7, col] = n
+    out[8, col] = _trend_sign(z, z_crit)
+
+
+@numba.njit(cache=True, parallel=True)
+def count_valid(x):
+    """Number of finite values per pixel (row) of a 2-D ``(pixels, time)`` array."""
+    npix, n = x.shape
+    out = np.zeros(npix, dtype=np.int64)
+    for p in prange(npix):
+        c = 0
+        for k in range(n):
+            if np.isfinite(x[p, k]):
+                c += 1
+        out[p] = c
+    return out
+
+
+# --------------------------------------------------------------------------- Sen / MK
+@numba.njit(cache=True, parallel=True)
+def sen_mk_lockstep(x, pix, dt, net_lo, net_hi, k_lo, k_hi, ynet_lo, ynet_hi, yk_lo, yk_hi,
+                    t_median, z_crit, out):
+    """Original Mann-Kendall + Sen slope for fully valid pixels ``pix`` of ``x``.
+
+    ``dt`` (same dtype as ``x``) holds the time differences of the pairs (i < j) in
+    row-major order; the networks come from :func:`median_network` for ``n(n-1)/2`` and
+    ``n`` values; ``t_median`` is the median of the time vector.
+    """
+    n = x.shape[1]
+    npairs = n * (n - 1) // 2
+    npix = pix.shape[0]
+    ngroups = (npix + LANES - 1) // LANES
+    nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
+    nf = float(n)
+    for blk in prange(nblocks):
+        vals = np.empty((n, LANES), dtype=x.dtype)
+        ybuf = np.empty((n, LANES), dtype=x.dtype)
+        buf = np.empty((npairs, LANES), dtype=x.dtype)
+        cnt = np.empty((n, LANES), dtype=np.float64)
+        s = np.empty(LANES, dtype=np.float64)
+        g_end = min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)
+        for g in range(blk * GROUPS_PER_BLOCK, g_end):
+            base = g * LANES
+            for lane in range(LANES):
+                q = min(base + lane, npix - 1)  # a partial last group repeats its last pixel
+                p = pix[q]
+                for k in range(n):
+                    vals[k, lane] = x[p, k]
+                    ybuf[k, lane] = x[p, k]
+            for lane in range(LANES):
+                s[lane] = 0.0
+            for k in range(n):
+                for lane in range(LANES):
+                    cnt[k, lane] = 1.0
+            q = 0
+            for i in range(n - 1):
+                for j in range(i + 1, n):
+                    dtq = dt[q]
+                    for lane in range(LANES):
+                        d = vals[j, lane] - vals[i, lane]
+                        s[lane] += (1.0 if d > 0 else 0.0) - (1.0 if d < 0 else 0.0)
+                        e = 1.0 if d == 0 else 0.0
+                        cnt[i, lane] += e
+                        cnt[j, lane] += e
+                        buf[q, lane] = d / dtq
+                    q += 1
+            _apply_network(buf, net_lo, net_hi)
+            _apply_network(ybuf, ynet_lo, ynet_hi)
+            for lane in range(LANES):
+                col = base + lane
+                if col >= npix:
+                    break
+                # an element in a tie group of size t contributes (t-1)(2t+5), so the
+                # group contributes t(t-1)(2t+5) as in the tie-corrected variance
+                tie_term = 0.0
+                for k in range(n):
+                    c = cnt[k, lane]
+                    tie_term += (c - 1.0) * (2.0 * c + 5.0)
+                slope = 0.5 * (np.float64(buf[k_lo, lane]) + np.float64(buf[k_hi, lane]))
+                y_med = 0.5 * (np.float64(ybuf[yk_lo, lane]) + np.float64(ybuf[yk_hi, lane]))
+                _write_mk(out, pix[col], slope, y_med - slope * t_median, s[lane], tie_term,
+                          nf, z_crit)
+
+
+@numba.njit(cache=True)
+def _s_and_ties(xv, n):
+    s = 0.0
+    tie_term = 0.0
+    for i in range(n):
+        c = 1.0
+        for j in range(n):
+            if j != i and xv[j] == xv[i]:
+                c += 1.0
+        tie_term += (c - 1.0) * (2.0 * c + 5.0)
+        for j in range(i + 1, n):
+            d = xv[j] - xv[i]
+            if d > 0:
+                s += 1.0
+            elif d < 0:
+                s -= 1.0
+    return s, tie_term
+
+
+@numba.njit(cache=True)
+def _average_ranks(v):
+    # scipy.stats.rankdata(method="average")
+    n = v.shape[0]
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty(n, dtype=np.float64)
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and v[order[j + 1]] == v[order[i]]:
+            j += 1
+        r = 0.5 * (i + j) + 1.0
+        for k in range(i, j + 1):
+            ranks[order[k]] = r
+        i = j + 1
+    return ranks
+
+
+@numba.njit(cache=True)
+def _acf(v, nlags):
+    # biased autocorrelation (divisor n), as pymannkendall's __acf / statsmodels acf
+    n = v.shape[0]
+    mean = v.mean()
+    acov0 = 0.0
+    for i in range(n):
+        acov0 += (v[i] - mean) ** 2
+    out = np.zeros(nlags + 1)
+    if acov0 == 0.0:
+        return out  # constant series: no autocorrelation to correct for (documented guard)
+    out[0] = 1.0
+    for k in range(1, nlags + 1):
+        acc = 0.0
+        for i in range(n - k):
+            acc += (v[i] - mean) * (v[i + k] - mean)
+        out[k] = acc / acov0
+    return out
+
+
+@numba.njit(cache=True)
+def _variance_factor(xv, tv, n, slope, method, z_crit):
+    """n/n* correction of Var(S) for the Hamed-Rao (1) and Yue-Wang (2) variants."""
+    detrended = np.empty(n)
+    for k in range(n):
+        detrended[k] = xv[k] - (tv[k] - tv[0] + 1.0) * slope
+    if method == 1:
+        acf = _acf(_average_ranks(detrended), n - 1)
+        bound = z_crit / math.sqrt(n)
+        acc = 0.0
+        for i in range(1, n):
+            if acf[i] > bound or acf[i] < -bound:
+                acc += (n - i) * (n - i - 1.0) * (n - i - 2.0) * acf[i]
+        return 1.0 + 2.0 / (n * (n - 1.0) * (n - 2.0)) * acc
+    acf = _acf(detrended, n - 1)
+    acc = 0.0
+    for i in range(1, n):
+        acc += (1.0 - i / n) * acf[i]
+    return 1.0 + 2.0 * acc
+
+
+@numba.njit(cache=True, parallel=True)
+def sen_mk_general(x, pix, t, min_valid, method, z_crit, out):
+    """Mann-Kendall + Sen slope one pixel at a time, dropping non-finite values.
+
+    ``method``: 0 original, 1 Hamed-Rao, 2 Yue-Wang, 3 trend-free pre-whitening.
+    """
+    n_all = x.shape[1]
+    for q in prange(pix.shape[0]):
+        p = pix[q]
+        xv = np.empty(n_all, dtype=x.dtype)
+        tv = np.empty(n_all, dtype=np.float64)
+        n = 0
+        for k in range(n_all):
+            v = x[p, k]
+            if np.isfinite(v):
+                xv[n] = v
+                tv[n] = t[k]
+                n += 1
+        if n < min_valid or n < 2:
+            for r in range(out.shape[0]):
+                out[r, p] = np.nan
+            out[7, p] = n
+            out[8, p] = 0.0
+            continue
+        slopes = np.empty(n * (n - 1) // 2, dtype=x.dtype)
+        m = 0
+        for i in range(n - 1):
+            for j in range(i + 1, n):
+                slopes[m] = (xv[j] - xv[i]) / (tv[j] - tv[i])
+                m += 1
+        slope = np.float64(np.median(slopes))
+        intercept = np.float64(np.median(xv[:n])) - slope * np.median(tv[:n])
+        if method == 3:
+            # trend-free pre-whitening (Yue et al. 2002): S, Var(S) and tau of the
+            # pre-whitened series with the trend added back (n - 1 values)
+            detrended = np.empty(n)
+            for k in range(n):
+                detrended[k] = xv[k] - (tv[k] - tv[0] + 1.0) * slope
+            r1 = _acf(detrended, 1)[1]
+            w = np.empty(n - 1)
+            for k in range(n - 1):
+                w[k] = detrended[k + 1] - detrended[k] * r1 + (tv[k + 1] - tv[0]) * slope
+            s, tie_term = _s_and_ties(w, n - 1)
+            _write_mk(out, p, slope, intercept, s, tie_term, n - 1.0, z_crit)
+            out[7, p] = n
+            continue
+        s, tie_term = _s_and_ties(xv, n)
+        _write_mk(out, p, slope, intercept, s, tie_term, float(n), z_crit)
+        if method == 1 or method == 2:
+            factor = _variance_factor(xv, tv, n, slope, method, z_crit)
+            if np.isfinite(factor) and factor > 0.0:  # guard: a negative n/n* is ignored
+                var_s = out[4, p] * factor
+                z = _z_score(s, var_s)
+                out[4, p] = var_s
+                out[5, p] = z
+                out[6, p] = _two_sided_p(z)
+                out[8, p] = _trend_sign(z, z_crit)
+
+
+# --------------------------------------------------------------------------- Hurst R/S
+@numba.njit(cache=True, parallel=True)
+def hurst_lockstep(x, pix, log_tau, log_expected, add_half, out):
+    """Classic R/S Hurst exponent for fully valid pixels (see ``trends.hurst_rs`` Notes).
+
+    ``log_tau[tau]`` and ``log_expected[tau]`` (Anis-Lloyd log E[R/S], zeros when
+    uncorrected) are indexed by the window length tau = 2..n.
+    """
+    n = x.shape[1]
+    npix = pix.shape[0]
+    ngroups = (npix + LANES - 1) // LANES
+    nblocks = (ngroups + GROUPS_PER_BLOCK - 1) // GROUPS_PER_BLOCK
+    for blk in prange(nblocks):
+        cum = np.empty((n + 1, LANES))
+        mean = np.empty(LANES)
+        m2 = np.empty(LANES)
+        hi = np.empty(LANES)
+        lo = np.empty(LANES)
+        sx = np.empty(LANES)
+        sy = np.empty(LANES)
+        sxx = np.empty(LANES)
+        sxy = np.empty(LANES)
+        cnt = np.empty(LANES)
+        g_end = min(ngroups, (blk + 1) * GROUPS_PER_BLOCK)
+        for g in range(blk * GROUPS_PER_BLOCK, g_end):
+            base = g * LANES
+            for lane in range(LANES):
+                p = pix[min(base + lane, npix - 1)]
+                first = np.float64(x[p, 0])
+                cum[0, lane] = 0.0
+                # R and S are shift invariant: subtracting the first value limits cancellation
+                for k in range(n):
+                    cum[k + 1, lane] = cum[k, lane] + (np.float64(x[p, k]) - first)
+                mean[lane] = 0.0
+                m2[lane] = 0.0
+                sx[lane] = 0.0
+                sy[lane] = 0.0
+                sxx[lane] = 0.0
+                sxy[lane] = 0.0
+                cnt[lane] = 0.0
+            for tau in range(1, n + 1):
+                for lane in range(LANES):  # Welford update of mean and sum of squares
+                    v = cum[tau, lane] - cum[tau - 1, lane]
+                    delta = v - mean[lane]
+                    mean[lane] += delta / tau
+                    m2[lane] += delta * (v - mean[lane])
+                if tau < 2:
+                    continue
+                for lane in range(LANES):
+                    hi[lane] = -np.inf
+                    lo[lane] = np.inf
+                for u in range(1, tau + 1):
+                    for lane in range(LANES):
+                        dev = cum[u, lane] - u * mean[lane]
+                        hi[lane] = dev if dev > hi[lane] else hi[lane]
+                        lo[lane] = dev if dev < lo[lane] else lo[lane]
+                lx = log_tau[tau]
+                for lane in range(LANES):
+                    sd = math.sqrt(m2[lane] / tau)
+                    rng = hi[lane] - lo[lane]
+                    if sd > 0.0 and rng > 0.0:
+                        ly = math.log(rng / sd) - log_expected[tau]
+                        sx[lane] += lx
+                        sy[lane] += ly
+                        sxx[lane] += lx * lx
+                        sxy[lane] += lx * ly
+                        cnt[lane] += 1.0
+            for lane in range(LANES):
+                col = base + lane
+                if col >= npix:
+                    break
+                _write_hurst(out, pix[col], sx[lane], sy[lane], sxx[lane], sxy[lane],
+                             cnt[lane], add_half, n)
+
+
+@numba.njit(cache=True)
+def _write_hurst(out, col, sx, sy, sxx, sxy, cnt, add_half, n):
+    denom = cnt * sxx - sx * sx
+    if cnt >= 2.0 and denom > 0.0:
+        h = (cnt * sxy - sx * sy) / denom
+        out[0, col] = h + 0.5 if add_half else h
+        out[1, col] = 0.0
+    else:
+        out[0, col] = np.nan
+        out[1, col] = 1.0
+    out[2, col] = n
+
+
+@numba.njit(cache=True, parallel=True)
+def hurst_general(x, pix, min_valid, log_tau, log_expected, add_half, out):
+    """Classic R/S Hurst exponent one pixel at a time, on the finite values only."""
+    n_all = x.shape[1]
+    for q in prange(pix.shape[0]):
+        p = pix[q]
+        xv = np.empty(n_all)
+        n = 0
+        for k in range(n_all):
+            if np.isfinite(x[p, k]):
+                xv[n] = x[p, k]
+                n += 1
+        if n < min_valid or n < 3:
+            out[0, p] = np.nan
+            out[1, p] = 0.0
+            out[2, p] = n
+            continue
+        first = xv[0]
+        sx = sy = sxx = sxy = cnt = 0.0
+        for tau in range(2, n + 1):
+            mean = 0.0
+            for u in range(tau):
+                mean += xv[u] - first
+            mean /= tau
+            acc = 0.0
+            ss = 0.0
+            hi = -np.inf
+            lo = np.inf
+            for u in range(tau):
+                dev = (xv[u] - first) - mean
+                acc += dev
+                ss += dev * dev
+                hi = max(hi, acc)
+                lo = min(lo, acc)
+            sd = math.sqrt(ss / tau)
+            rng = hi - lo
+            if sd > 0.0 and rng > 0.0:
+                lx = log_tau[tau]
+                ly = math.log(rng / sd) - log_expected[tau]
+                sx += lx
+                sy += ly
+                sxx += lx * lx
+                sxy += lx * ly
+                cnt += 1.0
+        _write_hurst(out, p, sx, sy, sxx, sxy, cnt, add_half, n)

@@ -1,0 +1,156 @@
+"""Reading and writing artifacts: atomically, with CF attributes and provenance.
+
+Every writer goes through :func:`atomic_path`: the file is written under a temporary name in
+the same folder and renamed into place only when complete, so an interrupted run never
+leaves a half-written file that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracarbon import __version__
+from terracarbon.errors import InputDataError
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it to ``final`` on success.
+
+    Works for files and for directories (a Zarr store). On an exception the temporary
+    file or folder is removed and ``final`` is left as it was.
+
+    Examples
+    --------
+    >>> with atomic_path(tmp / "table.csv") as tmp_file:  # doctest: +SKIP
+    ...     df.to_csv(tmp_file)
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}{final.suffix}")
+    try:
+        yield tmp
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def history_line(function: str, **params: Any) -> str:
+    """A CF ``history`` entry naming the function, its key parameters and the version."""
+    args = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return f"terracarbon {__version__}: {function}({args})"
+
+
+def require_units(obj: xr.Dataset | xr.DataArray, *, where: str = "") -> None:
+    """Raise :class:`InputDataError` if any data variable lacks a ``units`` attribute."""
+    arrays = obj.data_vars.values() if isinstance(obj, xr.Dataset) else [obj]
+    missing = [str(a.name) for a in arrays if "units" not in a.attrs]
+    if missing:
+        raise InputDataError(
+            f"{where or 'dataset'}: variables {missing} have no 'units' attribute; every "
+            "output must say its units (set da.attrs['units'])."
+        )
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON atomically; NumPy scalars/arrays are converted."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"cannot serialise {type(o).__name__} to JSON")
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=default, sort_keys=False))
+    return path
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = False) -> Path:
+    """Write a table as CSV atomically. Column names should carry units (``storage_Tg``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=index)
+    return path
+
+
+def write_cube(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write a dataset as NetCDF (``.nc``) or Zarr (``.zarr``) atomically.
+
+    Every data variable must carry ``units``. The CRS (``spatial_ref``) written by
+    rioxarray is kept as a CF grid-mapping variable.
+    """
+    path = Path(path)
+    require_units(ds, where=path.name)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".zarr":
+            ds.to_zarr(tmp, mode="w", consolidated=True)
+        elif path.suffix == ".nc":
+            ds.to_netcdf(tmp, engine="h5netcdf")
+        else:
+            raise InputDataError(f"{path}: cube files must end in .nc or .zarr")
+    return path
+
+
+def open_cube(path: str | os.PathLike) -> xr.Dataset:
+    """Open a cube written by :func:`write_cube`, with its CRS restored (rioxarray)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"{path}: cube not found; run the stage that writes it first.")
+    if path.suffix == ".zarr":
+        ds = xr.open_zarr(path, consolidated=True)
+    else:
+        ds = xr.open_dataset(path, engine="h5netcdf")
+    import rioxarray  # noqa: F401  registers the .rio accessor
+
+    if "spatial_ref" in ds.coords:
+        ds = ds.rio.write_crs(ds.rio.crs)
+    return ds
+
+
+def write_geotiff(
+    da: xr.DataArray, path: str | os.PathLike, *, cog: bool = True, nodata: float | None = None
+) -> Path:
+    """Write a 2-D DataArray (with a CRS) as a (Cloud-Optimised) GeoTIFF atomically.
+
+    ``units`` and ``long_name`` are written as GDAL band metadata.
+    """
+    import rioxarray  # noqa: F401
+
+    path = Path(path)
+    require_units(da, where=path.name)
+    if da.ndim != 2:
+        raise InputDataError(f"{path.name}: write_geotiff takes a 2-D (y, x) array, got {da.dims}")
+    out = da
+    if nodata is None:
+        nodata = np.nan if np.issubdtype(da.dtype, np.floating) else 0
+    out = out.rio.write_nodata(nodata, encoded=False)
+    tags = {k: str(v) for k, v in da.attrs.items() if k in ("units", "long_name", "history")}
+    with atomic_path(path) as tmp:
+        kwargs: dict[str, Any] = {"compress": "DEFLATE", "tags": tags}
+        if cog:
+            kwargs["driver"] = "COG"
+        else:
+            kwargs.update(tiled=True)
+        out.rio.to_raster(tmp, **kwargs)
+    return path

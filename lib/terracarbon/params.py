@@ -1,0 +1,408 @@
+"""Study parameters: load, layer, validate.
+
+A study is described by YAML. Parameters are layered ``default <- study file <- overrides``
+(``--set trends.alpha=0.01`` on the command line). ``params/default.yaml`` is the schema: a
+key that is not in it is unknown, and a key's type is the type of its default value unless
+:data:`RULES` says more (ranges, choices, nullable). :func:`validate` collects *every*
+problem and raises one :class:`~terracarbon.errors.ParameterError` listing them all.
+
+Sections whose sub-keys are free (``data.layers``: one entry per user layer) are listed in
+:data:`OPEN_SECTIONS` and checked by dedicated rules instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from terracarbon.errors import ParameterError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PARAMS = REPO_ROOT / "params" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Constraints on one parameter beyond the type of its default."""
+
+    types: tuple[type, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+    items: tuple[type, ...] | None = None
+    item_choices: tuple[Any, ...] | None = None
+
+
+STAGE_IDS = ("01_data_prep", "02_train_models", "03_carbon_maps", "04_trends", "05_zoning")
+MODEL_NAMES = ("rf", "cnn", "cnn_tcn", "ndvi_lr", "mlr", "lookup")
+NUM = (int, float)
+
+RULES: dict[str, Rule] = {
+    "study.name": Rule(types=(str,)),
+    "study.seed": Rule(types=(int,), minimum=0),
+    "study.stages": Rule(items=(str,), item_choices=STAGE_IDS),
+    "study.region_code": Rule(types=(str,)),
+    "synthetic.nx_pixels": Rule(types=(int,), minimum=10, maximum=20000),
+    "synthetic.ny_pixels": Rule(types=(int,), minimum=10, maximum=20000),
+    "synthetic.pixel_size_m": Rule(types=NUM, minimum=1),
+    "synthetic.first_year": Rule(types=(int,), minimum=1900, maximum=2100),
+    "synthetic.last_year": Rule(types=(int,), minimum=1900, maximum=2100),
+    "synthetic.n_veg_plots": Rule(types=(int,), minimum=0),
+    "synthetic.n_soil_plots": Rule(types=(int,), minimum=0),
+    "synthetic.plot_years": Rule(items=(int,)),
+    "grid.crs": Rule(types=(str,), nullable=True),
+    "grid.pixel_size_m": Rule(types=NUM, minimum=0, nullable=True),
+    "grid.bounds_m": Rule(items=NUM, nullable=True),
+    "data.boundary": Rule(types=(str,), nullable=True),
+    "data.boundary_filter": Rule(types=(dict,), nullable=True),
+    "data.years": Rule(items=(int,), nullable=True),
+    "data.plots": Rule(types=(dict,), nullable=True),
+    "prep.outlier_sigma": Rule(types=NUM, minimum=0.5, maximum=10),
+    "prep.outlier_by": Rule(choices=(None, "landuse"), nullable=True),
+    "prep.augment_per_site": Rule(types=(int,), minimum=0, maximum=100),
+    "prep.corr_threshold": Rule(types=NUM, minimum=0, maximum=1),
+    "prep.vif_threshold": Rule(types=NUM, minimum=1),
+    "prep.cube_format": Rule(choices=("zarr", "netcdf")),
+    "models.candidates": Rule(items=(str,), item_choices=MODEL_NAMES),
+    "models.cv_folds": Rule(types=(int,), minimum=2, maximum=100),
+    "models.cv_block_size_m": Rule(types=NUM, minimum=0),
+    "models.holdout": Rule(choices=("10pct", "7:2:1")),
+    "models.interval": Rule(types=NUM, minimum=0.5, maximum=0.99),
+    "maps.model": Rule(choices=("best",) + MODEL_NAMES),
+    "maps.interval_method": Rule(choices=("correlated", "independent")),
+    "maps.lookup_table": Rule(types=(str,), nullable=True),
+    "trends.alpha": Rule(types=NUM, minimum=1e-6, maximum=0.5),
+    "trends.min_valid_years": Rule(types=(int,), minimum=3),
+    "trends.method": Rule(choices=("original", "hamed_rao", "yue_wang", "tfpw")),
+    "trends.hurst_correction": Rule(choices=(None, "anis_lloyd"), nullable=True),
+    "trends.source_stage": Rule(choices=("01_data_prep", "03_carbon_maps")),
+    "zoning.contiguity": Rule(choices=("queen", "rook")),
+    "zoning.permutations": Rule(types=(int,), minimum=0, maximum=99999),
+    "zoning.alpha": Rule(types=NUM, minimum=1e-6, maximum=0.5),
+    "compute.scheduler": Rule(choices=("threads", "processes", "distributed", "synchronous")),
+    "compute.address": Rule(types=(str,), nullable=True),
+    "compute.n_workers": Rule(types=(int,), minimum=1),
+    "compute.chunk_px": Rule(types=(int,), minimum=16),
+}
+
+OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots", "models.rf", "models.cnn",
+                 "models.cnn_tcn", "zoning.rules_by_name")
+
+
+@dataclass
+class Problems:
+    """Collects validation problems so one error can list them all."""
+
+    items: list[str] = field(default_factory=list)
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append(f"  - {key}: {message}")
+
+    def raise_if_any(self, source: str) -> None:
+        if self.items:
+            header = f"{len(self.items)} problem(s) in the parameters ({source}):"
+            raise ParameterError("\n".join([header, *self.items]))
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read one YAML mapping; a clear :class:`ParameterError` when missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"{path}: parameter file not found; pass an existing YAML file.")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{path}: not valid YAML ({exc}); fix the syntax.") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ParameterError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    """Return ``base`` updated recursively by ``update`` (neither is modified).
+
+    Mappings merge key by key; any other value (lists included) replaces the old one.
+    Free-form sections (``data.layers``) are replaced whole when ``update`` gives them, so a
+    real-data study does not inherit the synthetic layers.
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and value:
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value`` (value in YAML syntax) into a key path and a value."""
+    if "=" not in text:
+        raise ParameterError(
+            f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. trends.alpha=0.01"
+        )
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ParameterError(f"--set {text!r}: the key {key!r} is not a dotted key path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+    return key.split("."), value
+
+
+def apply_overrides(params: Mapping, overrides: Iterable[str]) -> dict:
+    """Apply ``KEY=VALUE`` overrides (dotted keys) to a copy of ``params``."""
+    result = copy.deepcopy(dict(params))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[path[-1]] = value
+    return result
+
+
+def load_params(
+    study: str | os.PathLike | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    defaults: str | os.PathLike = DEFAULT_PARAMS,
+    validate_files: bool = True,
+) -> dict:
+    """Load the layered parameters of a study and validate them.
+
+    Parameters
+    ----------
+    study : path, optional
+        A study YAML (e.g. ``params/quick.yaml``); relative input paths in its ``data``
+        section are resolved against the folder that holds it.
+    overrides : iterable of str
+        ``section.key=value`` strings (YAML values), applied last.
+    defaults : path
+        The defaults file that is also the schema (``params/default.yaml``).
+    validate_files : bool
+        Also check that input files named in ``data`` exist and the plots CSV has its columns.
+
+    Returns
+    -------
+    dict
+        The resolved parameters (plain YAML types), with ``_meta.sources`` recording the
+        files used.
+
+    Raises
+    ------
+    ParameterError
+        Listing every problem found (unknown key, wrong type, out of range, missing file).
+    """
+    schema = read_yaml(defaults)
+    params = copy.deepcopy(schema)
+    sources = [str(Path(defaults))]
+    if study is not None:
+        study_path = Path(study)
+        study_params = read_yaml(study_path)
+        study_params = resolve_data_paths(study_params, study_path.parent)
+        params = deep_merge(params, study_params)
+        sources.append(str(study_path))
+    params = apply_overrides(params, overrides)
+    validate(params, schema, source=" <- ".join(sources), check_files=validate_files)
+    params["_meta"] = {"sources": sources, "overrides": list(overrides)}
+    return params
+
+
+def resolve_data_paths(study: dict, base: Path) -> dict:
+    """Make relative paths in the ``data`` section absolute, relative to ``base``."""
+    study = copy.deepcopy(study)
+    data = study.get("data")
+    if not isinstance(data, dict):
+        return study
+
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str((base / value).resolve())
+        return value
+
+    if "boundary" in data:
+        data["boundary"] = absolute(data["boundary"])
+    for spec in (data.get("layers") or {}).values():
+        if isinstance(spec, dict) and "path" in spec:
+            spec["path"] = absolute(spec["path"])
+    if isinstance(data.get("plots"), dict) and "path" in data["plots"]:
+        data["plots"]["path"] = absolute(data["plots"]["path"])
+    if isinstance(study.get("maps"), dict) and study["maps"].get("lookup_table"):
+        study["maps"]["lookup_table"] = absolute(study["maps"]["lookup_table"])
+    return study
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    return " or ".join("number" if t is float else t.__name__ for t in types)
+
+
+def _check_value(key: str, value: Any, default: Any, problems: Problems) -> None:
+    rule = RULES.get(key, Rule())
+    if value is None:
+        if not (rule.nullable or default is None):
+            problems.add(key, "is null but a value is required")
+        return
+    types = rule.types
+    if types is None and rule.items is None and rule.choices is None and default is not None:
+        types = NUM if isinstance(default, float) else (type(default),)
+    if types is not None:
+        # bool is an int subclass; never accept it where a number is expected
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if wrong_bool or not isinstance(value, types):
+            problems.add(
+                key, f"expected {_type_name(types)}, got {type(value).__name__} {value!r}"
+            )
+            return
+    if rule.choices is not None and value not in rule.choices:
+        problems.add(key, f"got {value!r}; expected one of {list(rule.choices)}")
+    if rule.minimum is not None and isinstance(value, NUM) and value < rule.minimum:
+        problems.add(key, f"got {value!r}; must be >= {rule.minimum}")
+    if rule.maximum is not None and isinstance(value, NUM) and value > rule.maximum:
+        problems.add(key, f"got {value!r}; must be <= {rule.maximum}")
+    if rule.items is not None:
+        if not isinstance(value, list):
+            problems.add(key, f"expected a list, got {type(value).__name__} {value!r}")
+            return
+        for item in value:
+            bad_type = isinstance(item, bool) or not isinstance(item, rule.items)
+            if bad_type:
+                problems.add(key, f"list item {item!r} is not {_type_name(rule.items)}")
+            elif rule.item_choices is not None and item not in rule.item_choices:
+                problems.add(key, f"list item {item!r} is not one of {list(rule.item_choices)}")
+
+
+def _walk(prefix: str, values: Mapping, schema: Mapping, problems: Problems) -> None:
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if dotted == "_meta":
+            continue
+        if key not in schema:
+            close = [k for k in schema if k.startswith(str(key)[:3])]
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.add(dotted, f"unknown parameter (known: {sorted(schema)}){hint}")
+            continue
+        default = schema[key]
+        if dotted in OPEN_SECTIONS:
+            _check_value(dotted, value, default, problems)
+            continue
+        if isinstance(default, dict) and dotted not in RULES:
+            if not isinstance(value, dict):
+                problems.add(dotted, f"expected a section (mapping), got {value!r}")
+            else:
+                _walk(dotted + ".", value, default, problems)
+        else:
+            _check_value(dotted, value, default, problems)
+
+
+LAYER_KEYS = {"path", "kind", "units", "long_name", "band", "band_years", "scale_factor",
+              "offset", "nodata", "resampling", "static"}
+PLOT_KEYS = {"path", "x_column", "y_column", "crs", "year_column", "id_column", "veg_column",
+             "soil_column"}
+
+
+def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
+    layers = data.get("layers") or {}
+    if not isinstance(layers, dict):
+        problems.add("data.layers", "expected a mapping of layer name -> layer spec")
+        return
+    years = data.get("years") or []
+    for name, spec in layers.items():
+        key = f"data.layers.{name}"
+        if not isinstance(spec, dict):
+            problems.add(key, "expected a mapping with at least 'path' and 'kind'")
+            continue
+        for unknown in sorted(set(spec) - LAYER_KEYS):
+            problems.add(f"{key}.{unknown}", f"unknown layer option (known: {sorted(LAYER_KEYS)})")
+        if spec.get("kind") not in ("continuous", "categorical"):
+            problems.add(f"{key}.kind", f"got {spec.get('kind')!r}; expected 'continuous' or "
+                         "'categorical'")
+        if "path" not in spec:
+            problems.add(f"{key}.path", "missing; give a file path or a pattern with {year}")
+        elif check_files:
+            pattern = str(spec["path"])
+            paths = [pattern.format(year=y) for y in years] if "{year}" in pattern else [pattern]
+            missing = [p for p in paths if not Path(p).is_file()]
+            if missing:
+                shown = ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "")
+                problems.add(f"{key}.path", f"{len(missing)} file(s) not found: {shown}")
+    boundary = data.get("boundary")
+    if check_files and boundary and not Path(boundary).is_file():
+        problems.add("data.boundary", f"file not found: {boundary}")
+    plots = data.get("plots")
+    if isinstance(plots, dict):
+        for unknown in sorted(set(plots) - PLOT_KEYS):
+            problems.add(f"data.plots.{unknown}", f"unknown option (known: {sorted(PLOT_KEYS)})")
+        path = plots.get("path")
+        if not path:
+            problems.add("data.plots.path", "missing; give the field-plot CSV")
+        elif check_files and not Path(path).is_file():
+            problems.add("data.plots.path", f"file not found: {path}")
+        elif check_files:
+            import pandas as pd
+
+            header = list(pd.read_csv(path, nrows=0).columns)
+            for col_key in ("x_column", "y_column", "year_column", "id_column", "veg_column",
+                            "soil_column"):
+                column = plots.get(col_key)
+                if column and column not in header:
+                    problems.add(f"data.plots.{col_key}", f"column {column!r} not in {path} "
+                                 f"(columns: {header})")
+            if not plots.get("veg_column") and not plots.get("soil_column"):
+                problems.add("data.plots", "give veg_column and/or soil_column")
+
+
+def validate(
+    params: Mapping, schema: Mapping, *, source: str = "parameters", check_files: bool = True
+) -> None:
+    """Check ``params`` against ``schema`` (the defaults); raise one error listing all problems."""
+    problems = Problems()
+    _walk("", params, schema, problems)
+    synthetic = params.get("synthetic", {})
+    if synthetic.get("first_year", 0) > synthetic.get("last_year", 0):
+        problems.add("synthetic.first_year", "must not be after synthetic.last_year")
+    if not synthetic.get("enabled", False):
+        data = params.get("data") or {}
+        if not data.get("layers"):
+            problems.add("data.layers", "no input layers: set synthetic.enabled: true or "
+                         "describe your rasters under data.layers (see params/examples/)")
+        if not data.get("years"):
+            problems.add("data.years", "list the study years, e.g. [2000, 2005, 2010]")
+        if not (params.get("grid") or {}).get("crs"):
+            problems.add("grid.crs", "set the target grid CRS (e.g. EPSG:32649) for real data")
+        if not (params.get("grid") or {}).get("pixel_size_m"):
+            problems.add("grid.pixel_size_m", "set the target pixel size in metres")
+        _check_data(data, problems, check_files)
+    problems.raise_if_any(source)
+
+
+def section_hash(params: Mapping, sections: Iterable[str]) -> str:
+    """A stable SHA-256 of the named sections (order-independent JSON)."""
+    subset = {name: params.get(name) for name in sorted(sections)}
+    blob = json.dumps(subset, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def validate_section(name: str, values: Mapping, *, defaults: str | os.PathLike = DEFAULT_PARAMS
+                     ) -> None:
+    """Validate one section (as a notebook receives it) against the defaults' schema."""
+    schema = read_yaml(defaults)
+    if name not in schema:
+        raise ParameterError(f"unknown parameter section {name!r}; known: {sorted(schema)}")
+    problems = Problems()
+    _walk(f"{name}.", values, schema[name], problems)
+    problems.raise_if_any(f"section {name!r}")

@@ -1,0 +1,487 @@
+"""Data preparation: rasters onto the study grid, the covariate cube, field plots, VIF.
+
+This is the public facade of the data-prep stage. Where things live:
+
+* this module: reading inputs described by the params ``data:`` block —
+  :func:`read_boundary`, :func:`read_layer`, :func:`available_years` — and assembling the
+  cube, :func:`build_cube`;
+* :mod:`terracarbon.grid`: :class:`GridSpec`, :func:`align_to_grid`, :func:`region_mask`
+  (re-exported here);
+* :mod:`terracarbon.plots`: the sample table — :func:`read_plots`, :func:`drop_outside`,
+  :func:`remove_outliers`, :func:`extract_covariates`, :func:`augment_npp_ratio` — and the
+  multicollinearity checks :func:`correlation_matrix`, :func:`vif_table`,
+  :func:`flag_collinear` (re-exported here).
+
+The ``data:`` block (``params/*.yaml``)::
+
+    boundary: path to GeoJSON / .shp / zipped shapefile          (optional)
+    boundary_filter: {column: ADM1_EN, value: Guangdong Province} (optional)
+    years: [2000, ..., 2021]
+    layers:
+      ndvi: {path: "ndvi_{year}.tif", kind: continuous, units: "1", long_name: NDVI,
+             band: 1, band_years: {2000: 1, ...}, scale_factor: 0.0001, offset: 0,
+             nodata: -9999, resampling: average, static: false}
+    plots: {path: plots.csv, x_column: lon, y_column: lat, crs: "EPSG:4326",
+            year_column: year, id_column: plot_id, veg_column: ..., soil_column: ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
+from terracarbon.grid import (
+    CATEGORICAL_NODATA,
+    KINDS,
+    RESAMPLING_NAMES,
+    GridSpec,
+    align_to_grid,
+    attach_grid,
+    crs_label,
+    default_resampling,
+    region_mask,
+)
+from terracarbon.io import history_line
+from terracarbon.plots import (
+    augment_npp_ratio,
+    correlation_matrix,
+    drop_outside,
+    extract_covariates,
+    flag_collinear,
+    read_plots,
+    remove_outliers,
+    vif_table,
+)
+
+__all__ = [
+    "GridSpec", "align_to_grid", "default_resampling", "region_mask",
+    "read_boundary", "read_layer", "available_years", "normalise_layer_spec", "build_cube",
+    "read_plots", "drop_outside", "remove_outliers", "extract_covariates", "augment_npp_ratio",
+    "correlation_matrix", "vif_table", "flag_collinear",
+]
+
+log = logging.getLogger(__name__)
+
+LAYER_KEYS = {"path", "kind", "units", "long_name", "band", "band_years", "scale_factor",
+              "offset", "nodata", "resampling", "static"}
+REQUIRED_LAYER_KEYS = ("path", "kind", "units")
+
+
+# -- boundary ----------------------------------------------------------------------------
+
+def _vector_uri(path: Path) -> str:
+    # GDAL reads a zipped shapefile through /vsizip/; pyogrio accepts the plain .zip path too,
+    # but "zip://" is the spelling fiona and pyogrio both document.
+    return f"zip://{path}" if path.suffix.lower() == ".zip" else str(path)
+
+
+def read_boundary(
+    path: str | Path,
+    *,
+    crs: Any,
+    filter: Mapping[str, Any] | None = None,  # noqa: A002  name fixed by the params schema
+) -> "geopandas.GeoDataFrame":  # noqa: F821
+    """Read the study boundary (GeoJSON, shapefile or zipped shapefile), select units, reproject.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.geojson``/``.json``, ``.shp``, ``.gpkg`` or ``.zip`` (zipped shapefile or GeoJSON).
+    crs : pyproj.CRS, str or None
+        CRS to reproject to (normally the grid CRS); None keeps the file's CRS.
+    filter : mapping, optional
+        ``{"column": name, "value": v}``; ``v`` may be a list of values. Keeps the matching
+        units of a multi-unit boundary (e.g. one province).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The selected polygons (invalid geometries repaired with ``make_valid``).
+
+    Raises
+    ------
+    InputDataError
+        File missing, unreadable, without CRS or empty; filter column absent (lists the
+        columns) or no unit matches (lists the available values).
+    ParameterError
+        ``filter`` is not ``{"column": ..., "value": ...}``.
+    """
+    import geopandas as gpd
+
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(
+            f"boundary file {str(path)!r} not found; set data.boundary to an existing GeoJSON, "
+            ".shp or zipped shapefile, or remove it to use the whole grid."
+        )
+    try:
+        gdf = gpd.read_file(_vector_uri(path), engine="pyogrio")
+    except Exception as exc:  # noqa: BLE001  pyogrio/GDAL raise many types
+        raise InputDataError(f"boundary file {path.name!r} could not be read: {exc}") from exc
+    if gdf.empty:
+        raise InputDataError(f"boundary file {path.name!r} has no features; use a non-empty file.")
+    if gdf.crs is None:
+        raise InputDataError(
+            f"boundary file {path.name!r} has no CRS (missing .prj?); add one so it can be "
+            "placed on the grid."
+        )
+    if filter is not None:
+        gdf = _filter_units(gdf, filter, name=path.name)
+    invalid = ~gdf.geometry.is_valid
+    if invalid.any():
+        gdf = gdf.copy()
+        gdf.loc[invalid, "geometry"] = gdf.geometry[invalid].make_valid()
+    if crs is not None:
+        gdf = gdf.to_crs(crs)
+    return gdf.reset_index(drop=True)
+
+
+def _filter_units(gdf: Any, filter: Mapping[str, Any], *, name: str) -> Any:  # noqa: A002
+    if not isinstance(filter, Mapping) or set(filter) != {"column", "value"}:
+        raise ParameterError(
+            f"boundary_filter: got {filter!r}; expected {{'column': <attribute>, 'value': <value "
+            "or list of values>}}."
+        )
+    column, value = filter["column"], filter["value"]
+    if column not in gdf.columns:
+        cols = [c for c in gdf.columns if c != "geometry"]
+        raise InputDataError(
+            f"boundary file {name!r} has no column {column!r}; columns present: {cols}. "
+            "Fix data.boundary_filter.column."
+        )
+    wanted = list(value) if isinstance(value, (list, tuple, set)) else [value]
+    selected = gdf[gdf[column].isin(wanted)]
+    if selected.empty:
+        available = sorted(map(str, gdf[column].dropna().unique()))
+        shown = available[:60] + (["..."] if len(available) > 60 else [])
+        raise InputDataError(
+            f"boundary file {name!r}: no unit has {column} == {value!r}; available values: "
+            f"{shown}. Fix data.boundary_filter.value."
+        )
+    return selected
+
+
+# -- layers ------------------------------------------------------------------------------
+
+def normalise_layer_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate one ``data.layers.<name>`` entry and fill defaults.
+
+    Returns a new dict with keys ``name, path, kind, units, long_name, band, band_years
+    (dict[int, int] or None), scale_factor, offset, nodata, resampling, static (bool)``.
+    """
+    if not isinstance(spec, Mapping):
+        raise ParameterError(f"data.layers.{name}: got {type(spec).__name__}, expected a mapping.")
+    unknown = sorted(set(spec) - LAYER_KEYS)
+    missing = [k for k in REQUIRED_LAYER_KEYS if spec.get(k) in (None, "")]
+    problems = []
+    if unknown:
+        problems.append(f"unknown keys {unknown} (allowed: {sorted(LAYER_KEYS)})")
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if spec.get("kind") not in (None, *KINDS):
+        problems.append(f"kind {spec['kind']!r} is not one of {list(KINDS)}")
+    if spec.get("resampling") not in (None, *RESAMPLING_NAMES):
+        problems.append(f"resampling {spec['resampling']!r} is not one of {list(RESAMPLING_NAMES)}")
+    if spec.get("band") is not None and spec.get("band_years") is not None:
+        problems.append("give either 'band' (static band) or 'band_years' (annual stack), not both")
+    if spec.get("kind") == "categorical" and (spec.get("scale_factor") not in (None, 1)
+                                              or spec.get("offset") not in (None, 0)):
+        problems.append("scale_factor/offset make no sense for a categorical layer")
+    if problems:
+        raise ParameterError(f"data.layers.{name}: " + "; ".join(problems) + ".")
+    band_years = spec.get("band_years")
+    if band_years is not None:
+        try:
+            band_years = {int(y): int(b) for y, b in dict(band_years).items()}
+        except (TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"data.layers.{name}.band_years: got {band_years!r}; expected {{year: band}} "
+                "with integer years and 1-based band numbers."
+            ) from exc
+    path = str(spec["path"])
+    static = bool(spec.get("static", False)) or ("{year}" not in path and band_years is None)
+    return {
+        "name": name, "path": path, "kind": spec["kind"], "units": str(spec["units"]),
+        "long_name": str(spec.get("long_name") or name), "band": spec.get("band"),
+        "band_years": band_years, "scale_factor": spec.get("scale_factor"),
+        "offset": spec.get("offset"), "nodata": spec.get("nodata"),
+        "resampling": spec.get("resampling"), "static": static,
+    }
+
+
+def available_years(spec: Mapping[str, Any], *, name: str = "layer") -> list[int]:
+    """Years for which an annual layer has data: parsed from ``{year}`` file names on disk,
+    or the keys of ``band_years``. Empty for a static layer."""
+    s = normalise_layer_spec(name, spec)
+    if s["band_years"] is not None:
+        return sorted(s["band_years"])
+    if "{year}" not in s["path"]:
+        return []
+    pattern = Path(s["path"])
+    regex = re.compile(re.escape(pattern.name).replace(re.escape("{year}"), r"(\d{4})") + "$")
+    folder = pattern.parent
+    if not folder.is_dir():
+        return []
+    years = (regex.match(p.name) for p in folder.iterdir())
+    return sorted(int(m.group(1)) for m in years if m)
+
+
+def _resolve_band(s: dict[str, Any], src: Any, path: Path, year: int | None) -> int:
+    """1-based band to read."""
+    count = src.count
+    if s["band_years"] is not None:
+        if year not in s["band_years"]:
+            raise InputDataError(
+                f"layer {s['name']!r}: year {year} is not in band_years of {path.name!r} "
+                f"(years {sorted(s['band_years'])}); add it or drop the year from data.years."
+            )
+        band = s["band_years"][year]
+    elif isinstance(s["band"], str):
+        names = list(src.descriptions)
+        if s["band"] not in names:
+            raise InputDataError(
+                f"layer {s['name']!r}: {path.name!r} has no band named {s['band']!r}; band "
+                f"descriptions are {names}. Use a 1-based band number or one of those names."
+            )
+        band = names.index(s["band"]) + 1
+    else:
+        band = 1 if s["band"] is None else int(s["band"])
+        if s["band"] is None and count > 1:
+            raise InputDataError(
+                f"layer {s['name']!r}: {path.name!r} has {count} bands; say which with 'band' "
+                "(static) or 'band_years' (annual stack)."
+            )
+    if not 1 <= band <= count:
+        raise InputDataError(
+            f"layer {s['name']!r}: band {band} requested but {path.name!r} has {count} band(s) "
+            "(bands are 1-based)."
+        )
+    return band
+
+
+def read_layer(
+    spec: Mapping[str, Any],
+    *,
+    year: int | None = None,
+    name: str | None = None,
+    chunks: int | dict | None = None,
+) -> xr.DataArray:
+    """Read one layer (one year of an annual layer) at its native grid, decoded.
+
+    Parameters
+    ----------
+    spec : mapping
+        A ``data.layers`` entry (see module docstring). ``scale_factor``/``offset``, when
+        given, replace the file's own GDAL scale/offset (they are not compounded).
+    year : int, optional
+        Calendar year; required for annual layers, ignored for static ones.
+    name : str, optional
+        Variable name (the ``data.layers`` key); used in messages and as ``da.name``.
+    chunks : int or dict, optional
+        Passed to ``rioxarray.open_rasterio`` for a lazy dask-backed read.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(y, x)`` in the file's CRS. Continuous: float32, value = raw * scale + offset in
+        ``spec['units']``, NaN where the raw value is the nodata value or not finite.
+        Categorical: int16 class codes, 0 = nodata. Attributes ``units``, ``long_name``,
+        ``source``, ``band``, ``year``.
+
+    Raises
+    ------
+    InputDataError
+        File missing (names the file and year), band missing, year not in ``band_years``.
+    GridMismatchError
+        The file has no CRS.
+    ParameterError
+        Bad spec, or ``year`` missing for an annual layer.
+    """
+    import rasterio
+    import rioxarray
+
+    s = normalise_layer_spec(name or "layer", spec)
+    if not s["static"] and year is None:
+        raise ParameterError(
+            f"layer {s['name']!r} is annual ({s['path']!r}); pass year=<calendar year>."
+        )
+    path = Path(s["path"].replace("{year}", str(year)) if "{year}" in s["path"] else s["path"])
+    if not path.exists():
+        when = "" if s["static"] or "{year}" not in s["path"] else f" for year {year}"
+        raise InputDataError(
+            f"layer {s['name']!r}: file {str(path)!r}{when} not found; check "
+            f"data.layers.{s['name']}.path and data.years."
+        )
+    with rasterio.open(path) as src:
+        band = _resolve_band(s, src, path, year)
+        file_scale, file_offset = src.scales[band - 1], src.offsets[band - 1]
+        file_nodata = src.nodatavals[band - 1]
+        has_crs = src.crs is not None
+    if not has_crs:
+        raise GridMismatchError(
+            f"layer {s['name']!r}: {path.name!r} has no CRS; it cannot be aligned to the grid. "
+            "Assign the CRS in the file (gdal_edit.py -a_srs)."
+        )
+    raw = rioxarray.open_rasterio(path, masked=False, mask_and_scale=False, chunks=chunks)
+    raw = raw.isel(band=band - 1, drop=True)
+    nodata = s["nodata"] if s["nodata"] is not None else file_nodata
+    invalid = _nodata_mask(raw, nodata)
+    if s["kind"] == "continuous":
+        scale = float(s["scale_factor"] if s["scale_factor"] is not None else file_scale or 1.0)
+        offset = float(s["offset"] if s["offset"] is not None else file_offset or 0.0)
+        out = (raw.astype("float64") * scale + offset).where(~invalid).astype("float32")
+        out = out.rio.write_nodata(np.nan, encoded=False)
+    else:
+        out = raw.where(~invalid, CATEGORICAL_NODATA)
+        if np.issubdtype(out.dtype, np.floating):
+            out = out.fillna(CATEGORICAL_NODATA).round()
+        out = out.astype("int16").rio.write_nodata(CATEGORICAL_NODATA, encoded=False)
+    out.name = s["name"]
+    out.attrs = {"units": s["units"], "long_name": s["long_name"], "source": str(path),
+                 "band": band}
+    if not s["static"]:
+        out.attrs["year"] = int(year)  # type: ignore[arg-type]
+    return out
+
+
+def _nodata_mask(raw: xr.DataArray, nodata: float | None) -> xr.DataArray:
+    invalid = xr.zeros_like(raw, dtype=bool)
+    if np.issubdtype(raw.dtype, np.floating):
+        invalid = ~np.isfinite(raw)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        # Cast to the raw dtype first: a float32 file's nodata (-3.4e38) is stored in the
+        # header as the float64 of that float32, and must compare equal after the round trip.
+        invalid = invalid | (raw == np.asarray(nodata).astype(raw.dtype))
+    return invalid
+
+
+# -- the cube ----------------------------------------------------------------------------
+
+def _cube_years(data_spec: Mapping[str, Any], years: Sequence[int] | None,
+                layers: dict[str, dict[str, Any]]) -> list[int]:
+    annual = [n for n, s in layers.items() if not s["static"]]
+    chosen = years if years is not None else data_spec.get("years")
+    if not annual:
+        return [] if chosen is None else sorted({int(y) for y in chosen})
+    if not chosen:
+        raise ParameterError(
+            f"data.years: missing or empty but layers {annual} are annual; list the calendar "
+            "years to build (e.g. years: [2000, 2005, 2010])."
+        )
+    try:
+        return sorted({int(y) for y in chosen})
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"data.years: got {chosen!r}; expected integer years.") from exc
+
+
+def _annual_stack(s: dict[str, Any], years: list[int], grid: GridSpec) -> xr.DataArray:
+    aligned = []
+    for year in years:
+        da = read_layer(s, year=year, name=s["name"])
+        aligned.append(align_to_grid(da, grid, kind=s["kind"], resampling=s["resampling"]))
+    stack = xr.concat(aligned, dim=xr.DataArray(years, dims="year", name="year"),
+                      combine_attrs="drop_conflicts")
+    stack.attrs["source"] = s["path"]
+    return stack
+
+
+def build_cube(
+    data_spec: Mapping[str, Any],
+    grid: GridSpec,
+    *,
+    years: Sequence[int] | None = None,
+) -> xr.Dataset:
+    """Read every layer of the ``data:`` block, align it to ``grid`` and clip to the boundary.
+
+    Parameters
+    ----------
+    data_spec : mapping
+        The params ``data:`` block (``boundary``, ``boundary_filter``, ``years``, ``layers``;
+        ``plots`` is ignored here).
+    grid : GridSpec
+        Target grid (projected CRS, metres).
+    years : sequence of int, optional
+        Calendar years to build; default ``data_spec['years']``.
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per layer: annual ``(year, y, x)``, static ``(y, x)``; continuous float32
+        (NaN nodata), categorical int16 (0 nodata); ``units``/``long_name`` from the spec,
+        ``grid_mapping = "spatial_ref"``. Plus ``region_mask`` (bool, ``(y, x)``). Pixels
+        outside the boundary are NaN / 0 in every layer. ``year`` is an int coordinate.
+
+    Raises
+    ------
+    ParameterError
+        Bad ``layers`` entries, annual layers without ``years``.
+    InputDataError
+        Missing file (names file and year), boundary problems.
+    GridMismatchError
+        A layer does not overlap the grid; the boundary misses the grid.
+    """
+    if not isinstance(data_spec, Mapping) or not data_spec.get("layers"):
+        raise ParameterError(
+            "data.layers: missing or empty; list at least one layer "
+            "({name: {path, kind, units}})."
+        )
+    layers = {n: normalise_layer_spec(n, s) for n, s in data_spec["layers"].items()}
+    bad_names = [n for n in layers if n != n.lower() or n == "region_mask"]
+    if bad_names:
+        raise ParameterError(
+            f"data.layers: names {bad_names} are not allowed; use lower-case names from "
+            "docs/architecture.md (ndvi, npp, temperature, landuse, ...), not 'region_mask'."
+        )
+    cube_years = _cube_years(data_spec, years, layers)
+    boundary_path = data_spec.get("boundary")
+    if boundary_path:
+        boundary = read_boundary(boundary_path, crs=grid.crs,
+                                 filter=data_spec.get("boundary_filter"))
+        mask = region_mask(boundary, grid)
+    else:
+        mask = grid.template(dtype=bool, fill=True, name="region_mask")
+        mask.attrs = {"units": "1", "long_name": "inside the study boundary (whole grid)"}
+    inside = mask.drop_vars("spatial_ref", errors="ignore")
+    variables: dict[str, xr.DataArray] = {}
+    for name, s in layers.items():
+        if s["static"]:
+            da = align_to_grid(read_layer(s, name=name), grid, kind=s["kind"],
+                               resampling=s["resampling"])
+        else:
+            da = _annual_stack(s, cube_years, grid)
+        fill = np.float32(np.nan) if s["kind"] == "continuous" else np.int16(CATEGORICAL_NODATA)
+        da = da.drop_vars("spatial_ref", errors="ignore")
+        da = da.where(inside, fill).astype(da.dtype)
+        da.attrs = {
+            "units": s["units"], "long_name": s["long_name"], "kind": s["kind"],
+            "source": s["path"], "resampling": da.attrs.get("resampling", s["resampling"] or ""),
+            "history": history_line("build_cube", layer=name, kind=s["kind"],
+                                    resolution_m=grid.resolution),
+        }
+        variables[name] = da
+    variables["region_mask"] = inside
+    ds = xr.Dataset(variables)
+    if cube_years:
+        ds = ds.assign_coords(year=("year", np.asarray(cube_years, dtype="int64"),
+                                    {"long_name": "calendar year", "units": "1"}))
+    ds = attach_grid(ds, grid)
+    for v in ds.data_vars.values():
+        v.attrs["grid_mapping"] = "spatial_ref"
+    ds.attrs = {
+        "Conventions": "CF-1.8",
+        "title": "terracarbon data-prep cube",
+        "crs": crs_label(grid.crs),
+        "resolution_m": grid.resolution,
+        "history": history_line("build_cube", layers=list(layers), years=cube_years,
+                                boundary=str(boundary_path) if boundary_path else None,
+                                resolution_m=grid.resolution),
+    }
+    return ds

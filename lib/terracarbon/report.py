@@ -1,0 +1,142 @@
+"""Self-contained offline HTML: stage reports (nbconvert) and the run index page.
+
+Reports must open with no network: the nbconvert template ``terracarbon_offline`` drops the
+lab template's CDN script tags (require.js, MathJax, mermaid), and cells tagged
+``hide-input`` show only their output. :func:`external_references` finds any remaining
+``http(s)://`` script, stylesheet, font or image reference so tests can assert there is none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from terracarbon.io import atomic_path
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+HIDE_INPUT_TAGS = {"hide-input", "parameters", "injected-parameters"}
+REMOVE_CELL_TAGS = {"remove-cell"}
+
+_EXTERNAL = re.compile(
+    r"""<(?:script|link|img|iframe|source)\b[^>]*?\b(?:src|href)\s*=\s*["']((?:https?:)?//[^"']+)""",
+    re.IGNORECASE,
+)
+_CSS_URL = re.compile(r"""(?:@import\s+|url\()\s*["']?((?:https?:)?//[^"')]+)""", re.IGNORECASE)
+
+
+def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Path:
+    """Render an executed notebook to a self-contained HTML file (atomically).
+
+    Cells tagged ``hide-input``/``parameters`` show only their outputs; ``remove-cell`` cells
+    are dropped; no CDN reference is emitted by the template.
+    """
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    exporter = HTMLExporter(template_name="terracarbon_offline",
+                            extra_template_basedirs=[str(TEMPLATE_DIR)])
+    tag_remover = TagRemovePreprocessor(remove_input_tags=HIDE_INPUT_TAGS,
+                                        remove_cell_tags=REMOVE_CELL_TAGS, enabled=True)
+    exporter.register_preprocessor(tag_remover, enabled=True)
+    body, _ = exporter.from_notebook_node(nb)
+    html_path = Path(html_path)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def external_references(page: str) -> list[str]:
+    """Every network URL a page would load (scripts, stylesheets, images, CSS imports)."""
+    return sorted(set(_EXTERNAL.findall(page)) | set(_CSS_URL.findall(page)))
+
+
+_STATUS_COLOUR = {"complete": "#1a7f37", "skipped": "#1a7f37", "failed": "#cf222e",
+                  "running": "#9a6700", "not run": "#57606a"}
+
+
+def _fmt_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return html.escape(str(value))
+
+
+def render_index(
+    run_dir: str | os.PathLike,
+    manifests: Sequence[Mapping],
+    *,
+    params_file: str,
+    title: str,
+    provenance: Mapping | None = None,
+) -> Path:
+    """Write ``runs/<name>/index.html`` linking every stage report, offline and atomic.
+
+    ``manifests`` are the stage manifests in run order (a stage never run has
+    ``{"stage": id, "status": "not run"}``).
+    """
+    run_dir = Path(run_dir)
+    rows = []
+    headline_items = []
+    for m in manifests:
+        status = m.get("status", "not run")
+        colour = _STATUS_COLOUR.get(status, "#57606a")
+        report = m.get("report")
+        link = (f'<a href="{html.escape(report)}">{html.escape(m.get("title", m["stage"]))}</a>'
+                if report and (run_dir / report).exists() else html.escape(m.get("title", "")))
+        duration = m.get("duration_s")
+        heads = m.get("headlines") or {}
+        head_html = "<br>".join(
+            f"{html.escape(h.get('text') or k)}: <b>{_fmt_value(h.get('value'))}</b> "
+            f"{html.escape(h.get('units') or '')}" for k, h in heads.items())
+        for k, h in heads.items():
+            headline_items.append(
+                f"<li>{html.escape(h.get('text') or k)}: <b>{_fmt_value(h.get('value'))}</b> "
+                f"{html.escape(h.get('units') or '')}</li>")
+        error = m.get("error")
+        err_html = f'<div class="err">{html.escape(error)}</div>' if error else ""
+        rows.append(
+            f"<tr><td><code>{html.escape(m['stage'])}</code></td><td>{link}{err_html}</td>"
+            f'<td style="color:{colour}"><b>{html.escape(status)}</b></td>'
+            f"<td>{'' if duration is None else f'{duration:,.1f} s'}</td><td>{head_html}</td></tr>"
+        )
+    prov = provenance or {}
+    prov_html = html.escape(json.dumps(prov, indent=2, default=str))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 70rem; color: #1f2328; line-height: 1.45; padding: 0 1rem; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border-bottom: 1px solid #d0d7de; padding: .45rem .6rem; text-align: left;
+         vertical-align: top; }}
+th {{ background: #f6f8fa; }}
+.err {{ color: #cf222e; font-size: .9em; white-space: pre-wrap; }}
+pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85em; }}
+.headlines li {{ margin: .2rem 0; }}
+</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p>Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by terracarbon.
+Resolved parameters: <a href="{html.escape(params_file)}">{html.escape(params_file)}</a>.</p>
+<h2>Headline numbers</h2>
+<ul class="headlines">{''.join(headline_items) or '<li>none yet</li>'}</ul>
+<h2>Stages</h2>
+<table><thead><tr><th>id</th><th>report</th><th>status</th><th>duration</th>
+<th>headlines</th></tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+<h2>Provenance</h2>
+<pre>{prov_html}</pre>
+</body></html>
+"""
+    path = run_dir / "index.html"
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,204 @@
+"""Run a study: the stages in order with papermill, skipping those already up to date.
+
+``run_all.py`` is a thin command-line wrapper around :func:`run_study`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from terracarbon import report, stages
+from terracarbon.errors import ParameterError, StageError
+from terracarbon.io import atomic_path
+from terracarbon.params import REPO_ROOT
+
+log = logging.getLogger(__name__)
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage_id: str
+    status: str  # complete | skipped | failed
+    duration_s: float
+    report: Path | None
+    error: str | None = None
+
+
+def stage_parameters(params: dict, stage_id: str, run_dir: Path) -> dict:
+    """The papermill parameters of a stage: ``run_dir`` plus its parameter sections."""
+    spec = stages.STAGES[stage_id]
+    return {"run_dir": str(run_dir), **{name: params[name] for name in spec.sections}}
+
+
+def check_notebook_parameters(stage_ids: Iterable[str], notebook_dir: Path = NOTEBOOK_DIR) -> None:
+    """Every parameter we pass must be declared in the notebook (papermill only warns)."""
+    import papermill
+
+    problems = []
+    for stage_id in stage_ids:
+        spec = stages.STAGES[stage_id]
+        path = notebook_dir / spec.notebook
+        if not path.is_file():
+            problems.append(f"  - {stage_id}: notebook {path} not found")
+            continue
+        declared = set(papermill.inspect_notebook(str(path)))
+        expected = {"run_dir", *spec.sections}
+        for name in sorted(expected - declared):
+            problems.append(f"  - {stage_id}: {path.name} has no parameter {name!r} in its "
+                            "'parameters' cell; add it (a dict of that section's defaults)")
+    if problems:
+        raise ParameterError("notebook parameters do not match the study:\n" + "\n".join(problems))
+
+
+def select_stages(listed: Sequence[str], *, start: str | None, only: str | None) -> list[str]:
+    """The stages to consider, honouring ``--from`` and ``--only``."""
+    for name, value in (("--from", start), ("--only", only)):
+        if value is not None and value not in listed:
+            raise ParameterError(f"{name} {value!r}: not a stage of this study {list(listed)}")
+    if only is not None:
+        return [only]
+    if start is not None:
+        return list(listed[listed.index(start):])
+    return list(listed)
+
+
+def _kernel_env() -> dict[str, str]:
+    env = {"PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
+    return env
+
+
+def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path) -> Path:
+    """Execute a stage notebook with papermill into its stage folder (atomically)."""
+    import papermill
+
+    spec = stages.STAGES[stage_id]
+    stage_dir = run_dir / stage_id
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    out_nb = stage_dir / spec.notebook
+    os.environ.update(_kernel_env())
+    with atomic_path(out_nb) as tmp:
+        try:
+            papermill.execute_notebook(
+                str(notebook_dir / spec.notebook), str(tmp),
+                parameters=stage_parameters(params, stage_id, run_dir),
+                cwd=str(notebook_dir), progress_bar=False, kernel_name="python3",
+                report_mode=False,
+            )
+        except BaseException:
+            # keep the failed notebook (with its traceback) for the HTML report
+            if tmp.exists():
+                os.replace(tmp, out_nb)
+            raise
+    return out_nb
+
+
+def run_study(
+    params: dict,
+    *,
+    runs_dir: str | os.PathLike = REPO_ROOT / "runs",
+    force: bool = False,
+    start: str | None = None,
+    only: str | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> tuple[Path, list[StageResult]]:
+    """Run the study's stages in order; return the run folder and per-stage results.
+
+    A stage is skipped when its manifest is complete, its ``stage_hash`` (parameter sections
+    + upstream hashes) matches and its outputs exist, unless ``force``. A failing stage stops
+    the run: its notebook and HTML are still written, its manifest says ``failed`` with the
+    failing cell, and earlier stages are untouched. ``index.html`` is rewritten after every
+    stage.
+
+    Raises
+    ------
+    StageError
+        When a stage fails (after writing its report and the index).
+    """
+    import papermill
+
+    run_dir = Path(runs_dir).resolve() / params["study"]["name"]
+    listed = list(params["study"]["stages"])
+    todo = select_stages(listed, start=start, only=only)
+    check_notebook_parameters(todo, notebook_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    params_file = run_dir / "params.yaml"
+    clean = {k: v for k, v in params.items() if k != "_meta"}
+    with atomic_path(params_file) as tmp:
+        tmp.write_text(yaml.safe_dump({**clean, "_meta": params.get("_meta", {})},
+                                      sort_keys=False))
+    results: list[StageResult] = []
+    failure: StageError | None = None
+    for stage_id in todo:
+        spec = stages.STAGES[stage_id]
+        sections = {name: params[name] for name in spec.sections}
+        expected = stages.stage_hash(stages.params_hash(sections),
+                                     stages.upstream_hashes(run_dir, stage_id))
+        if not force and stages.is_up_to_date(run_dir, stage_id, expected):
+            progress(f"[{stage_id}] up to date, skipped")
+            manifest = stages.read_manifest(run_dir / stage_id) or {}
+            report_path = manifest.get("report")
+            results.append(StageResult(stage_id, "skipped", 0.0,
+                                       run_dir / report_path if report_path else None))
+            continue
+        progress(f"[{stage_id}] running {spec.notebook} …")
+        t0 = time.time()
+        error = None
+        try:
+            out_nb = _execute(stage_id, params, run_dir, notebook_dir)
+        except papermill.PapermillExecutionError as exc:
+            out_nb = run_dir / stage_id / spec.notebook
+            error = (f"stage {stage_id} failed in cell {exc.exec_count} "
+                     f"(index {exc.cell_index}): {exc.ename}: {exc.evalue}")
+        duration = round(time.time() - t0, 2)
+        html_path = run_dir / stage_id / (Path(spec.notebook).stem + ".html")
+        if out_nb.exists():
+            report.notebook_to_html(out_nb, html_path)
+        rel = lambda p: os.path.relpath(p, run_dir)  # noqa: E731
+        if error:
+            stages.update_manifest(run_dir / stage_id, stage=stage_id, title=spec.title,
+                                   status="failed", error=error, duration_s=duration,
+                                   notebook=rel(out_nb), report=rel(html_path))
+            progress(f"[{stage_id}] FAILED after {duration:.1f} s: {error}")
+            results.append(StageResult(stage_id, "failed", duration, html_path, error))
+            failure = StageError(error + f"\n  report: {html_path}")
+            break
+        manifest = stages.read_manifest(run_dir / stage_id) or {}
+        if manifest.get("status") != "complete" or manifest.get("stage_hash") != expected:
+            error = (f"stage {stage_id}: the notebook ran but did not call "
+                     "stages.finish_stage with the runner's parameters")
+            stages.update_manifest(run_dir / stage_id, status="failed", error=error,
+                                   report=rel(html_path))
+            results.append(StageResult(stage_id, "failed", duration, html_path, error))
+            failure = StageError(error)
+            break
+        stages.update_manifest(run_dir / stage_id, duration_s=duration, notebook=rel(out_nb),
+                               report=rel(html_path))
+        progress(f"[{stage_id}] complete in {duration:.1f} s")
+        results.append(StageResult(stage_id, "complete", duration, html_path))
+        write_index(run_dir, params)
+    index = write_index(run_dir, params)
+    progress(f"index: {index}")
+    if failure is not None:
+        raise failure
+    return run_dir, results
+
+
+def write_index(run_dir: Path, params: dict) -> Path:
+    """(Re)write the run's index.html from the manifests on disk."""
+    manifests = []
+    for stage_id in params["study"]["stages"]:
+        manifest = stages.read_manifest(run_dir / stage_id)
+        manifests.append(manifest or {"stage": stage_id, "status": "not run",
+                                      "title": stages.STAGES[stage_id].title})
+    return report.render_index(run_dir, manifests, params_file="params.yaml",
+                               title=f"terracarbon run '{params['study']['name']}'",
+                               provenance=stages.provenance())

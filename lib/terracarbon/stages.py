@@ -1,0 +1,302 @@
+"""Run folders, stage contexts and manifests.
+
+A run lives in ``runs/<name>/``; stage ``NN_id`` writes into ``runs/<name>/NN_id/``: its
+artifacts, the executed notebook, its HTML and ``manifest.json``. A stage reads earlier stages
+only through their manifests' ``outputs`` (by id), never by globbing paths.
+
+Manifest fields: ``stage``, ``status`` (``running``/``complete``/``failed``), ``started``,
+``finished``, ``duration_s``, ``params`` (the sections the stage uses), ``params_hash``,
+``upstream`` (``{stage: stage_hash}``), ``stage_hash`` (params hash + upstream hashes: what a
+rerun compares), ``outputs`` (``{id: {path, units, description}}``, paths relative to the run
+folder), ``headlines`` (``{key: {value, units, text}}``), ``provenance`` (git commit, dirty
+flag, package versions) and, added by the runner, ``notebook``, ``report``, ``error``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terracarbon import __version__
+from terracarbon.errors import StageError
+from terracarbon.io import write_json
+from terracarbon.params import REPO_ROOT, validate_section
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage is: its notebook, the parameter sections it reads, its upstream stages."""
+
+    stage_id: str
+    notebook: str
+    sections: tuple[str, ...]
+    upstream: tuple[str, ...]
+    title: str
+
+
+STAGES: dict[str, StageSpec] = {
+    spec.stage_id: spec
+    for spec in (
+        StageSpec("01_data_prep", "01_data_prep.ipynb",
+                  ("study", "synthetic", "grid", "data", "prep", "compute"), (),
+                  "Data preparation"),
+        StageSpec("02_train_models", "02_train_models.ipynb", ("study", "models", "compute"),
+                  ("01_data_prep",), "Model training"),
+        StageSpec("03_carbon_maps", "03_carbon_maps.ipynb", ("study", "maps", "compute"),
+                  ("01_data_prep", "02_train_models"), "Carbon maps"),
+        StageSpec("04_trends", "04_trends.ipynb", ("study", "trends", "compute"),
+                  ("01_data_prep", "03_carbon_maps"), "Trends"),
+        StageSpec("05_zoning", "05_zoning.ipynb", ("study", "zoning", "compute"),
+                  ("01_data_prep", "03_carbon_maps", "04_trends"), "Zoning"),
+    )
+}
+
+MANIFEST = "manifest.json"
+PACKAGES = ("numpy", "pandas", "xarray", "rioxarray", "rasterio", "dask", "scipy", "scikit-learn",
+            "torch", "numba", "esda", "libpysal", "papermill", "matplotlib", "hvplot", "panel")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance() -> dict:
+    """Git commit and dirty flag of the workbench, Python and package versions."""
+    from importlib import metadata
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                 timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "terracarbon": __version__,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def params_hash(sections: Mapping[str, Any]) -> str:
+    """SHA-256 (16 hex digits) of the parameter sections, order-independent."""
+    blob = json.dumps(sections, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stage_hash(p_hash: str, upstream: Mapping[str, str]) -> str:
+    """Combine a stage's parameter hash with its upstream stages' hashes."""
+    blob = json.dumps({"params": p_hash, "upstream": dict(sorted(upstream.items()))}).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_manifest(stage_dir: str | os.PathLike) -> dict | None:
+    """The stage's manifest, or None when there is none (or it is unreadable)."""
+    path = Path(stage_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_up_to_date(run_dir: str | os.PathLike, stage_id: str, expected_hash: str) -> bool:
+    """True when the stage completed with ``expected_hash`` and all its outputs exist."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir / stage_id)
+    if not manifest or manifest.get("status") != "complete":
+        return False
+    if manifest.get("stage_hash") != expected_hash:
+        return False
+    outputs = manifest.get("outputs", {})
+    return all((run_dir / out["path"]).exists() for out in outputs.values())
+
+
+def upstream_hashes(run_dir: str | os.PathLike, stage_id: str) -> dict[str, str]:
+    """``{upstream stage: stage_hash}``; StageError when an upstream is missing or incomplete."""
+    run_dir = Path(run_dir)
+    hashes = {}
+    for up in STAGES[stage_id].upstream:
+        manifest = read_manifest(run_dir / up)
+        if not manifest or manifest.get("status") != "complete":
+            state = manifest.get("status") if manifest else "missing"
+            raise StageError(
+                f"{stage_id} needs stage {up} in {run_dir}, but its manifest is {state}; "
+                f"run it first (python run_all.py --params ... --from {up})."
+            )
+        hashes[up] = manifest["stage_hash"]
+    return hashes
+
+
+@dataclass
+class StageContext:
+    """What a running stage notebook knows: where to read, where to write, its parameters."""
+
+    run_dir: Path
+    stage_id: str
+    params: dict
+    upstream: dict[str, dict]
+    params_hash: str
+    stage_hash: str
+    started: float = field(default_factory=time.time)
+    outputs: dict[str, dict] = field(default_factory=dict)
+    headlines: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def stage_dir(self) -> Path:
+        return self.run_dir / self.stage_id
+
+    def path(self, name: str) -> Path:
+        """A path inside this stage's folder (the folder is created)."""
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        return self.stage_dir / name
+
+    def input(self, stage_id: str, output_id: str, *, required: bool = True) -> Path | None:
+        """Resolve an upstream artifact by stage and output id."""
+        manifest = self.upstream.get(stage_id)
+        if manifest is None:
+            raise StageError(f"{self.stage_id}: {stage_id} is not an upstream stage of this one")
+        out = manifest.get("outputs", {}).get(output_id)
+        if out is None:
+            if not required:
+                return None
+            raise StageError(
+                f"{self.stage_id}: stage {stage_id} has no output {output_id!r} "
+                f"(it has {sorted(manifest.get('outputs', {}))}); rerun {stage_id}."
+            )
+        path = self.run_dir / out["path"]
+        if not path.exists():
+            raise StageError(f"{self.stage_id}: {path} listed by {stage_id} is missing; rerun "
+                             f"with --from {stage_id}.")
+        return path
+
+    def upstream_units(self, stage_id: str, output_id: str) -> str | None:
+        return self.upstream[stage_id]["outputs"][output_id].get("units")
+
+    def record(self, output_id: str, path: str | os.PathLike, *, units: str | None,
+               description: str) -> Path:
+        """Register an artifact already written (atomically) into the stage folder."""
+        path = Path(path)
+        if not path.exists():
+            raise StageError(f"{self.stage_id}: output {output_id!r} at {path} was not written")
+        rel = os.path.relpath(path, self.run_dir)
+        self.outputs[output_id] = {"path": rel, "units": units, "description": description}
+        return path
+
+    def headline(self, key: str, value: Any, *, units: str = "", text: str = "") -> None:
+        """A headline number shown on the run's index page."""
+        self.headlines[key] = {"value": value, "units": units, "text": text}
+
+
+def open_stage(
+    run_dir: str | os.PathLike,
+    stage_id: str,
+    *,
+    params: Mapping[str, Mapping],
+) -> StageContext:
+    """Start a stage: validate its parameter sections and upstream manifests.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder (``runs/<name>``).
+    stage_id : str
+        One of :data:`STAGES`.
+    params : mapping
+        ``{section: values}`` for the sections the stage uses (the notebook's parameters).
+
+    Raises
+    ------
+    StageError
+        Unknown stage, missing or incomplete upstream stage.
+    ParameterError
+        A parameter section is missing or invalid.
+    """
+    if stage_id not in STAGES:
+        raise StageError(f"unknown stage {stage_id!r}; known: {list(STAGES)}")
+    spec = STAGES[stage_id]
+    run_dir = Path(run_dir).resolve()
+    missing = [s for s in spec.sections if s not in params]
+    if missing:
+        raise StageError(f"{stage_id}: parameter sections {missing} not given to open_stage")
+    for name in spec.sections:
+        validate_section(name, params[name])
+    sections = {name: params[name] for name in spec.sections}
+    up_hashes = upstream_hashes(run_dir, stage_id)
+    p_hash = params_hash(sections)
+    ctx = StageContext(
+        run_dir=run_dir,
+        stage_id=stage_id,
+        params=dict(sections),
+        upstream={up: read_manifest(run_dir / up) or {} for up in spec.upstream},
+        params_hash=p_hash,
+        stage_hash=stage_hash(p_hash, up_hashes),
+    )
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    _write_manifest(ctx, status="running")
+    return ctx
+
+
+def _write_manifest(ctx: StageContext, *, status: str, **extra: Any) -> Path:
+    previous = read_manifest(ctx.stage_dir) or {}
+    manifest = {
+        "stage": ctx.stage_id,
+        "title": STAGES[ctx.stage_id].title,
+        "status": status,
+        "started": previous.get("started") if status != "running" else _now(),
+        "finished": _now() if status != "running" else None,
+        "duration_s": round(time.time() - ctx.started, 2),
+        "params": ctx.params,
+        "params_hash": ctx.params_hash,
+        "upstream": {up: m.get("stage_hash") for up, m in ctx.upstream.items()},
+        "stage_hash": ctx.stage_hash,
+        "outputs": ctx.outputs,
+        "headlines": ctx.headlines,
+        "provenance": provenance() if status != "running" else previous.get("provenance"),
+        **extra,
+    }
+    return write_json(manifest, ctx.stage_dir / MANIFEST)
+
+
+def finish_stage(ctx: StageContext, *, outputs: Mapping[str, dict] | None = None) -> Path:
+    """Mark the stage complete and write its manifest.
+
+    ``outputs`` may add ``{id: {"path", "units", "description"}}`` entries not yet recorded
+    with :meth:`StageContext.record`. Every output must exist and say its units (use
+    ``units: "1"`` for dimensionless, ``None`` only for figures/reports).
+    """
+    for output_id, out in (outputs or {}).items():
+        ctx.record(output_id, out["path"], units=out.get("units"),
+                   description=out.get("description", ""))
+    if not ctx.outputs:
+        raise StageError(f"{ctx.stage_id}: finish_stage called with no outputs recorded")
+    return _write_manifest(ctx, status="complete")
+
+
+def update_manifest(stage_dir: str | os.PathLike, **fields: Any) -> None:
+    """Add runner fields (notebook, report, error, status) to an existing manifest."""
+    manifest = read_manifest(stage_dir) or {"stage": Path(stage_dir).name}
+    manifest.update(fields)
+    write_json(manifest, Path(stage_dir) / MANIFEST)

@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Run a terracarbon study: every stage notebook in order, into runs/<name>/.
+
+Examples
+--------
+    python run_all.py                                  # the default synthetic study
+    python run_all.py --params params/quick.yaml       # tiny study (about a minute)
+    python run_all.py --params my_study.yaml --set trends.alpha=0.01 --from 04_trends
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from terracarbon.errors import TerracarbonError
+from terracarbon.params import DEFAULT_PARAMS, REPO_ROOT, load_params
+from terracarbon.runner import run_study
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default=None,
+                        help="study YAML layered over params/default.yaml (default: none)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a parameter, e.g. trends.alpha=0.01")
+    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs"),
+                        help="folder holding run folders (default: runs/)")
+    parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--from", dest="start", metavar="STAGE", help="run from this stage on")
+    group.add_argument("--only", metavar="STAGE", help="run only this stage")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    t0 = time.time()
+
+    def progress(message: str) -> None:
+        print(f"{time.time() - t0:7.1f} s  {message}", flush=True)
+
+    try:
+        params = load_params(args.params, args.overrides, defaults=DEFAULT_PARAMS)
+        run_dir, _ = run_study(params, runs_dir=args.runs_dir, force=args.force,
+                               start=args.start, only=args.only, progress=progress)
+    except TerracarbonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"done in {time.time() - t0:.1f} s; open {run_dir / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
