@@ -69,7 +69,7 @@ def crs_label(crs: pyproj.CRS | Any) -> str:
     return f"{auth[0]}:{auth[1]}" if auth else f"custom CRS {crs.name!r}"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class GridSpec:
     """A projected, north-up grid of square pixels: the target of every layer in a study.
 
@@ -126,6 +126,10 @@ class GridSpec:
         object.__setattr__(self, "crs", crs)
         object.__setattr__(self, "resolution", res)
         object.__setattr__(self, "bounds", (xmin, ymin, xmax, ymax))
+
+    def __repr__(self) -> str:
+        return (f"GridSpec(crs={crs_label(self.crs)!r}, resolution={self.resolution:g}, "
+                f"bounds={self.bounds!r})")
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
@@ -275,7 +279,8 @@ class GridSpec:
     def describe(self) -> str:
         """One-line description used in messages."""
         b = ", ".join(f"{v:.6g}" for v in self.bounds)
-        return f"{crs_label(self.crs)} bounds ({b}) at {self.resolution:g} m ({self.height}x{self.width})"
+        return (f"{crs_label(self.crs)} bounds ({b}) at {self.resolution:g} m "
+                f"({self.height}x{self.width})")
 
 
 def attach_grid(obj: xr.DataArray | xr.Dataset, grid: GridSpec) -> Any:
@@ -300,23 +305,66 @@ def _finite_bounds(bounds: tuple[float, ...]) -> bool:
     return all(math.isfinite(b) for b in bounds)
 
 
-def _overlaps(da: xr.DataArray, grid: GridSpec) -> bool | None:
-    """True/False if the raster footprint meets the grid; None if undecidable (projection edge)."""
+def _grid_footprint_in_source(da: xr.DataArray, grid: GridSpec) -> tuple[float, ...] | None:
+    """Grid bounds in the source CRS (densified edges), or None where PROJ cannot say."""
     from rasterio.warp import transform_bounds
 
     src_crs = pyproj.CRS.from_user_input(da.rio.crs.to_wkt())
+    try:
+        t = transform_bounds(grid.crs, src_crs, *grid.bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001  PROJ raises several types at domain edges
+        return None
+    return t if _finite_bounds(t) else None
+
+
+def _overlaps(da: xr.DataArray, grid: GridSpec,
+              footprint: tuple[float, ...] | None) -> bool | None:
+    """True/False if the raster footprint meets the grid; None if undecidable (projection edge).
+
+    The grid footprint in the source CRS is tried first: a study grid is small and valid in
+    the source projection, while a global source's corners are often outside the target
+    projection's domain.
+    """
+    from rasterio.warp import transform_bounds
+
     sb = da.rio.bounds()
-    gb = grid.bounds
-    # Grid -> source first: a study grid is small and valid in the source projection, while a
-    # global source's corners are often outside the target projection's domain.
-    for a, b, from_crs, to_crs in ((gb, sb, grid.crs, src_crs), (sb, gb, src_crs, grid.crs)):
+    if footprint is not None:
+        t, b = footprint, sb
+    else:
         try:
-            t = transform_bounds(from_crs, to_crs, *a, densify_pts=21)
-        except Exception:  # noqa: BLE001  PROJ raises several types at domain edges
-            continue
-        if _finite_bounds(t):
-            return t[0] < b[2] and t[2] > b[0] and t[1] < b[3] and t[3] > b[1]
-    return None
+            t = transform_bounds(da.rio.crs.to_wkt(), grid.crs, *sb, densify_pts=21)
+        except Exception:  # noqa: BLE001
+            return None
+        if not _finite_bounds(t):
+            return None
+        b = grid.bounds
+    return t[0] < b[2] and t[2] > b[0] and t[1] < b[3] and t[3] > b[1]
+
+
+_CROP_PAD_PX = 4
+"""Source pixels kept around the grid footprint: covers the widest kernel (lanczos, 3 px)."""
+
+
+def _crop_to_footprint(da: xr.DataArray, footprint: tuple[float, ...]) -> xr.DataArray:
+    """Slice the source to the grid footprint (plus a pad) so GDAL warps only what it needs.
+
+    Index slicing keeps a dask-backed source lazy; the transform is rewritten explicitly so
+    rioxarray never trusts a stale cached GeoTransform.
+    """
+    transform = da.rio.transform()
+    inverse = ~transform
+    xmin, ymin, xmax, ymax = footprint
+    cols, rows = zip(*(inverse @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)))
+    ny, nx = da.rio.shape
+    r0 = max(int(math.floor(min(rows))) - _CROP_PAD_PX, 0)
+    r1 = min(int(math.ceil(max(rows))) + _CROP_PAD_PX, ny)
+    c0 = max(int(math.floor(min(cols))) - _CROP_PAD_PX, 0)
+    c1 = min(int(math.ceil(max(cols))) + _CROP_PAD_PX, nx)
+    if r0 == 0 and c0 == 0 and r1 == ny and c1 == nx:
+        return da
+    ydim, xdim = da.rio.y_dim, da.rio.x_dim
+    cropped = da.isel({ydim: slice(r0, r1), xdim: slice(c0, c1)})
+    return cropped.rio.write_transform(transform @ Affine.translation(c0, r0))
 
 
 def source_pixel_size_m(da: xr.DataArray, grid: GridSpec) -> float:
@@ -421,7 +469,8 @@ def align_to_grid(
             f"{name}: the raster has no CRS, so it cannot be put on the target grid "
             f"({crs_label(grid.crs)}); assign one (da.rio.write_crs) or fix the file."
         )
-    overlap = _overlaps(da, grid)
+    footprint = _grid_footprint_in_source(da, grid)
+    overlap = _overlaps(da, grid, footprint)
     if overlap is False:
         b = ", ".join(f"{v:.6g}" for v in da.rio.bounds())
         raise GridMismatchError(
@@ -432,6 +481,8 @@ def align_to_grid(
     if overlap is None:
         log.warning("%s: could not test overlap with the grid (projection domain edge)", name)
     method = resampling or default_resampling(da, grid, kind=kind)
+    if footprint is not None:
+        da = _crop_to_footprint(da, footprint)
     if kind == "continuous":
         src = da if np.issubdtype(da.dtype, np.floating) else da.astype("float32")
         src = src.rio.write_nodata(np.nan, encoded=False)

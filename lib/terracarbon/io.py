@@ -154,3 +154,11 @@ def write_geotiff(
             kwargs.update(tiled=True)
         out.rio.to_raster(tmp, **kwargs)
     return path
+
+
+def write_vector(gdf: Any, path: str | os.PathLike) -> Path:
+    """Write a GeoDataFrame as GeoJSON atomically (CRS kept as written by GDAL)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, driver="GeoJSON")
+    return path

@@ -94,8 +94,7 @@ RULES: dict[str, Rule] = {
     "compute.chunk_px": Rule(types=(int,), minimum=16),
 }
 
-OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots", "models.rf", "models.cnn",
-                 "models.cnn_tcn", "zoning.rules_by_name")
+OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots")
 
 
 @dataclass
@@ -248,7 +247,9 @@ def resolve_data_paths(study: dict, base: Path) -> dict:
 
 
 def _type_name(types: tuple[type, ...]) -> str:
-    return " or ".join("number" if t is float else t.__name__ for t in types)
+    if set(types) == {int, float}:
+        return "number"
+    return " or ".join(t.__name__ for t in types)
 
 
 def _check_value(key: str, value: Any, default: Any, problems: Problems) -> None:

@@ -7,7 +7,7 @@ This is the public facade of the data-prep stage. Where things live:
   cube, :func:`build_cube`;
 * :mod:`terracarbon.grid`: :class:`GridSpec`, :func:`align_to_grid`, :func:`region_mask`
   (re-exported here);
-* :mod:`terracarbon.plots`: the sample table — :func:`read_plots`, :func:`drop_outside`,
+* :mod:`terracarbon.fieldplots`: the sample table — :func:`read_plots`, :func:`drop_outside`,
   :func:`remove_outliers`, :func:`extract_covariates`, :func:`augment_npp_ratio` — and the
   multicollinearity checks :func:`correlation_matrix`, :func:`vif_table`,
   :func:`flag_collinear` (re-exported here).
@@ -31,10 +31,9 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
@@ -50,7 +49,7 @@ from terracarbon.grid import (
     region_mask,
 )
 from terracarbon.io import history_line
-from terracarbon.plots import (
+from terracarbon.fieldplots import (
     augment_npp_ratio,
     correlation_matrix,
     drop_outside,
@@ -62,11 +61,15 @@ from terracarbon.plots import (
 )
 
 __all__ = [
+    "cube_summary",
     "GridSpec", "align_to_grid", "default_resampling", "region_mask",
     "read_boundary", "read_layer", "available_years", "normalise_layer_spec", "build_cube",
     "read_plots", "drop_outside", "remove_outliers", "extract_covariates", "augment_npp_ratio",
     "correlation_matrix", "vif_table", "flag_collinear",
 ]
+
+if TYPE_CHECKING:
+    import geopandas
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ def read_boundary(
     *,
     crs: Any,
     filter: Mapping[str, Any] | None = None,  # noqa: A002  name fixed by the params schema
-) -> "geopandas.GeoDataFrame":  # noqa: F821
+) -> "geopandas.GeoDataFrame":
     """Read the study boundary (GeoJSON, shapefile or zipped shapefile), select units, reproject.
 
     Parameters
@@ -179,7 +182,8 @@ def normalise_layer_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(spec, Mapping):
         raise ParameterError(f"data.layers.{name}: got {type(spec).__name__}, expected a mapping.")
-    unknown = sorted(set(spec) - LAYER_KEYS)
+    # "name" is what this function adds, so a normalised spec can be normalised again.
+    unknown = sorted(set(spec) - LAYER_KEYS - {"name"})
     missing = [k for k in REQUIRED_LAYER_KEYS if spec.get(k) in (None, "")]
     problems = []
     if unknown:
@@ -416,7 +420,8 @@ def build_cube(
     xarray.Dataset
         One variable per layer: annual ``(year, y, x)``, static ``(y, x)``; continuous float32
         (NaN nodata), categorical int16 (0 nodata); ``units``/``long_name`` from the spec,
-        ``grid_mapping = "spatial_ref"``. Plus ``region_mask`` (bool, ``(y, x)``). Pixels
+        ``encoding['grid_mapping'] = "spatial_ref"`` (written as the CF attribute).
+        Plus ``region_mask`` (bool, ``(y, x)``). Pixels
         outside the boundary are NaN / 0 in every layer. ``year`` is an int coordinate.
 
     Raises
@@ -474,7 +479,10 @@ def build_cube(
                                     {"long_name": "calendar year", "units": "1"}))
     ds = attach_grid(ds, grid)
     for v in ds.data_vars.values():
-        v.attrs["grid_mapping"] = "spatial_ref"
+        # CF grid_mapping lives in encoding: xarray writes it as the on-disk attribute and
+        # refuses to encode a variable that has it in both places.
+        v.attrs.pop("grid_mapping", None)
+        v.encoding["grid_mapping"] = "spatial_ref"
     ds.attrs = {
         "Conventions": "CF-1.8",
         "title": "terracarbon data-prep cube",
@@ -485,3 +493,43 @@ def build_cube(
                                 resolution_m=grid.resolution),
     }
     return ds
+
+
+def cube_summary(cube: xr.Dataset) -> "pd.DataFrame":
+    """One row per cube variable: dims, units, kind, valid share and value range.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        A cube from :func:`build_cube`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``variable, dims, units, kind, valid_pct`` (percent of in-region pixels with
+        data, over all years), ``min, mean, max`` (in the variable's units).
+    """
+    import pandas as pd
+
+    mask = cube["region_mask"] if "region_mask" in cube else None
+    n_region = int(mask.sum()) if mask is not None else None
+    rows = []
+    for name, da in cube.data_vars.items():
+        if name == "region_mask":
+            continue
+        categorical = np.issubdtype(da.dtype, np.integer)
+        valid = (da != 0) if categorical else da.notnull()
+        values = da.where(valid)
+        n_layers = int(da.sizes.get("year", 1))
+        denominator = (n_region if n_region is not None else da.sizes["x"] * da.sizes["y"])
+        rows.append({
+            "variable": name,
+            "dims": ", ".join(da.dims),
+            "units": da.attrs.get("units", ""),
+            "kind": "categorical" if categorical else "continuous",
+            "valid_pct": round(100.0 * int(valid.sum()) / max(denominator * n_layers, 1), 2),
+            "min": float(values.min()),
+            "mean": float(values.mean()),
+            "max": float(values.max()),
+        })
+    return pd.DataFrame(rows)

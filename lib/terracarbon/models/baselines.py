@@ -214,6 +214,7 @@ class TabularCarbonModel:
     """
 
     name: str = "tabular"
+    supports_interval: bool = False
 
     def __init__(self, features: Sequence[str], *, targets: Sequence[str] = ("veg", "soil")):
         self.features = check_features(features)
@@ -232,10 +233,14 @@ class TabularCarbonModel:
     def _interval_target(
         self, target: str, X: np.ndarray, q_low: float, q_high: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        raise ModelError(
-            f"model {self.name!r} has no prediction intervals; call predict_map without "
-            "interval, or use the random forest ('rf')."
-        )
+        raise NotImplementedError
+
+    def _require_interval_support(self) -> None:
+        if not self.supports_interval:
+            raise ModelError(
+                f"model {self.name!r} has no prediction intervals; call predict_map without "
+                "interval, or use the random forest ('rf')."
+            )
 
     def _card_extra(self) -> dict[str, Any]:
         return {}
@@ -324,8 +329,9 @@ class TabularCarbonModel:
     def predict_interval_samples(
         self, samples: pd.DataFrame, cube: xr.Dataset | None = None, *, interval: float = 0.9
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper prediction bounds at the sample rows, each (n, len(targets)), t C ha-1."""
+        """Lower/upper prediction bounds at the sample rows, each (n, len(targets)), t C ha-1."""
         self._require_fitted()
+        self._require_interval_support()
         q_low, q_high = _interval_quantiles(interval)
         X = feature_matrix(samples, self.features)
         lower = np.full((X.shape[0], len(self.targets)), np.nan)
@@ -377,7 +383,10 @@ class TabularCarbonModel:
         check_cube_features(cube, self.features)
         if int(chunk_pixels) < 1:
             raise ParameterError(f"chunk_pixels={chunk_pixels}; expected a positive integer.")
-        quantiles = None if interval is None else _interval_quantiles(interval)
+        quantiles = None
+        if interval is not None:
+            self._require_interval_support()
+            quantiles = _interval_quantiles(interval)
         ny, nx = cube.sizes["y"], cube.sizes["x"]
         names = [OUTPUT_VARIABLES[t] for t in self.targets]
         arrays = {n: np.full((ny, nx), np.nan, np.float32) for n in names}

@@ -117,8 +117,10 @@ def ssim_maps(
     model is not rewarded for predicting a wider range. NaN handling: outside the scored
     pixels both maps are filled with the reference mean (so the filled area is featureless
     and identical in both), the full SSIM image is computed with
-    :func:`skimage.metrics.structural_similarity` (Gaussian-free uniform window,
-    ``full=True``), and its mean is taken **over the scored pixels only**. Windows that
+    :func:`skimage.metrics.structural_similarity` (uniform window, ``full=True``), and its
+    mean is taken **over the scored pixels only**, leaving out the ``(win_size - 1) // 2``
+    pixel border as skimage does (so without a mask and NaN the result equals skimage's
+    mean SSIM). Windows that
     straddle the mask edge therefore see the filled constant, which slightly damps SSIM at
     the border; this is the usual compromise (skimage has no masked SSIM).
     """
@@ -144,6 +146,14 @@ def ssim_maps(
         valid &= m.astype(bool)
     if not valid.any():
         raise ParameterError("ssim_maps: no pixel is finite in both maps inside the mask.")
+    # skimage averages the SSIM image without a border of (win_size - 1) // 2 pixels, where
+    # the window runs off the array; do the same so the unmasked case equals skimage's.
+    pad = (win_size - 1) // 2
+    scored = np.zeros_like(valid)
+    scored[pad:p.shape[0] - pad, pad:p.shape[1] - pad] = True
+    scored &= valid
+    if not scored.any():
+        raise ParameterError("ssim_maps: no scored pixel away from the map border.")
     fill = float(r[valid].mean())
     data_range = float(r[valid].max() - r[valid].min())
     if data_range == 0.0:
@@ -153,7 +163,7 @@ def ssim_maps(
     _, ssim_image = structural_similarity(
         r_filled, p_filled, data_range=data_range, win_size=win_size, full=True
     )
-    return float(ssim_image[valid].mean())
+    return float(ssim_image[scored].mean())
 
 
 def metrics_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -191,7 +201,8 @@ def metrics_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             )
         if row["split"] not in SPLITS:
             raise ParameterError(
-                f"metrics_table: row {i} has split={row['split']!r}; expected one of {list(SPLITS)}."
+                f"metrics_table: row {i} has split={row['split']!r}; expected one of "
+                f"{list(SPLITS)}."
             )
         records.append({k: row.get(k, np.nan) for k in METRICS_COLUMNS})
     df = pd.DataFrame.from_records(records, columns=METRICS_COLUMNS)

@@ -1,0 +1,82 @@
+"""Where a study's inputs come from: the built-in synthetic area or the user's files.
+
+The data-prep stage calls :func:`resolve_inputs` once; everything after it (alignment,
+clipping, plots) runs the same code path for synthetic and real data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from terracarbon.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """The resolved inputs of a study.
+
+    Attributes
+    ----------
+    data : dict
+        A ``data:`` block (layers, years, boundary, plots) with absolute paths.
+    grid : terracarbon.grid.GridSpec
+        The target grid.
+    truth : Path or None
+        The synthetic study's ground truth (NetCDF), None for real data.
+    """
+
+    data: dict
+    grid: Any
+    truth: Path | None
+
+
+def resolve_inputs(
+    *,
+    synthetic: Mapping[str, Any],
+    grid: Mapping[str, Any],
+    data: Mapping[str, Any],
+    seed: int,
+    workdir: str | os.PathLike,
+) -> StudyInputs:
+    """Resolve the data block and the target grid of a study.
+
+    With ``synthetic.enabled`` the synthetic study area is written (or reused when already
+    complete) under ``workdir`` and its files describe the study; otherwise ``data`` and
+    ``grid`` (CRS, pixel size in metres, optional bounds in metres) are used as given.
+    """
+    from terracarbon import synthetic as synth
+    from terracarbon.grid import GridSpec
+    from terracarbon.prep import read_boundary
+
+    if synthetic.get("enabled"):
+        files = synth.make_study(
+            Path(workdir) / "synthetic_inputs",
+            nx=synthetic["nx_pixels"], ny=synthetic["ny_pixels"],
+            pixel_size_m=synthetic["pixel_size_m"],
+            years=range(synthetic["first_year"], synthetic["last_year"] + 1),
+            crs=synthetic["crs"], n_veg_plots=synthetic["n_veg_plots"],
+            n_soil_plots=synthetic["n_soil_plots"], plot_years=tuple(synthetic["plot_years"]),
+            seed=seed,
+        )
+        spec = synth.data_params(files)
+        target = GridSpec.from_raster(files.raster_dir / "dem.tif")
+        return StudyInputs(data=spec, grid=target, truth=Path(files.truth))
+
+    crs, resolution = grid.get("crs"), grid.get("pixel_size_m")
+    if not crs or not resolution:
+        raise ParameterError("grid.crs and grid.pixel_size_m are required for real data")
+    if grid.get("bounds_m"):
+        target = GridSpec.from_bounds(tuple(grid["bounds_m"]), crs=crs, resolution=resolution)
+    elif data.get("boundary"):
+        boundary = read_boundary(data["boundary"], crs=crs, filter=data.get("boundary_filter"))
+        target = GridSpec.from_boundary(boundary, crs=crs, resolution=resolution)
+    else:
+        raise ParameterError(
+            "grid.bounds_m is null and data.boundary is not set: give the study extent as "
+            "grid.bounds_m: [xmin, ymin, xmax, ymax] (metres, grid CRS) or a boundary file"
+        )
+    return StudyInputs(data=dict(data), grid=target, truth=None)

@@ -1,0 +1,224 @@
+"""Saving and loading fitted carbon models, each next to a ``model_card.json``.
+
+A saved model is a folder::
+
+    <dir>/model_card.json   what the model is: class key, features, units, scaling, CV
+                            scheme and metrics, seed, package versions
+    <dir>/model.joblib      the pickled model (scikit-learn based models), or whatever
+                            files the model's own ``save`` writes (torch models)
+
+The folder is written under a temporary name and renamed when complete
+(:func:`terracarbon.io.atomic_path`), so a failed save leaves nothing behind.
+
+Extension hook
+--------------
+* ``save_model`` calls ``model.save(directory)`` when the model has such a method (the CNN
+  models write their torch state there) and otherwise pickles the model with joblib.
+* ``load_model`` reads the card's ``"class"`` entry (the model's ``name``), looks it up in
+  :data:`MODEL_CLASSES` (lazy ``"module:attribute"`` import strings, so this module imports
+  no model code, e.g. no torch), and calls ``Class.load(directory)`` when the model was
+  saved by its own ``save``, else ``joblib.load``. New model classes register with
+  :func:`register_model_class` or by adding an entry to ``MODEL_CLASSES``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import importlib.metadata
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from terracarbon import __version__
+from terracarbon.errors import InputDataError, ModelError, ParameterError
+from terracarbon.io import atomic_path
+from terracarbon.models.base import CarbonModel
+
+MODEL_CLASSES: dict[str, str] = {
+    "rf": "terracarbon.models.rf:RandomForestCarbon",
+    "ndvi_lr": "terracarbon.models.baselines:NdviLinear",
+    "mlr": "terracarbon.models.baselines:MultipleLinear",
+    "lookup": "terracarbon.models.baselines:LanduseLookup",
+    "cnn": "terracarbon.models.cnn:CnnCarbon",
+    "cnn_tcn": "terracarbon.models.cnn:CnnTcnCarbon",
+}
+"""Card ``"class"`` key -> ``"module:attribute"`` of the model class (imported lazily)."""
+
+CARD_NAME = "model_card.json"
+JOBLIB_NAME = "model.joblib"
+VERSIONED_PACKAGES = ("numpy", "pandas", "xarray", "scikit-learn", "scipy", "joblib", "numba",
+                      "torch")
+
+
+def register_model_class(key: str, import_path: str) -> None:
+    """Register a model class for :func:`load_model` under the card key ``key``.
+
+    Parameters
+    ----------
+    key : str
+        The model's ``name`` (written as the card's ``"class"``).
+    import_path : str
+        ``"package.module:ClassName"``.
+    """
+    if ":" not in import_path:
+        raise ParameterError(
+            f"import_path={import_path!r}; expected 'package.module:ClassName'."
+        )
+    MODEL_CLASSES[key] = import_path
+
+
+def _resolve(key: str) -> type:
+    if key not in MODEL_CLASSES:
+        raise ModelError(
+            f"model card class {key!r} is not registered; known classes {sorted(MODEL_CLASSES)}."
+            " Register it with terracarbon.models.io.register_model_class."
+        )
+    module, _, attr = MODEL_CLASSES[key].partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ModelError(f"cannot import {MODEL_CLASSES[key]!r} for class {key!r}: {err}") from err
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a saved model depends on (None = not installed)."""
+    out: dict[str, str | None] = {"terracarbon": __version__}
+    for pkg in VERSIONED_PACKAGES:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain-JSON version of ``obj``: NaN -> null, NumPy scalars/arrays -> Python."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def save_model(
+    model: CarbonModel,
+    directory: str | os.PathLike,
+    *,
+    cv_scheme: str | None = None,
+    metrics: pd.DataFrame | None = None,
+) -> Path:
+    """Save a fitted model and its model card into ``directory`` (atomically).
+
+    Parameters
+    ----------
+    model : CarbonModel
+        A fitted model. If it has a ``save(directory)`` method that is used; otherwise the
+        model is pickled with joblib to ``model.joblib``.
+    directory : path
+        Output folder; replaced as a whole if it exists.
+    cv_scheme : str, optional
+        The CV scheme the model was selected/evaluated with (recorded in the card).
+    metrics : pandas.DataFrame, optional
+        Its metrics table (r2 dimensionless; rmse, mae in t C ha-1), recorded in the card.
+
+    Returns
+    -------
+    pathlib.Path
+        ``directory``.
+
+    Raises
+    ------
+    ModelError
+        ``model`` does not implement the CarbonModel protocol.
+    """
+    if not isinstance(model, CarbonModel):
+        raise ModelError(
+            f"save_model takes a CarbonModel (fit/predict_samples/predict_map/card), got "
+            f"{type(model).__name__}."
+        )
+    directory = Path(directory)
+    card = dict(model.card())
+    card.setdefault("class", model.name)
+    card["format"] = "native" if callable(getattr(model, "save", None)) else "joblib"
+    card.update({
+        "features": list(model.features),
+        "targets": list(model.targets),
+        "units": card.get("units", "t C ha-1"),
+        "cv_scheme": cv_scheme,
+        "metrics": None if metrics is None else metrics.to_dict(orient="records"),
+        "seed": card.get("seed", getattr(model, "seed", None)),
+        "package_versions": package_versions(),
+        "saved_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    with atomic_path(directory) as tmp:
+        tmp.mkdir(parents=True)
+        if card["format"] == "native":
+            model.save(tmp)  # type: ignore[attr-defined]
+        else:
+            import joblib
+
+            joblib.dump(model, tmp / JOBLIB_NAME)
+        (tmp / CARD_NAME).write_text(json.dumps(_jsonable(card), indent=2))
+    return directory
+
+
+def read_model_card(directory: str | os.PathLike) -> dict[str, Any]:
+    """The ``model_card.json`` of a saved model folder, as a dict."""
+    path = Path(directory) / CARD_NAME
+    if not path.is_file():
+        raise InputDataError(
+            f"{path}: no model card; is {Path(directory)} a folder written by save_model?"
+        )
+    return json.loads(path.read_text())
+
+
+def load_model(directory: str | os.PathLike) -> CarbonModel:
+    """Load a model saved by :func:`save_model`.
+
+    Parameters
+    ----------
+    directory : path
+        The saved model folder.
+
+    Returns
+    -------
+    CarbonModel
+        The fitted model (same predictions as when saved).
+
+    Raises
+    ------
+    InputDataError
+        Missing card or model file.
+    ModelError
+        Unregistered class key, or the file holds a different class than the card says.
+    """
+    directory = Path(directory)
+    card = read_model_card(directory)
+    cls = _resolve(str(card.get("class")))
+    if card.get("format") == "native":
+        return cls.load(directory)
+    path = directory / JOBLIB_NAME
+    if not path.is_file():
+        raise InputDataError(f"{path}: model file missing next to {CARD_NAME}.")
+    import joblib
+
+    model = joblib.load(path)
+    if not isinstance(model, cls):
+        raise ModelError(
+            f"{path} holds a {type(model).__name__} but the card says class "
+            f"{card.get('class')!r} ({MODEL_CLASSES[card['class']]})."
+        )
+    return model

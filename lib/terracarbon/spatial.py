@@ -1,0 +1,1237 @@
+"""Spatial autocorrelation on the raster grid: global Moran's I, LISA, diagnostic zoning.
+
+esda/libpysal are the reference, but building a libpysal ``W`` for a million pixels takes
+tens of seconds and ``Moran_Local`` with 999 permutations takes minutes. Here the weights
+are implicit in the grid: a cell's neighbours are the valid cells at fixed row/column
+offsets (rook, queen, or a distance band in map units), with binary weights that are
+row-standardised (esda's ``transformation="r"``). Results equal esda's on the same W
+(``libpysal.weights.lat2W`` restricted to the valid cells); the tests check this.
+
+Conventions
+-----------
+* Rasters are ``xarray.DataArray`` with dims ``("y", "x")`` (extra leading dims where
+  stated); NaN is nodata. Nodata cells are neither observations nor neighbours.
+* Islands (valid cells without a valid neighbour) are kept as observations with zero
+  spatial lag, exactly as libpysal's row-standardised W treats them: they add to ``n`` and
+  to ``sum(z**2)`` but not to ``S0``; their local Moran is 0. They get no local p-value
+  (NaN, never significant; esda reports ``1/(permutations + 1)`` there, an artefact of
+  ties in its folded count), and ``n_neighbours`` = 0 flags them.
+* LISA quadrant codes follow esda: 1 HH, 2 LH, 3 LL, 4 HL (0 = nodata). ``cluster`` holds
+  the quadrant where ``p_sim <= alpha`` (or the FDR cut-off), else 0.
+* Future-trend classes (see :data:`FUTURE_TREND_CLASSES`) used by
+  :func:`diagnostic_zoning`: 0 no significant trend, 1 continuous improvement, 2 future
+  degradation, 3 continuous degradation, 4 future improvement.
+
+For irregular units (counties...) with a libpysal ``W``/``Graph``, :func:`moran_w` and
+:func:`lisa_w` delegate to esda.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from terracarbon import io
+from terracarbon._lisa_kernels import lisa_block, lookup_table, moran_permutation_numerators
+from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
+from terracarbon.units import AREA_HA_UNITS, M2_PER_HA, T_PER_TG
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CLUSTER_CLASSES",
+    "FUTURE_TREND_CLASSES",
+    "MoranResult",
+    "cluster_shares",
+    "diagnostic_zoning",
+    "fdr_cutoff",
+    "lisa",
+    "lisa_bivariate",
+    "lisa_w",
+    "moran",
+    "moran_by_year",
+    "moran_w",
+    "persistent_cluster",
+    "zone_table",
+]
+
+CLUSTER_CLASSES = {0: "not_significant", 1: "HH", 2: "LH", 3: "LL", 4: "HL"}
+"""LISA cluster codes (esda quadrant numbering; 0 = not significant or nodata)."""
+_CLUSTER_MEANINGS = "not_significant high_high low_high low_low high_low"
+_QUADRANT_MEANINGS = "nodata high_high low_high low_low high_low"
+
+FUTURE_TREND_CLASSES = {
+    0: "no_significant_trend",
+    1: "continuous_improvement",
+    2: "future_degradation",
+    3: "continuous_degradation",
+    4: "future_improvement",
+}
+"""Future-trend class codes (past Sen/MK trend crossed with the Hurst persistence)."""
+
+Contiguity = Literal["queen", "rook"]
+_ROOK = [(-1, 0), (0, -1), (0, 1), (1, 0)]
+_QUEEN = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+@dataclass(frozen=True)
+class MoranResult:
+    """Global Moran's I and its inference (esda ``Moran`` attribute names).
+
+    Attributes
+    ----------
+    I : float
+        Moran's I (dimensionless).
+    EI : float
+        Expected I under the null, -1 / (n - 1).
+    VI_norm : float
+        Variance of I under normality.
+    z_norm, p_norm : float
+        z-score under normality and its two-sided p-value.
+    p_sim : float
+        Folded one-sided permutation pseudo p-value, (larger + 1) / (permutations + 1);
+        NaN when ``permutations == 0``.
+    z_sim : float
+        (I - mean of simulated I) / their standard deviation; NaN without permutations.
+    n : int
+        Number of observations (valid cells or units).
+    n_islands : int
+        Observations without a neighbour (zero lag).
+    permutations : int
+        Number of random permutations used.
+    """
+
+    I: float  # noqa: E741
+    EI: float
+    VI_norm: float
+    z_norm: float
+    p_norm: float
+    p_sim: float
+    z_sim: float
+    n: int
+    n_islands: int
+    permutations: int
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ParameterError(
+            f"{name}={value!r} is not supported; expected one of {list(choices)}."
+        )
+
+
+def _check_permutations(permutations: Any) -> None:
+    if isinstance(permutations, bool) or not isinstance(permutations, (int, np.integer)):
+        raise ParameterError(
+            f"permutations={permutations!r}: expected a non-negative integer such as 999."
+        )
+    if permutations < 0:
+        raise ParameterError(
+            f"permutations={permutations}: expected a non-negative integer (0 skips "
+            "permutation inference)."
+        )
+
+
+def _check_alpha(alpha: Any) -> None:
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ParameterError(f"alpha={alpha!r}: expected a significance level in (0, 1).")
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"seed={seed!r}: expected a non-negative integer.")
+
+
+def _as_grid(da: Any, name: str) -> xr.DataArray:
+    """The (y, x) float64 view of a raster argument, validated."""
+    if not isinstance(da, xr.DataArray):
+        raise InputDataError(
+            f"{name}: expected an xarray.DataArray with dims ('y', 'x'), got "
+            f"{type(da).__name__}; for 1-D values with a libpysal W use moran_w/lisa_w."
+        )
+    if set(da.dims) != {"y", "x"}:
+        raise InputDataError(
+            f"{name}: expected dims ('y', 'x'), got {da.dims}; select or loop over the "
+            "other dims (moran_by_year does this for 'year')."
+        )
+    if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
+        raise InputDataError(f"{name}: expected a real numeric raster, got dtype {da.dtype}.")
+    return da.transpose("y", "x").astype(np.float64)
+
+
+def _spacing(da: xr.DataArray, dim: str) -> float:
+    if dim not in da.coords or da.sizes[dim] < 2:
+        raise ParameterError(
+            f"distance_band needs a regular '{dim}' coordinate with at least 2 values to "
+            f"know the pixel spacing; the raster has {da.sizes.get(dim, 0)} along '{dim}'. "
+            "Use contiguity instead or add coordinates."
+        )
+    step = np.diff(np.asarray(da[dim].values, dtype=np.float64))
+    if not np.allclose(step, step[0], rtol=1e-6, atol=0):
+        raise ParameterError(f"distance_band needs a regular grid; '{dim}' spacing varies.")
+    return abs(float(step[0]))
+
+
+def _neighbour_offsets(
+    da: xr.DataArray, contiguity: str, distance_band: float | None
+) -> tuple[np.ndarray, int]:
+    """(drow, dcol) offsets of a cell's potential neighbours, and the halo they need."""
+    _check_choice("contiguity", contiguity, ("queen", "rook"))
+    if distance_band is None:
+        offs = _QUEEN if contiguity == "queen" else _ROOK
+        return np.array(offs, dtype=np.int64), 1
+    if not isinstance(distance_band, (int, float)) or not distance_band > 0:
+        raise ParameterError(
+            f"distance_band={distance_band!r}: expected a positive radius in map units (m)."
+        )
+    dy, dx = _spacing(da, "y"), _spacing(da, "x")
+    rmax, cmax = int(distance_band // dy), int(distance_band // dx)
+    rows, cols = np.meshgrid(
+        np.arange(-rmax, rmax + 1), np.arange(-cmax, cmax + 1), indexing="ij"
+    )
+    # relative tolerance so a band of exactly k pixels includes the cells k pixels away
+    inside = (rows * dy) ** 2 + (cols * dx) ** 2 <= (distance_band * (1 + 1e-9)) ** 2
+    inside &= (rows != 0) | (cols != 0)
+    if not inside.any():
+        raise ParameterError(
+            f"distance_band={distance_band} is smaller than the pixel spacing "
+            f"({dy} x {dx} m): every cell would be an island; use a larger band."
+        )
+    offs = np.column_stack([rows[inside], cols[inside]]).astype(np.int64)
+    return offs, int(max(rmax, cmax))
+
+
+def _degenerate_reason(n: int, lo: float, hi: float) -> str | None:
+    if n == 0:
+        return "the raster has no valid (non-NaN) cell"
+    if n == 1:
+        return "the raster has a single valid cell"
+    if lo == hi:
+        return "the raster is constant over its valid cells (zero variance)"
+    return None
+
+
+def _warn_undefined(what: str, reason: str) -> None:
+    warnings.warn(f"{what} is undefined: {reason}; returning NaN.", RuntimeWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------- global Moran
+
+
+def _window(a: np.ndarray, top: int, left: int, ny: int, nx: int) -> np.ndarray:
+    return a[top : top + ny, left : left + nx]
+
+
+def _moran_block_sums(xpad: np.ndarray, mean: float, offsets: np.ndarray, h: int) -> np.ndarray:
+    """Partial sums for Moran's I over the interior of a tile padded by ``2 * h``.
+
+    Returns [sum z*lag, sum z**2, S0, 2*S1, S2, n, n_islands] for the interior cells, with
+    lag the row-standardised spatial lag; S1 and S2 are libpysal's ``w.s1``/``w.s2``
+    contributions (each cell contributes its own row and column).
+    """
+    ny, nx = xpad.shape[0] - 4 * h, xpad.shape[1] - 4 * h
+    valid = np.isfinite(xpad)
+    # neighbour counts on the interior plus a ring of h (needed for column sums of W)
+    ry, rx = ny + 2 * h, nx + 2 * h
+    k_ring = sum(_window(valid, h + dy, h + dx, ry, rx).astype(np.int64) for dy, dx in offsets)
+    valid_ring = _window(valid, h, h, ry, rx)
+    with np.errstate(divide="ignore"):
+        inv_k_ring = np.where(valid_ring & (k_ring > 0), 1.0 / k_ring, 0.0)
+    z_ring = np.where(valid_ring, _window(xpad, h, h, ry, rx) - mean, 0.0)
+
+    valid_in = _window(valid_ring, h, h, ny, nx)
+    k_in = _window(k_ring, h, h, ny, nx)
+    inv_k_in = _window(inv_k_ring, h, h, ny, nx)
+    z_in = _window(z_ring, h, h, ny, nx)
+    lag_sum = np.zeros((ny, nx))
+    col_sum = np.zeros((ny, nx))
+    s1_twice = 0.0
+    for dy, dx in offsets:
+        lag_sum += _window(z_ring, h + dy, h + dx, ny, nx)
+        inv_k_nb = _window(inv_k_ring, h + dy, h + dx, ny, nx)
+        col_sum += inv_k_nb
+        pair = valid_in & _window(valid_ring, h + dy, h + dx, ny, nx)
+        s1_twice += float(((inv_k_in + inv_k_nb) ** 2)[pair].sum())
+    row_sum = (valid_in & (k_in > 0)).astype(np.float64)
+    return np.array(
+        [
+            float((z_in * inv_k_in * lag_sum).sum()),
+            float((z_in * z_in).sum()),
+            float(row_sum.sum()),
+            s1_twice,
+            float((((row_sum + col_sum) ** 2)[valid_in]).sum()),
+            float(valid_in.sum()),
+            float((valid_in & (k_in == 0)).sum()),
+        ]
+    )
+
+
+def _moran_sums(data: Any, mean: float, offsets: np.ndarray, h: int) -> np.ndarray:
+    """Global partial sums, block-wise (halo 2h) for dask, one padded block for NumPy."""
+    if isinstance(data, dsa.Array):
+        depth = 2 * h
+        data = data.rechunk(
+            tuple(dsa.overlap.ensure_minimum_chunksize(depth, c) for c in data.chunks)
+        )
+        padded = dsa.overlap.overlap(
+            data, depth={0: depth, 1: depth}, boundary={0: np.nan, 1: np.nan}
+        )
+        nby, nbx = len(data.chunks[0]), len(data.chunks[1])
+        parts = dsa.map_blocks(
+            lambda b: _moran_block_sums(b, mean, offsets, h)[None, None, :],
+            padded,
+            chunks=((1,) * nby, (1,) * nbx, (7,)),
+            new_axis=2,
+            dtype=np.float64,
+        )
+        return parts.sum(axis=(0, 1)).compute()
+    padded = np.pad(data, 2 * h, constant_values=np.nan)
+    return _moran_block_sums(padded, mean, offsets, h)
+
+
+def _summary_stats(data: Any) -> tuple[int, float, float, float]:
+    """(n valid, mean, min, max) of a NumPy or dask raster; NaN ignored."""
+    parts = (
+        np.isfinite(data).sum(),
+        np.nanmean(data) if not isinstance(data, dsa.Array) else dsa.nanmean(data),
+        np.nanmin(data) if not isinstance(data, dsa.Array) else dsa.nanmin(data),
+        np.nanmax(data) if not isinstance(data, dsa.Array) else dsa.nanmax(data),
+    )
+    if isinstance(data, dsa.Array):
+        import dask
+
+        parts = dask.compute(*parts)
+    n = int(parts[0])
+    if n == 0:
+        return 0, math.nan, math.nan, math.nan
+    return n, float(parts[1]), float(parts[2]), float(parts[3])
+
+
+def _folded_p(sims: np.ndarray, observed: float) -> float:
+    larger = int((sims >= observed).sum())
+    larger = min(larger, sims.size - larger)
+    return (larger + 1.0) / (sims.size + 1.0)
+
+
+def moran(
+    da: xr.DataArray,
+    *,
+    contiguity: Contiguity = "queen",
+    distance_band: float | None = None,
+    permutations: int = 999,
+    seed: int = 0,
+) -> MoranResult:
+    """Global Moran's I of a raster with grid contiguity weights, row-standardised.
+
+    Parameters
+    ----------
+    da : xarray.DataArray, dims ("y", "x")
+        Values (any units); NaN = nodata. May be dask-backed: the statistic is then
+        computed block by block (halo of two neighbour radii) without loading the raster.
+    contiguity : {"queen", "rook"}
+        Neighbours sharing a corner or edge (queen) or an edge only (rook).
+    distance_band : float, optional
+        Radius in map units (m, from the ``x``/``y`` coordinate spacing): neighbours are
+        the cells whose centres lie within it (binary weights, then row-standardised).
+        Overrides ``contiguity``.
+    permutations : int
+        Random permutations of the values over the valid cells for ``p_sim`` (0: none).
+        The permutation test holds the valid values in memory (~16 bytes per cell).
+    seed : int
+        Seed of the permutations.
+
+    Returns
+    -------
+    MoranResult
+        ``I``, ``EI``, ``VI_norm``, ``z_norm``, ``p_norm`` (two-sided), ``p_sim``,
+        ``z_sim``, ``n``, ``n_islands`` (all dimensionless), as esda's ``Moran``.
+
+    Raises
+    ------
+    ParameterError
+        Unknown contiguity, bad band, negative permutations.
+    InputDataError
+        Not a (y, x) numeric DataArray.
+
+    Warns
+    -----
+    RuntimeWarning
+        I is undefined (no or one valid cell, constant raster, or no cell has a
+        neighbour): every statistic is NaN.
+
+    Notes
+    -----
+    I = n / S0 * sum_i z_i lag_i / sum_i z_i**2 with z = x - mean over valid cells,
+    lag_i the mean of z over i's valid neighbours and S0 the number of non-island cells.
+    VI_norm = (n² S1 - n S2 + 3 S0²) / ((n² - 1) S0²) - EI² (Cliff and Ord), with S1, S2
+    computed from shifted arrays. Islands count in n with zero lag, as in libpysal.
+
+    Examples
+    --------
+    >>> r = moran(carbon_2020, permutations=99)  # doctest: +SKIP
+    >>> r.I, r.p_sim  # doctest: +SKIP
+    """
+    grid = _as_grid(da, "da")
+    offsets, h = _neighbour_offsets(grid, contiguity, distance_band)
+    _check_permutations(permutations)
+    _check_seed(seed)
+    data = grid.data
+    n, mean, lo, hi = _summary_stats(data)
+    nan_result = MoranResult(*(math.nan,) * 7, n=n, n_islands=0, permutations=permutations)
+    reason = _degenerate_reason(n, lo, hi)
+    if reason:
+        _warn_undefined("Moran's I", reason)
+        return nan_result
+    num, z2ss, s0, s1_twice, s2, n_f, n_islands = _moran_sums(data, mean, offsets, h)
+    n_islands = int(n_islands)
+    if s0 == 0:
+        _warn_undefined("Moran's I", "no valid cell has a valid neighbour (all islands)")
+        return MoranResult(*(math.nan,) * 7, n=n, n_islands=n_islands, permutations=permutations)
+    s1 = s1_twice / 2.0
+    i_obs = n / s0 * num / z2ss
+    ei = -1.0 / (n - 1)
+    vi_norm = (n * n * s1 - n * s2 + 3 * s0 * s0) / ((n - 1) * (n + 1) * s0 * s0) - ei * ei
+    z_norm = (i_obs - ei) / math.sqrt(vi_norm)
+    p_norm = 2.0 * float(stats.norm.sf(abs(z_norm)))
+    p_sim = z_sim = math.nan
+    if permutations:
+        sims = n / s0 * _moran_permutation_numerators(data, mean, offsets, h, permutations, seed)
+        sims /= z2ss
+        p_sim = _folded_p(sims, i_obs)
+        sd = sims.std()
+        z_sim = (i_obs - sims.mean()) / sd if sd > 0 else math.nan
+    return MoranResult(
+        I=float(i_obs),
+        EI=ei,
+        VI_norm=float(vi_norm),
+        z_norm=float(z_norm),
+        p_norm=p_norm,
+        p_sim=float(p_sim),
+        z_sim=float(z_sim),
+        n=n,
+        n_islands=n_islands,
+        permutations=permutations,
+    )
+
+
+def _moran_permutation_numerators(
+    data: Any, mean: float, offsets: np.ndarray, h: int, permutations: int, seed: int
+) -> np.ndarray:
+    values = np.asarray(data.compute() if isinstance(data, dsa.Array) else data)
+    valid = np.isfinite(values)
+    ny, nx = values.shape
+    width = nx + 2 * h
+    padded_valid = np.pad(valid, h, constant_values=False)
+    k = sum(
+        _window(padded_valid, h + dy, h + dx, ny, nx).astype(np.int64) for dy, dx in offsets
+    )[valid]
+    rows, cols = np.nonzero(valid)
+    pos = ((rows + h) * width + (cols + h)).astype(np.int64)
+    inv_k = np.where(k > 0, 1.0 / np.maximum(k, 1), 0.0)
+    flat_offsets = (offsets[:, 0] * width + offsets[:, 1]).astype(np.int64)
+    z = values[valid] - mean
+    return moran_permutation_numerators(
+        z, pos, inv_k, flat_offsets, (ny + 2 * h) * width, permutations, seed
+    )
+
+
+def moran_by_year(
+    da: xr.DataArray,
+    *,
+    dim: str = "year",
+    contiguity: Contiguity = "queen",
+    distance_band: float | None = None,
+    permutations: int = 999,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Global Moran's I of each slice of a (dim, y, x) raster.
+
+    Parameters
+    ----------
+    da : xarray.DataArray, dims (dim, "y", "x")
+        Values per year (any units); NaN = nodata.
+    dim : str
+        The dimension to iterate over (calendar year by default).
+    contiguity, distance_band, permutations, seed
+        As :func:`moran` (the same seed for every slice).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per slice: ``dim``, ``I``, ``EI``, ``z_norm``, ``p_norm``, ``p_sim``,
+        ``z_sim``, ``n`` (dimensionless).
+    """
+    if not isinstance(da, xr.DataArray) or dim not in da.dims:
+        got = da.dims if isinstance(da, xr.DataArray) else type(da).__name__
+        raise InputDataError(f"da: expected a DataArray with a '{dim}' dim, got {got}.")
+    rows = []
+    for label in da[dim].values:
+        r = moran(
+            da.sel({dim: label}, drop=True),
+            contiguity=contiguity,
+            distance_band=distance_band,
+            permutations=permutations,
+            seed=seed,
+        )
+        rows.append(
+            {dim: label, "I": r.I, "EI": r.EI, "z_norm": r.z_norm, "p_norm": r.p_norm,
+             "p_sim": r.p_sim, "z_sim": r.z_sim, "n": r.n}
+        )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- LISA
+
+
+def fdr_cutoff(p_values: np.ndarray, alpha: float = 0.05) -> float:
+    """Benjamini–Hochberg p-value cut-off with esda's ``fdr`` semantics.
+
+    Parameters
+    ----------
+    p_values : array of float
+        p-values (dimensionless); NaN entries (e.g. islands) are not tests and are ignored.
+    alpha : float
+        False-discovery rate.
+
+    Returns
+    -------
+    float
+        The largest ``i * alpha / m`` whose sorted p-value lies below it; ``alpha / m``
+        (Bonferroni) when none does, exactly as ``esda.fdr``.
+    """
+    _check_alpha(alpha)
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    p = p[np.isfinite(p)]
+    m = p.size
+    if m == 0:
+        return math.nan
+    p_desc = np.sort(p)[::-1]
+    limits = np.arange(m, 0, -1) * alpha / m
+    hits = np.nonzero(p_desc < limits)[0]
+    return float(alpha / m if hits.size == 0 else limits[hits[0]])
+
+
+def _check_same_grid(a: xr.DataArray, b: xr.DataArray, names: tuple[str, str]) -> None:
+    if a.shape != b.shape:
+        raise GridMismatchError(
+            f"{names[0]} has shape {a.shape} but {names[1]} has {b.shape}; put both on the "
+            "target grid first (prep alignment)."
+        )
+    for dim in ("y", "x"):
+        if dim in a.coords and dim in b.coords and not np.allclose(a[dim], b[dim]):
+            raise GridMismatchError(
+                f"{names[0]} and {names[1]} have different '{dim}' coordinates; align them."
+            )
+
+
+def _materialise(arr: Any) -> np.ndarray:
+    return np.asarray(arr.compute() if isinstance(arr, dsa.Array) else arr)
+
+
+def _lisa_grid(
+    f: Any,
+    g: Any,
+    compact: np.ndarray,
+    pool: np.ndarray,
+    scaling: float,
+    offsets: np.ndarray,
+    h: int,
+    permutations: int,
+    seed: int,
+    table: np.ndarray,
+) -> Any:
+    """Run the LISA kernel on whole arrays (NumPy) or tile by tile with a halo (dask)."""
+    kmax = offsets.shape[0]
+    tab_mean = table.mean(axis=1) if table.size else np.zeros(kmax + 1)
+    tab_sd = table.std(axis=1) if table.size else np.zeros(kmax + 1)
+    args = (pool, offsets, h, scaling, permutations, seed, table, tab_mean, tab_sd)
+    if not isinstance(f, dsa.Array):
+        pad = lambda a, v: np.pad(a, h, constant_values=v)  # noqa: E731
+        return lisa_block(pad(f, np.nan), pad(g, np.nan), pad(compact, -1), *args)
+    chunks = tuple(dsa.overlap.ensure_minimum_chunksize(h, c) for c in f.chunks)
+    depth, nan_edge = {0: h, 1: h}, {0: np.nan, 1: np.nan}
+    f_o = dsa.overlap.overlap(f.rechunk(chunks), depth=depth, boundary=nan_edge)
+    g_o = dsa.overlap.overlap(dsa.asarray(g).rechunk(chunks), depth=depth, boundary=nan_edge)
+    c_o = dsa.overlap.overlap(
+        dsa.from_array(compact, chunks=chunks), depth=depth, boundary={0: -1, 1: -1}
+    )
+    return dsa.map_blocks(
+        lambda a, b, c: lisa_block(a, b, c, *args),
+        f_o,
+        g_o,
+        c_o,
+        chunks=((5,),) + chunks,
+        new_axis=0,
+        dtype=np.float64,
+    )
+
+
+def _lisa_dataset(
+    out: Any,
+    template: xr.DataArray,
+    *,
+    alpha: float,
+    fdr: bool,
+    permutations: int,
+    history: str,
+    bivariate: bool,
+) -> xr.Dataset:
+    coords = {k: v for k, v in template.coords.items() if set(v.dims) <= {"y", "x"}}
+
+    def grid(a: Any, name: str, units: str, long_name: str, **attrs: Any) -> xr.DataArray:
+        return xr.DataArray(
+            a, dims=("y", "x"), coords=coords, name=name,
+            attrs={"units": units, "long_name": long_name, "history": history, **attrs},
+        )
+
+    p_sim = out[1]
+    if fdr and permutations:
+        cutoff = fdr_cutoff(_materialise(p_sim), alpha)
+    else:
+        cutoff = alpha
+    quadrant = out[3].astype(np.int8)
+    significant = p_sim <= cutoff  # NaN (islands, nodata, no permutations) -> False
+    cluster = (quadrant * significant).astype(np.int8)
+    kind = "bivariate local Moran" if bivariate else "local Moran"
+    flags = {"flag_values": np.arange(5, dtype=np.int8)}
+    return xr.Dataset(
+        {
+            "Is": grid(out[0], "Is", "1", f"{kind}'s I (esda definition)"),
+            "p_sim": grid(
+                p_sim, "p_sim", "1",
+                "folded one-sided pseudo p-value, conditional randomisation",
+                permutations=permutations,
+            ),
+            "z_sim": grid(out[2], "z_sim", "1", "z-score of Is against its permutations"),
+            "quadrant": grid(
+                quadrant, "quadrant", "1", "Moran scatterplot quadrant",
+                flag_meanings=_QUADRANT_MEANINGS, **flags,
+            ),
+            "cluster": grid(
+                cluster, "cluster", "1", "LISA cluster (significant quadrant)",
+                flag_meanings=_CLUSTER_MEANINGS, p_cutoff=float(cutoff), fdr=int(fdr), **flags,
+            ),
+            "n_neighbours": grid(
+                out[4].astype(np.int16), "n_neighbours", "1",
+                "number of valid neighbours (0 = island or nodata)",
+            ),
+        },
+        attrs={"history": history},
+    )
+
+
+def _lisa_inputs(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Valid mask (NumPy) and compact index raster (-1 = nodata) of a raster."""
+    valid = _materialise(np.isfinite(data))
+    compact = np.full(valid.shape, -1, dtype=np.int64)
+    compact[valid] = np.arange(int(valid.sum()), dtype=np.int64)
+    return valid, compact
+
+
+def _validate_lisa_options(permutations, seed, alpha, fdr, method) -> None:
+    _check_permutations(permutations)
+    _check_seed(seed)
+    _check_alpha(alpha)
+    _check_choice("method", method, ("exact", "lookup"))
+    if not isinstance(fdr, bool):
+        raise ParameterError(f"fdr={fdr!r}: expected True or False.")
+
+
+def _lookup(pool: np.ndarray, kmax: int, permutations: int, seed: int, method: str) -> np.ndarray:
+    if method == "lookup" and permutations and pool.size > kmax:
+        return lookup_table(pool, kmax, permutations, seed)
+    if method == "lookup" and permutations:
+        logger.info("lookup method needs more cells than neighbours; using exact draws")
+    return np.zeros((0, 0))
+
+
+def lisa(
+    da: xr.DataArray,
+    *,
+    contiguity: Contiguity = "queen",
+    distance_band: float | None = None,
+    permutations: int = 999,
+    seed: int = 0,
+    alpha: float = 0.05,
+    fdr: bool = False,
+    method: Literal["exact", "lookup"] = "exact",
+) -> xr.Dataset:
+    """Local Moran's I (LISA) on the raster grid with conditional-randomisation inference.
+
+    Parameters
+    ----------
+    da : xarray.DataArray, dims ("y", "x")
+        Values (any units); NaN = nodata. A dask-backed array is processed tile by tile
+        with a one-neighbour-radius halo (global mean, sum z² and the permutation pool are
+        computed first), giving results identical to the in-memory computation.
+    contiguity : {"queen", "rook"}
+        Grid neighbours (corner+edge or edge only).
+    distance_band : float, optional
+        Neighbour radius in map units (m); overrides ``contiguity``.
+    permutations : int
+        Conditional randomisations per cell (0: no inference; p_sim NaN, cluster 0).
+    seed : int
+        Seed; each cell draws from its own stream derived from ``seed`` and its index
+        among the valid cells, so results do not depend on chunking or thread count.
+    alpha : float
+        Significance level for ``cluster`` (the FDR rate when ``fdr``).
+    fdr : bool
+        Use the Benjamini–Hochberg cut-off (:func:`fdr_cutoff`, esda.fdr) instead of
+        ``alpha``.
+    method : {"exact", "lookup"}
+        "exact": for every cell, each permutation draws its k neighbours' values from
+        the other n - 1 cells without replacement (esda's conditional randomisation).
+        "lookup": one shared set of ``permutations`` draws per neighbour count, taken
+        from all n cells (GeoDa-style); approximate (the focal value may be drawn, draws
+        are shared between cells) but much faster.
+
+    Returns
+    -------
+    xarray.Dataset on the input grid
+        ``Is`` (local Moran, 1), ``p_sim`` (1), ``z_sim`` (1), ``quadrant`` (int8: 0
+        nodata, 1 HH, 2 LH, 3 LL, 4 HL), ``cluster`` (int8: quadrant where ``p_sim <=``
+        cut-off, else 0; the cut-off is in ``cluster.attrs["p_cutoff"]``),
+        ``n_neighbours`` (int16). Dask-backed when the input is (``fdr=True`` computes
+        ``p_sim`` once for the cut-off).
+
+    Raises
+    ------
+    ParameterError, InputDataError
+        Bad options or not a (y, x) numeric DataArray.
+
+    Warns
+    -----
+    RuntimeWarning
+        No valid cell, a single one, or a constant raster: Is/p_sim NaN, cluster 0.
+
+    Notes
+    -----
+    Is_i = (n - 1) z_i lag_i / sum_j z_j² with z = x - mean (esda ``Moran_Local``; esda
+    standardises z by its standard deviation, which cancels), lag_i the mean z of i's
+    valid neighbours. p_sim is esda's folded pseudo p-value: with ``larger`` the number
+    of simulated Is >= the observed one, ``larger = min(larger, P - larger)`` and
+    p = (larger + 1) / (P + 1). Departures from esda, all on degenerate cells: islands
+    get p_sim NaN (esda: 1 / (P + 1)); a cell with z_i == 0 exactly gets p_sim = 1
+    (esda: 1 / (P + 1), from ties). ``cluster`` uses ``p <= cut-off``; esda's plotting
+    helpers use ``<``.
+
+    Examples
+    --------
+    >>> ds = lisa(carbon_2020, permutations=999, seed=1)  # doctest: +SKIP
+    >>> (ds.cluster == 1).sum()  # High-High pixels  # doctest: +SKIP
+    """
+    grid = _as_grid(da, "da")
+    offsets, h = _neighbour_offsets(grid, contiguity, distance_band)
+    _validate_lisa_options(permutations, seed, alpha, fdr, method)
+    data = grid.data
+    valid, compact = _lisa_inputs(data)
+    values = _materialise(data[valid]) if valid.any() else np.zeros(0)
+    n = values.size
+    reason = _degenerate_reason(n, values.min(initial=np.inf), values.max(initial=-np.inf))
+    if reason:
+        _warn_undefined("Local Moran", reason)
+        mean, scaling = (float(values.mean()) if n else 0.0), math.nan
+    else:
+        mean = float(values.mean())
+        pool = values - mean
+        scaling = (n - 1) / float((pool * pool).sum())
+    pool = values - mean
+    z = data - mean
+    table = _lookup(pool, offsets.shape[0], permutations, seed, method)
+    out = _lisa_grid(z, z, compact, pool, scaling, offsets, h, permutations, seed, table)
+    history = io.history_line(
+        "spatial.lisa", contiguity=contiguity, distance_band=distance_band,
+        permutations=permutations, seed=seed, alpha=alpha, fdr=fdr, method=method,
+    )
+    return _lisa_dataset(
+        out, grid, alpha=alpha, fdr=fdr, permutations=permutations, history=history,
+        bivariate=False,
+    )
+
+
+def lisa_bivariate(
+    x: xr.DataArray,
+    y: xr.DataArray,
+    *,
+    contiguity: Contiguity = "queen",
+    distance_band: float | None = None,
+    permutations: int = 999,
+    seed: int = 0,
+    alpha: float = 0.05,
+    fdr: bool = False,
+    method: Literal["exact", "lookup"] = "exact",
+) -> xr.Dataset:
+    """Bivariate local Moran: ``x`` at a cell against the spatial lag of ``y``.
+
+    Parameters
+    ----------
+    x : xarray.DataArray, dims ("y", "x")
+        Focal variable (e.g. carbon density, t C ha-1); NaN = nodata.
+    y : xarray.DataArray, dims ("y", "x")
+        Lagged variable (a driver, any units) on the same grid.
+    contiguity, distance_band, permutations, seed, alpha, fdr, method
+        As :func:`lisa`; the conditional randomisation permutes ``y``.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`lisa`; the quadrant is (x high/low, lag of y high/low).
+
+    Raises
+    ------
+    GridMismatchError
+        ``x`` and ``y`` are not on the same grid.
+
+    Notes
+    -----
+    As ``esda.Moran_Local_BV``: zx, zy standardised by their (population) standard
+    deviations over cells where both are valid; Is_i = (n - 1) zx_i lag(zy)_i / sum zx².
+    """
+    gx, gy = _as_grid(x, "x"), _as_grid(y, "y")
+    _check_same_grid(gx, gy, ("x", "y"))
+    offsets, h = _neighbour_offsets(gx, contiguity, distance_band)
+    _validate_lisa_options(permutations, seed, alpha, fdr, method)
+    both = gx.where(np.isfinite(gy))
+    valid, compact = _lisa_inputs(both.data)
+    xs = _materialise(gx.data[valid]) if valid.any() else np.zeros(0)
+    ys = _materialise(gy.data[valid]) if valid.any() else np.zeros(0)
+    n = xs.size
+    reason = _degenerate_reason(n, xs.min(initial=np.inf), xs.max(initial=-np.inf)) or (
+        _degenerate_reason(n, ys.min(initial=np.inf), ys.max(initial=-np.inf))
+    )
+    mx, my = (xs.mean(), ys.mean()) if n else (0.0, 0.0)
+    sx, sy = (xs.std(), ys.std()) if n else (1.0, 1.0)
+    if reason:
+        _warn_undefined("Bivariate local Moran", reason)
+        sx, sy, scaling = (sx or 1.0), (sy or 1.0), math.nan
+    else:
+        zx = (xs - mx) / sx
+        scaling = (n - 1) / float((zx * zx).sum())
+    pool = (ys - my) / sy
+    f = (both.data - mx) / sx
+    g = ((gy.where(np.isfinite(gx)).data) - my) / sy
+    table = _lookup(pool, offsets.shape[0], permutations, seed, method)
+    out = _lisa_grid(f, g, compact, pool, scaling, offsets, h, permutations, seed, table)
+    history = io.history_line(
+        "spatial.lisa_bivariate", contiguity=contiguity, distance_band=distance_band,
+        permutations=permutations, seed=seed, alpha=alpha, fdr=fdr, method=method,
+    )
+    return _lisa_dataset(
+        out, gx, alpha=alpha, fdr=fdr, permutations=permutations, history=history,
+        bivariate=True,
+    )
+
+
+# ---------------------------------------------------------------- irregular units (esda)
+
+
+def _values_1d(values: Any, w: Any) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise InputDataError(f"values: expected a 1-D array or Series, got shape {arr.shape}.")
+    n_w = getattr(w, "n", None)
+    if n_w is None:
+        raise InputDataError(
+            f"w: expected a libpysal W or Graph, got {type(w).__name__}; build one with "
+            "libpysal.weights.Queen.from_dataframe(gdf) or libpysal.graph.Graph."
+        )
+    if n_w != arr.size:
+        raise InputDataError(
+            f"values has {arr.size} entries but w has {n_w} units; pass one value per unit "
+            "in w's order."
+        )
+    if not np.isfinite(arr).all():
+        raise InputDataError(
+            "values contains NaN/inf; drop those units from both values and w "
+            "(libpysal.weights.w_subset)."
+        )
+    return arr
+
+
+def _private_w(w: Any) -> Any:
+    # esda sets w.transform in place on a W; never change the caller's object
+    from libpysal.weights import W
+
+    return copy.deepcopy(w) if isinstance(w, W) else w
+
+
+def moran_w(
+    values: Any,
+    w: Any,
+    *,
+    transformation: Literal["r", "b", "d", "v", "o"] = "r",
+    permutations: int = 999,
+    seed: int = 0,
+) -> MoranResult:
+    """Global Moran's I for irregular units with a libpysal ``W``/``Graph`` (via esda).
+
+    Parameters
+    ----------
+    values : 1-D array or pandas.Series
+        One value per unit, in ``w``'s order (any units); no NaN.
+    w : libpysal.weights.W or libpysal.graph.Graph
+        Spatial weights (not modified).
+    transformation : str
+        esda weight transformation ("r" row-standardised).
+    permutations, seed
+        As :func:`moran`.
+
+    Returns
+    -------
+    MoranResult
+    """
+    y = _values_1d(values, w)
+    _check_permutations(permutations)
+    _check_seed(seed)
+    import esda
+
+    state = np.random.get_state()
+    try:
+        # esda.Moran draws from NumPy's global RNG; seed it and restore the caller's state
+        np.random.seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            m = esda.Moran(y, _private_w(w), transformation=transformation,
+                           permutations=permutations)
+    finally:
+        np.random.set_state(state)
+    islands = len(getattr(w, "islands", []) or [])
+    return MoranResult(
+        I=float(m.I), EI=float(m.EI), VI_norm=float(m.VI_norm), z_norm=float(m.z_norm),
+        p_norm=float(m.p_norm),
+        p_sim=float(m.p_sim) if permutations else math.nan,
+        z_sim=float(m.z_sim) if permutations else math.nan,
+        n=int(m.n), n_islands=islands, permutations=permutations,
+    )
+
+
+def lisa_w(
+    values: Any,
+    w: Any,
+    *,
+    transformation: Literal["r", "b", "d", "v", "o"] = "r",
+    permutations: int = 999,
+    seed: int = 0,
+    alpha: float = 0.05,
+    fdr: bool = False,
+) -> pd.DataFrame:
+    """Local Moran for irregular units with a libpysal ``W``/``Graph`` (esda ``Moran_Local``).
+
+    Parameters
+    ----------
+    values : 1-D array or pandas.Series
+        One value per unit in ``w``'s order; no NaN.
+    w : libpysal.weights.W or libpysal.graph.Graph
+        Spatial weights (not modified).
+    transformation, permutations, seed, alpha, fdr
+        As :func:`lisa`; esda's own conditional randomisation is used (esda's p-values,
+        including its 1/(P+1) for islands).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index of ``values`` (if a Series), columns ``Is``, ``p_sim``, ``z_sim``,
+        ``quadrant``, ``cluster`` (codes as :data:`CLUSTER_CLASSES`).
+    """
+    y = _values_1d(values, w)
+    _validate_lisa_options(permutations, seed, alpha, fdr, "exact")
+    import esda
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m = esda.Moran_Local(y, _private_w(w), transformation=transformation,
+                             permutations=permutations, seed=seed)
+    p = np.asarray(m.p_sim, dtype=np.float64) if permutations else np.full(y.size, np.nan)
+    cutoff = fdr_cutoff(p, alpha) if fdr and permutations else alpha
+    quadrant = np.asarray(m.q, dtype=np.int8)
+    z_sim = np.asarray(m.z_sim, dtype=np.float64) if permutations else np.full(y.size, np.nan)
+    index = values.index if isinstance(values, pd.Series) else None
+    return pd.DataFrame(
+        {"Is": np.asarray(m.Is, dtype=np.float64), "p_sim": p, "z_sim": z_sim,
+         "quadrant": quadrant, "cluster": np.where(p <= cutoff, quadrant, 0).astype(np.int8)},
+        index=index,
+    )
+
+
+# ---------------------------------------------------------------- areas, shares, zoning
+
+
+def _pixel_area_ha(da: xr.DataArray, pixel_area_ha: float | None) -> float:
+    if pixel_area_ha is not None:
+        if not isinstance(pixel_area_ha, (int, float)) or not pixel_area_ha > 0:
+            raise ParameterError(f"pixel_area_ha={pixel_area_ha!r}: expected a positive area (ha).")
+        return float(pixel_area_ha)
+    try:
+        return _spacing(da, "x") * _spacing(da, "y") / M2_PER_HA
+    except ParameterError:
+        raise ParameterError(
+            "pixel_area_ha was not given and the raster has no regular x/y coordinates "
+            "(in metres) to derive it; pass pixel_area_ha=<area of one pixel in ha>."
+        ) from None
+
+
+def cluster_shares(
+    cluster: xr.DataArray | xr.Dataset,
+    *,
+    pixel_area_ha: float | None = None,
+    valid: xr.DataArray | None = None,
+    dim: str = "year",
+) -> pd.DataFrame:
+    """Area and share of each LISA cluster type (per ``dim`` slice if present).
+
+    Parameters
+    ----------
+    cluster : xarray.DataArray or xarray.Dataset
+        LISA cluster codes (:data:`CLUSTER_CLASSES`), dims ([dim,] "y", "x"), or the
+        Dataset returned by :func:`lisa` (its ``quadrant > 0`` marks the analysed cells).
+    pixel_area_ha : float, optional
+        Area of one pixel (ha); default from the x/y spacing (m).
+    valid : xarray.DataArray of bool, optional
+        Analysed cells (the share denominator). Default: from the Dataset's quadrant,
+        else every cell.
+    dim : str
+        Extra dimension (calendar year) to report per slice.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns [``dim``,] ``cluster`` (name), ``code``, ``n_pixels``, ``area_ha`` (ha),
+        ``share_pct`` (% of analysed cells).
+    """
+    if isinstance(cluster, xr.Dataset):
+        if "cluster" not in cluster or "quadrant" not in cluster:
+            raise InputDataError("cluster: a Dataset must be lisa() output with 'cluster'.")
+        valid = cluster["quadrant"] > 0 if valid is None else valid
+        cluster = cluster["cluster"]
+    if not isinstance(cluster, xr.DataArray) or not {"y", "x"} <= set(cluster.dims):
+        raise InputDataError("cluster: expected a DataArray with dims ('y', 'x').")
+    area = _pixel_area_ha(cluster, pixel_area_ha)
+    valid = xr.ones_like(cluster, dtype=bool) if valid is None else valid.astype(bool)
+    codes = xr.DataArray(list(CLUSTER_CLASSES), dims="code")
+    counts = ((cluster == codes) & valid).sum(("y", "x"))
+    totals = valid.sum(("y", "x"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = 100.0 * counts / totals
+    frame = xr.Dataset({"n_pixels": counts, "share_pct": share}).to_dataframe().reset_index()
+    frame = frame[[c for c in (dim, "code", "n_pixels", "share_pct") if c in frame.columns]]
+    frame.insert(frame.columns.get_loc("code"), "cluster", frame["code"].map(CLUSTER_CLASSES))
+    frame.insert(frame.columns.get_loc("share_pct"), "area_ha", frame["n_pixels"] * area)
+    return frame.reset_index(drop=True)
+
+
+def persistent_cluster(
+    cluster_by_year: xr.DataArray, *, dim: str = "year", min_share: float = 1.0
+) -> xr.DataArray:
+    """The LISA cluster type a pixel holds in at least ``min_share`` of the years.
+
+    Parameters
+    ----------
+    cluster_by_year : xarray.DataArray, dims (dim, "y", "x")
+        Cluster codes per year (:data:`CLUSTER_CLASSES`).
+    dim : str
+        The year dimension.
+    min_share : float in (0, 1]
+        Fraction of years required: 1.0 = all years; 0.51 = a strict majority.
+
+    Returns
+    -------
+    xarray.DataArray (int8, dims ("y", "x"))
+        The most frequent significant cluster code if its share of years is
+        >= ``min_share``, else 0. Ties go to the lower code (impossible for
+        ``min_share > 0.5``).
+    """
+    if not isinstance(cluster_by_year, xr.DataArray) or dim not in cluster_by_year.dims:
+        raise InputDataError(f"cluster_by_year: expected a DataArray with a '{dim}' dim.")
+    if not isinstance(min_share, (int, float)) or not 0 < min_share <= 1:
+        raise ParameterError(f"min_share={min_share!r}: expected a fraction in (0, 1].")
+    years = cluster_by_year.sizes[dim]
+    codes = xr.DataArray([1, 2, 3, 4], dims="code", coords={"code": [1, 2, 3, 4]})
+    counts = (cluster_by_year == codes).sum(dim)
+    best = counts.argmax("code")
+    best_count = counts.max("code")
+    # 1e-9 guards min_share * years landing a hair above an integer count
+    keep = best_count >= min_share * years - 1e-9
+    out = xr.where(keep & (best_count > 0), best + 1, 0).astype(np.int8)
+    out.attrs = {
+        "units": "1",
+        "long_name": f"persistent LISA cluster (>= {min_share:.0%} of {years} years)",
+        "flag_values": np.arange(5, dtype=np.int8),
+        "flag_meanings": _CLUSTER_MEANINGS,
+        "history": io.history_line("spatial.persistent_cluster", dim=dim, min_share=min_share),
+    }
+    return out.rename("persistent_cluster")
+
+
+_CLUSTER_NAMES = {"HH": 1, "LH": 2, "LL": 3, "HL": 4, "NS": 0, "not_significant": 0}
+_FUTURE_NAMES = {v: k for k, v in FUTURE_TREND_CLASSES.items()}
+
+
+def _rule_code(rule_no: int, key: str, value: Any, names: dict[str, int]) -> int | None:
+    if value == "*":
+        return None
+    if isinstance(value, str) and value in names:
+        return names[value]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value in set(
+        names.values()
+    ):
+        return int(value)
+    raise ParameterError(
+        f"rules[{rule_no}]['{key}']={value!r}: expected '*' or one of {sorted(names)}."
+    )
+
+
+def diagnostic_zoning(
+    cluster: xr.DataArray,
+    future_trend: xr.DataArray,
+    *,
+    rules: list[dict[str, Any]],
+    valid: xr.DataArray | None = None,
+) -> xr.Dataset:
+    """Management zones from LISA clusters crossed with future-trend classes.
+
+    Parameters
+    ----------
+    cluster : xarray.DataArray, dims ("y", "x")
+        LISA cluster codes (0 not significant, 1 HH, 2 LH, 3 LL, 4 HL).
+    future_trend : xarray.DataArray, dims ("y", "x")
+        Future-trend class codes (:data:`FUTURE_TREND_CLASSES`: 0 no significant trend,
+        1 continuous improvement, 2 future degradation, 3 continuous degradation,
+        4 future improvement), on the same grid.
+    rules : list of dict
+        ``{"cluster": "HH", "future": "continuous_improvement", "zone": "consolidate"}``.
+        ``cluster`` takes HH/LH/LL/HL/NS (or codes), ``future`` the class names (or
+        codes); "*" matches anything. The first matching rule wins; unmatched cells are
+        zone "other".
+    valid : xarray.DataArray of bool, optional
+        Cells to zone; others get zone -1 ("nodata"). Default: cells where both inputs
+        are non-NaN.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``zone`` (int16): 0 "other", 1.. the rules' zone names in order of first
+        appearance, -1 nodata; ``flag_values``/``flag_meanings`` list them.
+
+    Raises
+    ------
+    ParameterError
+        Empty or malformed rules.
+    GridMismatchError
+        The two rasters are not on the same grid.
+    """
+    for name, arr in (("cluster", cluster), ("future_trend", future_trend)):
+        if not isinstance(arr, xr.DataArray) or set(arr.dims) != {"y", "x"}:
+            raise InputDataError(f"{name}: expected a DataArray with dims ('y', 'x').")
+    _check_same_grid(cluster, future_trend, ("cluster", "future_trend"))
+    if not isinstance(rules, list) or not rules:
+        raise ParameterError(
+            "rules: expected a non-empty list of dicts with keys 'cluster', 'future', 'zone'."
+        )
+    zone_names: list[str] = []
+    parsed = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or set(rule) != {"cluster", "future", "zone"}:
+            raise ParameterError(
+                f"rules[{i}]={rule!r}: expected a dict with exactly the keys 'cluster', "
+                "'future', 'zone'."
+            )
+        zone = rule["zone"]
+        if not isinstance(zone, str) or not zone or zone == "nodata":
+            raise ParameterError(f"rules[{i}]['zone']={zone!r}: expected a non-empty name.")
+        if zone != "other" and zone not in zone_names:
+            zone_names.append(zone)
+        parsed.append((
+            _rule_code(i, "cluster", rule["cluster"], _CLUSTER_NAMES),
+            _rule_code(i, "future", rule["future"], _FUTURE_NAMES),
+            0 if zone == "other" else zone_names.index(zone) + 1,
+        ))
+    c = cluster.transpose("y", "x")
+    f = future_trend.transpose("y", "x")
+    if valid is None:
+        valid = c.notnull() & f.notnull()
+    zone = xr.full_like(c, -2, dtype=np.int16)
+    for c_code, f_code, z_code in parsed:
+        hit = zone == -2
+        if c_code is not None:
+            hit &= c == c_code
+        if f_code is not None:
+            hit &= f == f_code
+        zone = xr.where(hit, z_code, zone)
+    zone = xr.where(valid, xr.where(zone == -2, 0, zone), -1).astype(np.int16)
+    meanings = ["nodata", "other", *zone_names]
+    zone.attrs = {
+        "units": "1",
+        "long_name": "diagnostic zone",
+        "flag_values": np.arange(-1, len(zone_names) + 1, dtype=np.int16),
+        "flag_meanings": " ".join(m.replace(" ", "_") for m in meanings),
+        "history": io.history_line("spatial.diagnostic_zoning", rules=rules),
+    }
+    return xr.Dataset({"zone": zone.rename("zone")}, attrs={"history": zone.attrs["history"]})
+
+
+def zone_table(
+    zone_ds: xr.Dataset | xr.DataArray,
+    carbon_storage_t: xr.DataArray | None = None,
+    *,
+    pixel_area_ha: float | None = None,
+) -> pd.DataFrame:
+    """Area, area share and carbon storage of each diagnostic zone.
+
+    Parameters
+    ----------
+    zone_ds : xarray.Dataset or DataArray
+        :func:`diagnostic_zoning` output (or its ``zone`` variable).
+    carbon_storage_t : xarray.DataArray, optional
+        Carbon storage per pixel (t C) on the same grid; NaN ignored.
+    pixel_area_ha : float, optional
+        Area of one pixel (ha); default from the x/y spacing (m).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per zone (nodata excluded): ``zone``, ``code``, ``n_pixels``,
+        ``area_ha`` (ha), ``area_share_pct`` (% of zoned cells), and
+        ``carbon_storage_Tg`` (Tg C) when storage is given.
+    """
+    zone = zone_ds["zone"] if isinstance(zone_ds, xr.Dataset) else zone_ds
+    if not isinstance(zone, xr.DataArray) or "flag_meanings" not in zone.attrs:
+        raise InputDataError(
+            "zone_ds: expected diagnostic_zoning output (a 'zone' raster with flag_meanings)."
+        )
+    area = _pixel_area_ha(zone, pixel_area_ha)
+    values = np.asarray(zone.attrs["flag_values"])
+    names = zone.attrs["flag_meanings"].split()
+    z = _materialise(zone.data)
+    zoned = int((z >= 0).sum())
+    rows = []
+    storage = None
+    if carbon_storage_t is not None:
+        _check_same_grid(zone, carbon_storage_t, ("zone_ds", "carbon_storage_t"))
+        storage = _materialise(carbon_storage_t.transpose(*zone.dims).data).astype(np.float64)
+    for code, name in zip(values, names, strict=True):
+        if code < 0:
+            continue
+        inside = z == code
+        n_pix = int(inside.sum())
+        row = {"zone": name, "code": int(code), "n_pixels": n_pix, "area_ha": n_pix * area,
+               "area_share_pct": 100.0 * n_pix / zoned if zoned else math.nan}
+        if storage is not None:
+            row["carbon_storage_Tg"] = float(np.nansum(storage[inside])) / T_PER_TG
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs["units"] = {"area_ha": AREA_HA_UNITS, "carbon_storage_Tg": "Tg C"}
+    return frame

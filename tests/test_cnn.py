@@ -1,0 +1,335 @@
+"""Tests of the CNN and CNN-TCN carbon models (terracarbon.models.cnn, .patches).
+
+Fixtures: a 40 x 40 px cube, 3 years, 6 covariates (incl. categorical land use), a region
+mask and a NaN hole; 200 plots whose carbon densities are a planted function of the
+covariates in a 3 x 3 neighbourhood, with soil carbon unmeasured at half of the plots.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from scipy.ndimage import uniform_filter
+
+from terracarbon.errors import ModelError, ParameterError
+from terracarbon.models.base import CarbonModel
+from terracarbon.models.cnn import CnnCarbon, CnnTcnCarbon, masked_mse
+from terracarbon.models.patches import InputEncoder, cut_patches, pad_raw
+
+YEARS = (2001, 2002, 2003)
+NY = NX = 40
+TARGET_COLS = ["veg_carbon_t_ha", "soil_carbon_t_ha"]
+
+
+def _smooth(rng: np.random.Generator, shape: tuple[int, ...], size: int = 5) -> np.ndarray:
+    return uniform_filter(rng.normal(size=shape), size=size, axes=(-2, -1)) * size
+
+
+def make_cube(seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    nt = len(YEARS)
+    ndvi = (0.5 + 0.15 * _smooth(rng, (nt, NY, NX))).astype(np.float32)
+    npp = (400 + 80 * _smooth(rng, (nt, NY, NX))).astype(np.float32)
+    temp = (15 + 2 * _smooth(rng, (nt, NY, NX))).astype(np.float32)
+    dem = (300 + 100 * _smooth(rng, (NY, NX), 7)).astype(np.float32)
+    slope = np.abs(5 + 3 * _smooth(rng, (NY, NX))).astype(np.float32)
+    landuse = (np.digitize(_smooth(rng, (nt, NY, NX), 7), [-0.5, 0.0, 0.5]) + 1).astype(np.int16)
+    region = np.ones((NY, NX), bool)
+    region[:4, :6] = False
+    for a in (ndvi, npp, temp):
+        a[:, ~region] = np.nan
+    dem[~region] = np.nan
+    slope[~region] = np.nan
+    landuse[:, ~region] = 0
+    ndvi[1, 20:22, 30:33] = np.nan  # a hole inside the region
+    return xr.Dataset(
+        {
+            "ndvi": (("year", "y", "x"), ndvi, {"units": "1", "long_name": "NDVI"}),
+            "npp": (("year", "y", "x"), npp, {"units": "g C m-2 yr-1", "long_name": "NPP"}),
+            "temperature": (("year", "y", "x"), temp, {"units": "degC", "long_name": "T"}),
+            "dem": (("y", "x"), dem, {"units": "m", "long_name": "elevation"}),
+            "slope": (("y", "x"), slope, {"units": "degree", "long_name": "slope"}),
+            "landuse": (("year", "y", "x"), landuse, {"units": "1", "long_name": "land use"}),
+            "region_mask": (("y", "x"), region, {"units": "1", "long_name": "study region"}),
+        },
+        coords={"year": list(YEARS), "y": 1000.0 - 500.0 * np.arange(NY),
+                "x": 500.0 * np.arange(NX)},
+    )
+
+
+def planted_truth(cube: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Veg depends on the 3 x 3 mean NDVI and land use; soil on DEM and NPP (t C ha-1)."""
+    ndvi = np.nan_to_num(cube["ndvi"].values.astype(np.float64), nan=0.5)
+    veg = 10 + 80 * uniform_filter(ndvi, size=3, axes=(-2, -1)) + 8 * (cube["landuse"].values == 1)
+    soil = 40 + 0.05 * (cube["dem"].values - 300)[None] + 0.02 * (cube["npp"].values - 400)
+    return veg, soil
+
+
+def make_samples(cube: xr.Dataset, n: int = 200, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(4, NY, n), rng.integers(0, NX, n)
+    yi = rng.integers(0, len(YEARS), n)
+    veg, soil = planted_truth(cube)
+    df = pd.DataFrame({
+        "plot_id": [f"p{i}" for i in range(n)], "year": np.asarray(YEARS)[yi],
+        "row": rows, "col": cols,
+        "veg_carbon_t_ha": veg[yi, rows, cols], "soil_carbon_t_ha": soil[yi, rows, cols],
+    })
+    df["soil_true"] = df["soil_carbon_t_ha"]
+    df.loc[df.index[: n // 2], "soil_carbon_t_ha"] = np.nan  # soil measured at half the plots
+    return df
+
+
+def all_pixels(year: int) -> pd.DataFrame:
+    rr, cc = np.meshgrid(np.arange(NY), np.arange(NX), indexing="ij")
+    return pd.DataFrame({"row": rr.ravel(), "col": cc.ravel(), "year": year})
+
+
+def r2(obs: np.ndarray, pred: np.ndarray) -> float:
+    ok = np.isfinite(obs) & np.isfinite(pred)
+    return 1 - ((obs[ok] - pred[ok]) ** 2).sum() / ((obs[ok] - obs[ok].mean()) ** 2).sum()
+
+
+def assert_map_equals_patchwise(model, cube: xr.Dataset, year: int) -> None:
+    ds = model.predict_map(cube, year)
+    patchwise = model.predict_samples(all_pixels(year), cube)
+    for j, var in enumerate(["veg_carbon_density", "soil_carbon_density"]):
+        dense = ds[var].values.ravel()
+        expected = patchwise[:, j].copy()
+        expected[~cube["region_mask"].values.ravel()] = np.nan
+        np.testing.assert_array_equal(np.isnan(dense), np.isnan(expected))
+        assert np.nanmax(np.abs(dense - expected)) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def cube() -> xr.Dataset:
+    return make_cube()
+
+
+@pytest.fixture(scope="module")
+def samples(cube) -> pd.DataFrame:
+    return make_samples(cube)
+
+
+@pytest.fixture(scope="module")
+def cnn(cube, samples) -> CnnCarbon:
+    # a higher lr than the default 1e-4 so the tiny data set trains in a few seconds
+    return CnnCarbon(lr=3e-3, epochs=25, patience=25, tile_size=16, seed=0).fit(samples, cube)
+
+
+@pytest.fixture(scope="module")
+def tcn(cube, samples) -> CnnTcnCarbon:
+    return CnnTcnCarbon(lr=3e-3, epochs=4, tile_size=16, seed=0).fit(samples, cube)
+
+
+# ---- loss and encoding ---------------------------------------------------------------------
+
+
+def test_masked_mse_matches_hand_computation_and_ignores_nan():
+    pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    target = torch.tensor([[0.0, np.nan], [5.0, np.nan]])
+    loss = masked_mse(pred, target)
+    # observed: (1 - 0)^2 + (3 - 5)^2 = 1 + 4 over 2 entries -> 2.5
+    assert float(loss.detach()) == pytest.approx(2.5)
+    loss.backward()
+    # d/dpred of the mean over observed entries: 2 (pred - target) / 2; NaN column -> 0
+    np.testing.assert_allclose(pred.grad.numpy(), [[1.0, 0.0], [-2.0, 0.0]])
+    assert float(masked_mse(pred, torch.full((2, 2), np.nan))) == 0.0
+
+
+def test_encoder_scales_one_hots_and_flags_missing():
+    # feature a: training values 1, 3 -> mean 2, sd 1; feature lu: classes 1, 2 (0 = nodata)
+    raw = np.array([[1.0, 3.0, np.nan], [1.0, 2.0, 0.0]], dtype=np.float32)  # (F, pixels)
+    enc = InputEncoder(["a", "lu"], ["lu"]).fit(raw, feature_axis=0)
+    assert enc.means == {"a": 2.0} and enc.sds == {"a": 1.0} and enc.classes == {"lu": [1, 2]}
+    out = enc.encode(raw, feature_axis=0)
+    assert enc.channel_names == ["a", "lu=1", "lu=2", "valid"]
+    np.testing.assert_array_equal(out, [[-1, 1, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
+
+
+def test_patches_beyond_the_edge_are_missing():
+    raw = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)
+    patches = cut_patches(pad_raw(raw, 1), np.array([0, 2]), np.array([0, 3]), 3)
+    assert patches.shape == (2, 2, 3, 3)
+    np.testing.assert_array_equal(patches[1], raw[:, 1:4, 2:5])
+    assert np.isnan(patches[0][:, 0, :]).all() and np.isnan(patches[0][:, :, 0]).all()
+    np.testing.assert_array_equal(patches[0][:, 1:, 1:], raw[:, :2, :2])
+
+
+# ---- CNN -----------------------------------------------------------------------------------
+
+
+def test_cnn_implements_the_protocol_and_records_learning_curves(cnn):
+    assert isinstance(cnn, CarbonModel) and cnn.name == "cnn"
+    h = cnn.history_
+    assert len(h["epoch"]) == len(h["train_loss"]) == len(h["val_loss"]) <= 25
+    assert np.isfinite(h["train_loss"]).all() and np.isfinite(h["val_loss"]).all()
+    assert h["val_loss"][cnn.best_epoch_ - 1] == min(h["val_loss"])
+    assert h["train_loss"][-1] < h["train_loss"][0]
+
+
+def test_cnn_learns_planted_function_even_where_soil_unmeasured(cnn, cube, samples):
+    pred = cnn.predict_samples(samples, cube)
+    assert pred.shape == (len(samples), 2)
+    assert r2(samples["veg_carbon_t_ha"].to_numpy(), pred[:, 0]) > 0.5
+    # soil was NaN (unmeasured) at half of the plots: the masked loss ignored them, and the
+    # model still recovers the planted soil carbon there
+    unmeasured = samples["soil_carbon_t_ha"].isna().to_numpy()
+    assert r2(samples["soil_true"].to_numpy()[unmeasured], pred[unmeasured, 1]) > 0.5
+
+
+def test_cnn_same_seed_same_weights(cube, samples):
+    kwargs = dict(lr=3e-3, epochs=2, seed=7)
+    a = CnnCarbon(**kwargs).fit(samples, cube)
+    b = CnnCarbon(**kwargs).fit(samples, cube)
+    c = CnnCarbon(**{**kwargs, "seed": 8}).fit(samples, cube)
+    sa, sb, sc = a.net_.state_dict(), b.net_.state_dict(), c.net_.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    np.testing.assert_array_equal(a.predict_samples(samples, cube),
+                                  b.predict_samples(samples, cube))
+
+
+@pytest.mark.parametrize("year", [2001, 2002])
+def test_cnn_dense_map_equals_patchwise_at_every_pixel(cnn, cube, year):
+    # tile_size=16 on a 40 x 40 grid: seams at 16 and 32 and a partial last tile
+    assert_map_equals_patchwise(cnn, cube, year)
+
+
+def test_dense_map_with_strided_pooling_and_asymmetric_field(cube, samples):
+    # patch 11: conv3 -> 9, pool 2/2 -> 4 (drops the last row), conv3 -> 2, conv1, FC 2x2:
+    # the dense pass needs dilation 2 after the pooling and a receptive field of 10 < 11
+    model = CnnCarbon(patch_size=11, conv_channels=(8, 8, 8), conv_kernels=(3, 3, 1),
+                      pool_after=1, pool_size=2, pool_stride=2, hidden=16, epochs=1,
+                      tile_size=13, seed=3).fit(samples, cube)
+    assert_map_equals_patchwise(model, cube, 2003)
+
+
+def test_map_metadata_and_masks(cnn, cube):
+    ds = cnn.predict_map(cube, 2002)
+    assert set(ds.data_vars) == {"veg_carbon_density", "soil_carbon_density"}
+    assert ds["veg_carbon_density"].dims == ("y", "x")
+    np.testing.assert_array_equal(ds["x"], cube["x"])
+    for v in ds.data_vars.values():
+        assert v.attrs["units"] == "t C ha-1" and v.attrs["long_name"] and v.attrs["history"]
+    veg = ds["veg_carbon_density"].values
+    assert np.isnan(veg[:4, :6]).all()  # outside the region mask
+    assert np.isnan(veg[20:22, 30:33]).all()  # NDVI hole at the pixel itself (year 2002)
+    assert np.isfinite(veg[19, 30]) and np.isfinite(veg[30, 39])
+
+
+def test_uncertainty_bounds_bracket_the_prediction(cnn, cube):
+    ds = cnn.predict_map(cube, 2003, interval=0.9)
+    narrow = cnn.predict_map(cube, 2003, interval=0.5)
+    for var in ("veg_carbon_density", "soil_carbon_density"):
+        mid, lo, hi = (ds[var].values, ds[f"{var}_lower"].values, ds[f"{var}_upper"].values)
+        ok = np.isfinite(mid)
+        np.testing.assert_array_equal(ok, np.isfinite(lo))
+        assert (lo[ok] <= mid[ok]).all() and (mid[ok] <= hi[ok]).all()
+        assert (hi - lo)[ok].mean() > 0
+        width_50 = (narrow[f"{var}_upper"] - narrow[f"{var}_lower"]).values[ok].mean()
+        assert (hi - lo)[ok].mean() > width_50
+        assert ds[f"{var}_lower"].attrs["units"] == "t C ha-1"
+
+
+def test_cnn_save_load_roundtrip(cnn, cube, samples, tmp_path):
+    folder = cnn.save(tmp_path / "cnn")
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["name"] == "cnn" and card["seed"] == 0 and card["units"] == "t C ha-1"
+    assert card["features"] == cnn.features and card["feature_units"]["npp"] == "g C m-2 yr-1"
+    assert card["torch_version"] == torch.__version__
+    assert card["input_encoding"]["scaling"]["classes"]["landuse"] == [1, 2, 3, 4]
+    loaded = CnnCarbon.load(folder)
+    np.testing.assert_array_equal(loaded.predict_samples(samples, cube),
+                                  cnn.predict_samples(samples, cube))
+    xr.testing.assert_identical(loaded.predict_map(cube, 2002), cnn.predict_map(cube, 2002))
+    with pytest.raises(ModelError, match="describes model 'cnn', not 'cnn_tcn'"):
+        CnnTcnCarbon.load(folder)
+
+
+# ---- CNN-TCN -------------------------------------------------------------------------------
+
+
+def test_tcn_shapes_and_dense_map_equals_sequence_prediction(tcn, cube, samples):
+    assert tcn.name == "cnn_tcn" and isinstance(tcn, CarbonModel)
+    pred = tcn.predict_samples(samples, cube)
+    assert pred.shape == (len(samples), 2) and np.isfinite(pred).all()
+    assert_map_equals_patchwise(tcn, cube, 2002)
+
+
+def test_tcn_pads_early_years_with_the_first_year_and_is_causal(tcn, cube):
+    plots = all_pixels(2002).iloc[::7]
+    base = tcn.predict_samples(plots, cube)
+    # prepend a copy of 2001 labelled 2000: the sequence for 2002 (T=4) becomes
+    # [2000, 2000, 2001, 2002] = the padded [2001, 2001, 2001, 2002] -> same prediction
+    early = cube.sel(year=[2001]).assign_coords(year=[2000])
+    extended = xr.concat([early, cube], dim="year", data_vars="minimal")
+    np.testing.assert_array_equal(tcn.predict_samples(plots, extended), base)
+    # causal: changing a later year leaves the 2002 prediction alone ...
+    later = cube.copy(deep=True)
+    later["ndvi"].loc[{"year": 2003}] = 0.9
+    np.testing.assert_array_equal(tcn.predict_samples(plots, later), base)
+    # ... while changing an earlier year does change it
+    earlier = cube.copy(deep=True)
+    earlier["ndvi"].loc[{"year": 2001}] = 0.9
+    assert not np.array_equal(tcn.predict_samples(plots, earlier), base)
+
+
+def test_tcn_save_load_roundtrip(tcn, cube, samples, tmp_path):
+    loaded = CnnTcnCarbon.load(tcn.save(tmp_path / "tcn"))
+    assert loaded.card()["architecture"]["sequence_length"] == 4
+    np.testing.assert_array_equal(loaded.predict_samples(samples, cube),
+                                  tcn.predict_samples(samples, cube))
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+
+def test_features_missing_from_cube(cube, samples, cnn):
+    with pytest.raises(ModelError, match=r"features \['evi', 'rsei'\] are not in the cube"):
+        CnnCarbon(["ndvi", "evi", "rsei"], epochs=1).fit(samples, cube)
+    with pytest.raises(ModelError, match=r"features \['npp'\] are not in the cube"):
+        cnn.predict_map(cube.drop_vars("npp"), 2002)
+
+
+def test_plot_year_missing_from_cube(cube, samples, cnn):
+    bad = samples.copy()
+    bad.loc[bad.index[:3], "year"] = 1999
+    with pytest.raises(ModelError, match=r"years \[1999\] are not in the cube"):
+        CnnCarbon(epochs=1).fit(bad, cube)
+    with pytest.raises(ModelError, match=r"years \[2010\] are not in the cube"):
+        cnn.predict_map(cube, 2010)
+
+
+def test_covariate_all_nan_at_plots(cube, samples):
+    bad = cube.copy(deep=True)
+    bad["npp"][:] = np.nan
+    with pytest.raises(ModelError, match=r"covariates \['npp'\] are missing"):
+        CnnCarbon(epochs=1).fit(samples, bad)
+
+
+def test_target_never_measured_and_plots_off_grid(cube, samples):
+    with pytest.raises(ModelError, match="target 'soil'.*no measured value"):
+        CnnCarbon(epochs=1).fit(samples.assign(soil_carbon_t_ha=np.nan), cube)
+    with pytest.raises(ModelError, match="outside the 40 x 40 grid"):
+        CnnCarbon(epochs=1).fit(samples.assign(row=samples["row"] + 10), cube)
+    with pytest.raises(ModelError, match=r"lacks columns \['row'\]"):
+        CnnCarbon(epochs=1).fit(samples.drop(columns="row"), cube)
+
+
+def test_bad_parameters(cnn, cube):
+    with pytest.raises(ParameterError, match="patch_size=8 is invalid; expected an odd"):
+        CnnCarbon(patch_size=8)
+    with pytest.raises(ParameterError, match="patch_size=5 is too small"):
+        CnnCarbon(patch_size=5)
+    with pytest.raises(ParameterError, match=r"targets=\['wood'\] is invalid"):
+        CnnCarbon(targets=["wood"])
+    with pytest.raises(ParameterError, match="interval=1.5 is invalid"):
+        cnn.predict_map(cube, 2002, interval=1.5)
+    with pytest.raises(ModelError, match="not fitted"):
+        CnnCarbon().predict_map(cube, 2002)

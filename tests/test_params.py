@@ -1,0 +1,113 @@
+"""Parameter layering and validation."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from terracarbon import params
+from terracarbon.errors import ParameterError
+
+
+def write(path, obj):
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
+def test_layering_default_study_override(tmp_path):
+    study = write(tmp_path / "s.yaml", {"study": {"name": "x"}, "trends": {"alpha": 0.1}})
+    p = params.load_params(study, ["trends.alpha=0.01", "zoning.permutations=99"])
+    assert p["study"]["name"] == "x"  # study file beats default
+    assert p["trends"]["alpha"] == 0.01  # override beats study file
+    assert p["zoning"]["permutations"] == 99
+    assert p["trends"]["min_valid_years"] == 8  # untouched default survives the merge
+    assert p["_meta"]["overrides"] == ["trends.alpha=0.01", "zoning.permutations=99"]
+
+
+def test_every_problem_listed_in_one_error(tmp_path):
+    study = write(tmp_path / "s.yaml", {"trends": {"alpah": 0.1, "min_valid_years": "eight"},
+                                        "zoning": {"contiguity": "king"},
+                                        "models": {"cv_folds": 1}})
+    with pytest.raises(ParameterError) as err:
+        params.load_params(study)
+    msg = str(err.value)
+    assert "4 problem(s)" in msg
+    assert "trends.alpah: unknown parameter" in msg and "did you mean 'alpha'" in msg
+    assert "trends.min_valid_years: expected int, got str 'eight'" in msg
+    assert "zoning.contiguity: got 'king'; expected one of ['queen', 'rook']" in msg
+    assert "models.cv_folds: got 1; must be >= 2" in msg
+
+
+def test_bool_is_not_a_number():
+    with pytest.raises(ParameterError, match="trends.alpha: expected number, got bool"):
+        params.load_params(None, ["trends.alpha=true"])
+
+
+def test_unknown_section_and_bad_override_syntax():
+    with pytest.raises(ParameterError, match="trendz: unknown parameter"):
+        params.load_params(None, ["trendz.alpha=0.1"])
+    with pytest.raises(ParameterError, match="expected KEY=VALUE"):
+        params.load_params(None, ["trends.alpha"])
+
+
+def test_stage_list_items_checked():
+    with pytest.raises(ParameterError, match="list item '06_magic' is not one of"):
+        params.load_params(None, ["study.stages=[01_data_prep, 06_magic]"])
+
+
+def test_real_data_missing_files_and_columns_reported(tmp_path):
+    csv = tmp_path / "plots.csv"
+    csv.write_text("lon,lat,year,agb\n113.1,23.1,2018,50\n")
+    study = write(tmp_path / "real.yaml", {
+        "synthetic": {"enabled": False},
+        "grid": {"crs": "EPSG:32649", "pixel_size_m": 1000},
+        "data": {"years": [2000, 2001], "boundary": "nope.geojson",
+                 "layers": {"ndvi": {"path": "ndvi_{year}.tif", "kind": "continuous"},
+                            "lu": {"path": "lu.tif", "kind": "nominal"}},
+                 "plots": {"path": "plots.csv", "x_column": "lon", "y_column": "lat",
+                           "year_column": "year", "veg_column": "veg_c"}}})
+    with pytest.raises(ParameterError) as err:
+        params.load_params(study)
+    msg = str(err.value)
+    # relative paths resolve against the study file's folder
+    assert f"{tmp_path / 'ndvi_2000.tif'}" in msg and "2 file(s) not found" in msg
+    assert "data.layers.lu.kind: got 'nominal'" in msg
+    assert f"data.boundary: file not found: {tmp_path / 'nope.geojson'}" in msg
+    assert "data.plots.veg_column: column 'veg_c' not in" in msg and "agb" in msg
+
+
+def test_real_data_requires_grid_and_layers():
+    with pytest.raises(ParameterError) as err:
+        params.load_params(None, ["synthetic.enabled=false"])
+    msg = str(err.value)
+    assert "data.layers: no input layers" in msg
+    assert "grid.crs" in msg and "grid.pixel_size_m" in msg
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParameterError, match="parameter file not found"):
+        params.load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: [unclosed\n")
+    with pytest.raises(ParameterError, match="not valid YAML"):
+        params.load_params(bad)
+
+
+def test_shipped_param_files_are_valid():
+    root = params.REPO_ROOT / "params"
+    for path in [root / "quick.yaml", *sorted((root / "examples").glob("*.yaml"))]:
+        params.load_params(path, validate_files=False)
+
+
+def test_section_hash_order_independent():
+    a = {"trends": {"alpha": 0.05, "fdr": False}, "study": {"name": "q"}}
+    b = {"study": {"name": "q"}, "trends": {"fdr": False, "alpha": 0.05}}
+    assert params.section_hash(a, ["trends", "study"]) == params.section_hash(b, ["study", "trends"])
+    b["trends"]["alpha"] = 0.01
+    assert params.section_hash(a, ["trends"]) != params.section_hash(b, ["trends"])
+
+
+def test_deep_merge_does_not_mutate():
+    base = {"a": {"b": 1, "c": [1]}}
+    out = params.deep_merge(base, {"a": {"b": 2}})
+    assert out == {"a": {"b": 2, "c": [1]}} and base == {"a": {"b": 1, "c": [1]}}

@@ -1,0 +1,108 @@
+"""Stage contexts, manifests and skip logic (no notebooks involved)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from terracarbon import params as tc_params
+from terracarbon import report, stages
+from terracarbon.errors import ParameterError, StageError
+
+
+@pytest.fixture()
+def resolved():
+    return tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml")
+
+
+def sections(p, stage_id):
+    return {name: p[name] for name in stages.STAGES[stage_id].sections}
+
+
+def complete_stage(run_dir, p, stage_id, payload="x"):
+    ctx = stages.open_stage(run_dir, stage_id, params=sections(p, stage_id))
+    out = ctx.path("table.csv")
+    out.write_text(payload)
+    ctx.record("table", out, units="t C", description="a table")
+    ctx.headline("total", 1.5, units="Pg C", text="Total carbon")
+    stages.finish_stage(ctx)
+    return ctx
+
+
+def test_manifest_contents(tmp_path, resolved):
+    ctx = complete_stage(tmp_path, resolved, "01_data_prep")
+    m = json.loads((tmp_path / "01_data_prep" / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["stage"] == "01_data_prep"
+    assert m["outputs"]["table"] == {"path": "01_data_prep/table.csv", "units": "t C",
+                                     "description": "a table"}
+    assert set(m["params"]) == set(stages.STAGES["01_data_prep"].sections)
+    assert m["params_hash"] == stages.params_hash(sections(resolved, "01_data_prep"))
+    assert m["stage_hash"] == ctx.stage_hash
+    assert m["headlines"]["total"]["units"] == "Pg C"
+    prov = m["provenance"]
+    assert prov["packages"]["numpy"] and prov["python"]
+    assert len(prov["git_commit"] or "") in (0, 40) and "git_dirty" in prov
+
+
+def test_downstream_needs_complete_upstream(tmp_path, resolved):
+    with pytest.raises(StageError, match="needs stage 01_data_prep .* manifest is missing"):
+        stages.open_stage(tmp_path, "02_train_models", params=sections(resolved, "02_train_models"))
+    complete_stage(tmp_path, resolved, "01_data_prep")
+    ctx = stages.open_stage(tmp_path, "02_train_models", params=sections(resolved, "02_train_models"))
+    assert ctx.input("01_data_prep", "table").read_text() == "x"
+    with pytest.raises(StageError, match="has no output 'cube'"):
+        ctx.input("01_data_prep", "cube")
+
+
+def test_up_to_date_follows_params_and_upstream(tmp_path, resolved):
+    ctx1 = complete_stage(tmp_path, resolved, "01_data_prep")
+    ctx2 = complete_stage(tmp_path, resolved, "02_train_models")
+    assert stages.is_up_to_date(tmp_path, "02_train_models", ctx2.stage_hash)
+    # a changed parameter of stage 1 changes stage 1's hash, hence stage 2's expected hash
+    changed = tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml",
+                                    ["prep.outlier_sigma=2.5"])
+    ctx1b = complete_stage(tmp_path, changed, "01_data_prep")
+    assert ctx1b.stage_hash != ctx1.stage_hash
+    expected2 = stages.stage_hash(stages.params_hash(sections(changed, "02_train_models")),
+                                  stages.upstream_hashes(tmp_path, "02_train_models"))
+    assert not stages.is_up_to_date(tmp_path, "02_train_models", expected2)
+    # a deleted output makes a stage stale even with matching hashes
+    (tmp_path / "01_data_prep" / "table.csv").unlink()
+    assert not stages.is_up_to_date(tmp_path, "01_data_prep", ctx1b.stage_hash)
+
+
+def test_invalid_section_rejected(tmp_path, resolved):
+    bad = sections(resolved, "01_data_prep")
+    bad["prep"] = {**bad["prep"], "outlier_sigma": "three"}
+    with pytest.raises(ParameterError, match="prep.outlier_sigma: expected number"):
+        stages.open_stage(tmp_path, "01_data_prep", params=bad)
+
+
+def test_record_requires_written_file_and_finish_requires_outputs(tmp_path, resolved):
+    ctx = stages.open_stage(tmp_path, "01_data_prep", params=sections(resolved, "01_data_prep"))
+    with pytest.raises(StageError, match="was not written"):
+        ctx.record("cube", tmp_path / "nothing.zarr", units="1", description="")
+    with pytest.raises(StageError, match="no outputs recorded"):
+        stages.finish_stage(ctx)
+    assert stages.read_manifest(ctx.stage_dir)["status"] == "running"
+
+
+def test_index_page_offline_and_links(tmp_path, resolved):
+    complete_stage(tmp_path, resolved, "01_data_prep")
+    (tmp_path / "01_data_prep" / "r.html").write_text("<html></html>")
+    stages.update_manifest(tmp_path / "01_data_prep", report="01_data_prep/r.html")
+    manifests = [stages.read_manifest(tmp_path / "01_data_prep"),
+                 {"stage": "02_train_models", "status": "not run", "title": "Model training"}]
+    page = report.render_index(tmp_path, manifests, params_file="params.yaml", title="t",
+                               provenance={"git_commit": "abc"}).read_text()
+    assert 'href="01_data_prep/r.html"' in page
+    assert "Total carbon: <b>1.5</b> Pg C" in page and "not run" in page
+    assert report.external_references(page) == []
+
+
+def test_external_reference_detector():
+    page = ('<script src="https://cdn.x/bokeh.js"></script><link href="//fonts.x/css">'
+            '<style>@import url("https://f.x/a.css")</style><script>var a="http://x";</script>')
+    assert report.external_references(page) == ["//fonts.x/css", "https://cdn.x/bokeh.js",
+                                                 "https://f.x/a.css"]
