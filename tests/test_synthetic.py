@@ -63,7 +63,8 @@ def test_same_seed_gives_identical_arrays_and_other_seed_differs(tiny, tmp_path)
     other = synthetic.make_study(tmp_path / "other", **{**TINY, "seed": 8})
     assert not np.array_equal(read_band(tiny.raster_path("ndvi", 2020)),
                               read_band(other.raster_path("ndvi", 2020)))
-    assert not np.array_equal(read_band(tiny.raster_path("dem")), read_band(other.raster_path("dem")))
+    assert not np.array_equal(read_band(tiny.raster_path("dem")),
+                              read_band(other.raster_path("dem")))
     assert tiny.plots.read_bytes() != other.plots.read_bytes()
 
 
@@ -411,7 +412,6 @@ def test_random_forest_learns_carbon_from_covariates_at_plots(tmp_path):
             features[at, j] = band[row[at], col[at]]
     groups = (row // 20) * 100 + col // 20
 
-    total_before = total_after = None
     truth = synthetic.open_truth(files.truth)
     total = (truth.veg_carbon_density + truth.soil_carbon_density).sum(("y", "x")).values
     total_before, total_after = total[0], total[-1]

@@ -12,7 +12,9 @@ Two code paths share the arithmetic:
   pruned to the wires that hold the median (see :func:`median_network`);
 * a *general* path, one pixel at a time, for series with gaps (NaN/inf are dropped and the
   time coordinates of the valid years are used), for the autocorrelation-corrected
-  Mann-Kendall variants and for too-short series.
+  Mann-Kendall variants and for too-short series. The wrapper passes it a float64 copy of
+  those pixels (one compiled specialisation); the lock-step path differences float32 input
+  in float32 (results agree to float32 rounding).
 
 All kernels are compiled with ``cache=True`` so a new process loads them from disk.
 """
@@ -137,20 +139,6 @@ def _write_mk(out, col, slope, intercept, s, tie_term, n, z_crit):
     out[6, col] = _two_sided_p(z)
     out[7, col] = n
     out[8, col] = _trend_sign(z, z_crit)
-
-
-@numba.njit(cache=True, parallel=True)
-def count_valid(x):
-    """Number of finite values per pixel (row) of a 2-D ``(pixels, time)`` array."""
-    npix, n = x.shape
-    out = np.zeros(npix, dtype=np.int64)
-    for p in prange(npix):
-        c = 0
-        for k in range(n):
-            if np.isfinite(x[p, k]):
-                c += 1
-        out[p] = c
-    return out
 
 
 # --------------------------------------------------------------------------- Sen / MK

@@ -162,3 +162,11 @@ def write_vector(gdf: Any, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         gdf.to_file(tmp, driver="GeoJSON")
     return path
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV artifact written by :func:`write_table`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"{path}: table not found; run the stage that writes it first.")
+    return pd.read_csv(path)

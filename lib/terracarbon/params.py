@@ -74,6 +74,7 @@ RULES: dict[str, Rule] = {
     "prep.cube_format": Rule(choices=("zarr", "netcdf")),
     "models.candidates": Rule(items=(str,), item_choices=MODEL_NAMES),
     "models.cv_folds": Rule(types=(int,), minimum=2, maximum=100),
+    "models.cv_folds_deep": Rule(types=(int,), minimum=2, maximum=100),
     "models.cv_block_size_m": Rule(types=NUM, minimum=0),
     "models.holdout": Rule(choices=("10pct", "7:2:1")),
     "models.interval": Rule(types=NUM, minimum=0.5, maximum=0.99),

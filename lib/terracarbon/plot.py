@@ -409,7 +409,17 @@ def quantity_label(da: xr.DataArray) -> str:
 
 
 def _is_change_layer(da: xr.DataArray) -> bool:
+    """True for signed quantities (change, trend slope, correlation) that want a diverging map.
+
+    Rates carry "yr-1" in their units; terrain slope (degree) and the normalised *difference*
+    vegetation index are not changes, so they are excluded explicitly.
+    """
+    units = str(da.attrs.get("units", ""))
     text = f"{da.name or ''} {da.attrs.get('long_name', '')}"
+    if units in ("degree", "degrees", "%") or re.search(r"vegetation index", text, re.I):
+        return False
+    if units.endswith("yr-1") and not re.search(r"productivity|precipitation", text, re.I):
+        return True
     return bool(_CHANGE_PATTERN.search(str(da.name or ""))) or bool(
         re.search(r"\b(change|slope|trend|correlation|difference)\b", text, re.IGNORECASE)
     )
@@ -1823,3 +1833,80 @@ def _inline_panel_stylesheets(page: str) -> str:
 
 _REMOTE_ICON_LINK = re.compile(r'<link rel="(?:icon|apple-touch-icon)"[^>]*href="https?://[^"]*"'
                                r"[^>]*>")
+
+
+def layer_gallery(
+    cube: xr.Dataset,
+    *,
+    year: int,
+    boundary: gpd.GeoDataFrame | None = None,
+    variables: Sequence[str] | None = None,
+    ncols: int = 4,
+    panel_size: tuple[float, float] = (3.2, 2.8),
+) -> Figure:
+    """Small maps of every cube layer in ``year`` (static layers as they are).
+
+    Each panel has its own colour bar (labelled with the layer's units) or class legend;
+    the panels are drawn on plain axes in the grid CRS to keep the gallery light.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        The data-prep cube (``year, y, x`` and ``y, x`` layers with ``units``).
+    year : int
+        Calendar year shown for annual layers.
+    boundary : GeoDataFrame, optional
+        Outline drawn on every panel.
+    variables : sequence of str, optional
+        Layers to show; default every variable but ``region_mask``.
+    """
+    names = [v for v in (variables or cube.data_vars) if v != "region_mask"]
+    if not names:
+        raise InputDataError("layer_gallery: the cube has no layers to show")
+    nrows = int(np.ceil(len(names) / ncols))
+    fig = _new_figure((panel_size[0] * ncols, panel_size[1] * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for ax, name in zip(axes, names):
+        da = cube[name]
+        if "year" in da.dims:
+            da = da.sel(year=year)
+        map_layer(da, ax=ax, boundary=boundary, projection="native", graticule=False,
+                  scale_bar=False, north_arrow=False, title=name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Input layers, {year}")
+    return fig
+
+
+def residual_map(
+    residuals: pd.DataFrame,
+    *,
+    column: str,
+    x: str = "x",
+    y: str = "y",
+    units: str = DENSITY_UNITS,
+    title: str | None = None,
+) -> Figure:
+    """Map of residuals (predicted − observed) at the plots, diverging colours centred on 0.
+
+    Spatial clusters of one sign reveal structure the model missed (and why random CV
+    flatters it).
+    """
+    _require_columns(residuals, [column, x, y], arg="residuals")
+    values = residuals[column].to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise InputDataError(f"residual_map: column {column!r} has no finite values")
+    limit = float(np.nanpercentile(np.abs(values[finite]), 98)) or 1.0
+    fig = _new_figure((6.0, 5.0))
+    ax = fig.add_subplot()
+    points = ax.scatter(residuals[x][finite], residuals[y][finite], c=values[finite], s=10,
+                        cmap="RdBu_r", norm=mcolors.TwoSlopeNorm(0.0, -limit, limit))
+    fig.colorbar(points, ax=ax, label=f"residual, predicted − observed ({units})", shrink=0.8)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title(title or f"Out-of-fold residuals: {column}")
+    return fig

@@ -59,17 +59,18 @@ Water, static
     (``N(0.02) > 2.4`` where ``dem < 120`` m).
 
 Land use (``LANDUSE_CLASSES``), annual
-    First year: ``z = dem / 1800 + 0.12 N(0.05)``: forest if ``z > 0.19`` or a lowland
-    woodland patch (``N_a(0.04) > 0.6``); shrub, or grassland where ``N_u(0.03) > 0.5``,
-    for ``0.13 < z <= 0.19``;
-    otherwise cropland, with grassland (``N_b > 1.1``) and bare (``N_c > 2.1``) patches;
-    wetland within 4 river half-widths below 30 m where ``N_b > 0``; water as above;
-    built-up in the city core (``D < r0``) and in four towns (discs of radius 0.012-0.02 at
-    uniform random positions in 0.2..0.8, below 250 m). Zone 3 is forest. Zone 1 starts degraded (cropland,
-    grassland or bare by thresholds on ``N(0.03)``).
+    First year: with ``z = dem / 1800 + 0.12 N(0.05)``, forest where ``z > 0.19`` or in a
+    lowland woodland patch (``N_a(0.04) > 0.6``); for ``0.13 < z <= 0.19`` shrub, or
+    grassland where ``N_u(0.03) > 0.5``; otherwise cropland, with grassland
+    (``N_b > 1.1``) and bare (``N_c > 2.1``) patches. Wetland within 4 river half-widths
+    below 30 m where ``N_b > 0``; water as above; built-up in the city core (``D < r0``)
+    and in four towns (discs of radius 0.012-0.02 at uniform random positions in 0.2..0.8,
+    below 250 m). Zone 3 is forest. Zone 1 starts degraded: cropland, grassland or bare by
+    thresholds on ``N(0.03)``.
     Change: 80 % of zone 1 (ranked on ``0.7 N(0.03) + 0.3 white``) is afforested, the pixel
     of rank ``q`` in year index ``1 + floor(q / 0.8 * (n_years - 2))``, to forest where
-    ``N(0.03) > -0.5`` (about 70 %), else shrub; in zone 2 a pixel becomes built-up when ``D < r0 + (r1 - r0) dt / (t_end - t0)``.
+    ``N(0.03) > -0.5`` (about 70 %), else shrub. In zone 2 a pixel becomes built-up when
+    ``D < r0 + (r1 - r0) dt / (t_end - t0)``.
 
 Climate, annual (``T_bar``, ``P_bar`` are the climate normals without yearly anomalies)
     ``temperature = 24 - 0.0065 dem - 0.012 y_km + 0.025 dt + a_t + b_t N(0.25)`` (degC),
@@ -121,12 +122,12 @@ Truth carbon density (t C ha-1), annual
     Both are NaN outside the region in ``truth.nc``.
 
 Plots
-    Sites are drawn per plot year, weighted by that year's land use (vegetation sites
-    favour forest, soil sites avoid water and built-up), jittered within +-0.4 pixel and
-    kept inside the polygon; ``min(n_veg, n_soil) // 4`` sites have both measurements. Each
-    value is ``truth * exp(0.1 N(0, 1))``, rounded to 0.001 t C ha-1. ``n_outliers`` values, drawn among rows at or
-    above the column median, are recorded x10 (a unit slip), far beyond 3 standard
-    deviations. ``n_outside_plots`` sites lie 1-6 pixels outside the grid with the
+    Sites are drawn per plot year, weighted by that year's land use (vegetation sites favour
+    forest, soil sites avoid water and built-up), jittered within +-0.4 pixel and kept
+    inside the polygon; ``min(n_veg, n_soil) // 4`` sites have both measurements. Each value
+    is ``truth * exp(0.1 N(0, 1))``, rounded to 0.001 t C ha-1. ``n_outliers`` values, drawn
+    among rows at or above the column median, are recorded x10 (a unit slip), far beyond 3
+    standard deviations. ``n_outside_plots`` sites lie 1-6 pixels outside the grid with the
     edge-pixel truth.
 """
 
@@ -511,14 +512,14 @@ def make_study(
 
     Examples
     --------
-    >>> files = make_study(tmp_path / "study", nx=60, ny=40, years=range(2018, 2022))  # doctest: +SKIP
+    >>> files = make_study("study", nx=60, ny=40, years=range(2018, 2022))  # doctest: +SKIP
     >>> truth = open_truth(files.truth)  # doctest: +SKIP
     """
     args = _validated_arguments(
         out_dir, nx, ny, pixel_size_m, years, crs, origin_xy, n_veg_plots, n_soil_plots,
         plot_years, n_outliers, n_outside_plots, seed,
     )
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # absolute paths survive a notebook's change of cwd
     files = _study_files(out_dir, args)
     if _is_complete(files, args):
         log.info("make_study: %s already holds this study; skipped", out_dir)
@@ -711,7 +712,8 @@ def _static_fields(grid: _Grid, seed: int) -> dict[str, Any]:
     bump = np.exp(-grid.distance(_MOUNTAIN_CENTRE) ** 2 / (2 * _MOUNTAIN_SIGMA**2))
     mountain = bump + 0.1 * _noise(grid, rng_zone, 0.02) > 0.5
     restoration = (
-        grid.distance(_RESTORATION_CENTRE) / _RESTORATION_RADIUS + 0.2 * _noise(grid, rng_zone, 0.04)
+        grid.distance(_RESTORATION_CENTRE) / _RESTORATION_RADIUS
+        + 0.2 * _noise(grid, rng_zone, 0.04)
         < 1.0
     )
     city_distance = grid.distance(_CITY_CENTRE) * (1.0 + 0.15 * _noise(grid, rng_zone, 0.05))
@@ -838,7 +840,8 @@ def _dem(grid: _Grid, rng: np.random.Generator, bump: np.ndarray,
     dx, dy = (u2 - u1) * grid.nx, (v2 - v1) * grid.ny
     along = np.clip((px * dx + py * dy) / (dx * dx + dy * dy), 0.0, 1.0)
     ridge_distance = np.hypot(px - along * dx, py - along * dy) / grid.side
-    ridge = 1250.0 * np.exp(-((ridge_distance / 0.09) ** 2)) * (0.75 + 0.25 * _noise(grid, rng, 0.1))
+    ridge_height = 0.75 + 0.25 * _noise(grid, rng, 0.1)
+    ridge = 1250.0 * np.exp(-((ridge_distance / 0.09) ** 2)) * ridge_height
     dem = (
         5.0
         + (60.0 + 480.0 * hills) * (0.3 + 0.7 * (1.0 - grid.v))
@@ -856,7 +859,9 @@ def _initial_landuse(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First-year land use, plus the afforestation year index and class in zone 1."""
     z = dem / 1800.0 + 0.12 * _noise(grid, rng, 0.05)
-    woodland, grass_patch, bare_patch, upland = (_noise(grid, rng, s) for s in (0.04, 0.03, 0.02, 0.03))
+    woodland, grass_patch, bare_patch, upland = (
+        _noise(grid, rng, scale) for scale in (0.04, 0.03, 0.02, 0.03)
+    )
     lu = np.full(grid.shape, CROP, np.int16)
     lu[grass_patch > 1.1] = GRASS
     lu[bare_patch > 2.1] = BARE
@@ -1133,9 +1138,15 @@ def _outside_positions(grid: _Grid, rng: np.random.Generator,
     return x, y, rows, cols
 
 
-def _plant_outliers(rng: np.random.Generator, veg: np.ndarray, soil: np.ndarray,
-                    eligible: np.ndarray, n_outliers: int):  # noqa: ANN202
-    """Gross errors: x10 on values at or above the column median (a unit slip)."""
+def _plant_outliers(
+    rng: np.random.Generator, veg: np.ndarray, soil: np.ndarray, eligible: np.ndarray,
+    n_outliers: int,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Gross errors: x10 on values at or above the column median (a unit slip).
+
+    Returns ``(recorded, is_outlier)`` for vegetation and for soil; ``recorded`` is the
+    x10 value, to be used only where ``is_outlier``.
+    """
     n_veg_out = round(n_outliers * np.isfinite(veg).sum() / max(np.isfinite(veg).sum()
                                                                 + np.isfinite(soil).sum(), 1))
     result = []
@@ -1213,7 +1224,8 @@ def _write_truth(path: Path, grid: _Grid, static: dict[str, Any],
         {
             "veg_carbon_density": (("year", "y", "x"),
                                    np.where(region, truth["veg"], np.float32(np.nan)),
-                                   {**density_attrs, "long_name": "true vegetation carbon density"}),
+                                   {**density_attrs,
+                                    "long_name": "true vegetation carbon density"}),
             "soil_carbon_density": (("year", "y", "x"),
                                     np.where(region, truth["soil"], np.float32(np.nan)),
                                     {**density_attrs,

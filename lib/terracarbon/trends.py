@@ -170,6 +170,12 @@ def _pixels_by_time(block: np.ndarray) -> np.ndarray:
     return block.reshape(-1, block.shape[-1])
 
 
+def _general_subset(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    # one float64 C-contiguous specialisation of the per-pixel kernels keeps the numba
+    # compile (first use on a machine) short; these pixels are the minority with gaps
+    return np.ascontiguousarray(x[rows], dtype=np.float64)
+
+
 def _stack_outputs(
     da: xr.DataArray, func, names: Sequence[str], dim: str
 ) -> dict[str, xr.DataArray]:
@@ -193,7 +199,7 @@ def _sen_mk_block(block: np.ndarray, *, t: np.ndarray, min_valid: int, method: s
     x = _pixels_by_time(block)
     n = x.shape[1]
     out = np.empty((len(_k.SEN_MK_OUTPUTS), x.shape[0]), dtype=np.float64)
-    n_valid = _k.count_valid(x)
+    n_valid = np.isfinite(x).sum(axis=1)
     lockstep = method == "original" and n >= min_valid
     fast = np.flatnonzero(n_valid == n) if lockstep else np.empty(0, dtype=np.int64)
     rest = np.flatnonzero(n_valid != n) if lockstep else np.arange(x.shape[0])
@@ -205,7 +211,11 @@ def _sen_mk_block(block: np.ndarray, *, t: np.ndarray, min_valid: int, method: s
         _k.sen_mk_lockstep(x, fast, dt, lo, hi, k_lo, k_hi, ylo, yhi, yk_lo, yk_hi,
                            float(np.median(t)), z_crit, _k.LANES, out)
     if rest.size:
-        _k.sen_mk_general(x, rest, t, min_valid, _k.METHOD_CODES[method], z_crit, out)
+        sub = _general_subset(x, rest)
+        out_rest = np.empty((out.shape[0], rest.size))
+        _k.sen_mk_general(sub, np.arange(rest.size), t, min_valid, _k.METHOD_CODES[method],
+                          z_crit, out_rest)
+        out[:, rest] = out_rest
     return np.moveaxis(out, 0, -1).reshape(*lead, out.shape[0])
 
 
@@ -648,14 +658,17 @@ def _hurst_block(block: np.ndarray, *, min_valid: int, correction: str | None) -
         log_expected[2:] = np.log(anis_lloyd_expected_rs(taus[2:]))
     add_half = correction == "anis_lloyd"
     out = np.empty((len(_k.HURST_OUTPUTS), x.shape[0]), dtype=np.float64)
-    n_valid = _k.count_valid(x)
+    n_valid = np.isfinite(x).sum(axis=1)
     fast_ok = n >= max(min_valid, 3)
     fast = np.flatnonzero(n_valid == n) if fast_ok else np.empty(0, dtype=np.int64)
     rest = np.flatnonzero(n_valid != n) if fast_ok else np.arange(x.shape[0])
     if fast.size:
         _k.hurst_lockstep(x, fast, log_tau, log_expected, add_half, _k.LANES, out)
     if rest.size:
-        _k.hurst_general(x, rest, min_valid, log_tau, log_expected, add_half, out)
+        out_rest = np.empty((out.shape[0], rest.size))
+        _k.hurst_general(_general_subset(x, rest), np.arange(rest.size), min_valid, log_tau,
+                         log_expected, add_half, out_rest)
+        out[:, rest] = out_rest
     return np.moveaxis(out, 0, -1).reshape(*lead, out.shape[0])
 
 

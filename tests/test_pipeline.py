@@ -1,0 +1,105 @@
+"""End to end: run_all.py on params/quick.yaml, then a rerun that skips, then a failing stage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from terracarbon import report, stages
+from terracarbon.params import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+RUN_ALL = [sys.executable, str(REPO_ROOT / "run_all.py")]
+
+
+def run(args, runs_dir):
+    return subprocess.run([*RUN_ALL, "--params", "params/quick.yaml", "--runs-dir", str(runs_dir),
+                           *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("runs")
+    result = run([], runs_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return runs_dir / "quick", result
+
+
+def test_every_stage_complete_with_units_and_report(quick_run):
+    run_dir, result = quick_run
+    for stage_id in stages.STAGES:
+        manifest = json.loads((run_dir / stage_id / "manifest.json").read_text())
+        assert manifest["status"] == "complete", stage_id
+        assert manifest["provenance"]["packages"]["numpy"]
+        assert manifest["outputs"], f"{stage_id} recorded no outputs"
+        for output_id, out in manifest["outputs"].items():
+            assert (run_dir / out["path"]).exists(), (stage_id, output_id)
+            if Path(out["path"]).suffix in (".zarr", ".nc", ".csv", ".tif"):
+                assert out["units"], f"{stage_id}:{output_id} has no units"
+        html_path = run_dir / manifest["report"]
+        page = html_path.read_text()
+        assert report.external_references(page) == [], f"{html_path.name} loads from the network"
+        assert "Traceback" not in page
+    index = (run_dir / "index.html").read_text()
+    assert report.external_references(index) == []
+    for stage_id in stages.STAGES:
+        assert f'href="{stage_id}/{stage_id}.html"' in index
+    assert "progress" not in result.stderr.lower()
+    assert "[05_zoning] complete" in result.stdout and "index.html" in result.stdout
+
+
+def test_cube_and_tables_carry_units(quick_run):
+    import pandas as pd
+
+    from terracarbon.io import open_cube
+
+    run_dir, _ = quick_run
+    cube = open_cube(run_dir / "01_data_prep" / "cube.zarr")
+    assert cube.rio.crs.to_epsg() == 32649
+    assert cube["npp"].attrs["units"] == "g C m-2 yr-1"
+    assert cube["ndvi"].dims == ("year", "y", "x")
+    samples = pd.read_csv(run_dir / "01_data_prep" / "samples.csv")
+    assert {"veg_carbon_t_ha", "soil_carbon_t_ha", "ndvi", "row", "col"} <= set(samples.columns)
+
+
+def test_rerun_skips_every_stage(quick_run):
+    run_dir, _ = quick_run
+    before = {s: (run_dir / s / "manifest.json").stat().st_mtime_ns for s in stages.STAGES}
+    result = run([], run_dir.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("up to date, skipped") == len(stages.STAGES)
+    after = {s: (run_dir / s / "manifest.json").stat().st_mtime_ns for s in stages.STAGES}
+    assert before == after
+
+
+def test_failing_stage_stops_with_its_name_and_cell(quick_run):
+    run_dir, _ = quick_run
+    upstream_files = {p: p.stat().st_mtime_ns for p in (run_dir / "03_carbon_maps").rglob("*")
+                      if p.is_file()}
+    result = run(["--only", "04_trends", "--set", "trends.variable=no_such_variable"],
+                 run_dir.parent)
+    assert result.returncode != 0
+    assert "stage 04_trends failed in cell" in result.stderr
+    assert "no_such_variable" in result.stderr
+    manifest = json.loads((run_dir / "04_trends" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "no_such_variable" in manifest["error"]
+    assert (run_dir / "04_trends" / "04_trends.html").exists()
+    # earlier stages untouched
+    assert upstream_files == {p: p.stat().st_mtime_ns for p in upstream_files}
+    # and a normal rerun repairs the failed stage only
+    repaired = run([], run_dir.parent)
+    assert repaired.returncode == 0, repaired.stderr[-2000:]
+    assert "[04_trends] complete" in repaired.stdout
+    assert "[03_carbon_maps] up to date, skipped" in repaired.stdout
+
+
+def test_bad_parameter_stops_before_anything_runs(tmp_path):
+    result = run(["--set", "trends.alpah=0.1", "--set", "zoning.permutations=-5"], tmp_path)
+    assert result.returncode == 1
+    assert "trends.alpah: unknown parameter" in result.stderr
+    assert "zoning.permutations: got -5; must be >= 0" in result.stderr
+    assert not (tmp_path / "quick").exists()
