@@ -7,7 +7,6 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PARAMS ?= params/default.yaml
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: install run quick test test-fast explore bench clean-runs lab
 

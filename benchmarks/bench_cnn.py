@@ -9,7 +9,7 @@ number of epochs (no early stopping, so the time is comparable) and times one ye
 mapping with ``torch.set_num_threads(threads)``; ``--interval`` also times MC-dropout bounds.
 
 Run:  PYTHONPATH=lib python benchmarks/bench_cnn.py [--size 1000] [--plots 3500] [--epochs 3]
-      [--threads 2] [--interval] [--tcn]
+      [--threads 2] [--interval] [--tcn] [--default-fit]
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--interval", action="store_true")
     parser.add_argument("--tcn", action="store_true", help="benchmark the CNN-TCN as well")
+    parser.add_argument("--default-fit", action="store_true",
+                        help="also time a fit with the default epochs and early stopping")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -83,15 +85,22 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads for mapping, "
           f"grid {args.size} x {args.size}, {args.plots} plots")
     for cls in classes:
+        cls(epochs=1, val_fraction=0.0).fit(plots.iloc[:64], cube)  # warm-up (kernel JIT)
         model = cls(epochs=args.epochs, val_fraction=0.0, seed=0)
         start = time.perf_counter()
         model.fit(plots, cube)
         fit_s = time.perf_counter() - start
         n_seen = model.n_train_ * args.epochs
-        print(f"[{model.name}] {model.card()['input_encoding']['channels'].__len__()} input "
-              f"channels; training: {args.epochs} epochs x {model.n_train_} plots in "
-              f"{fit_s:.1f} s = {n_seen / fit_s:,.0f} samples/s "
-              f"(-> {fit_s / args.epochs * 0.8:.1f} s per default epoch with an 80 % split)")
+        n_channels = len(model.card()["input_encoding"]["channels"])
+        print(f"[{model.name}] {n_channels} input channels; training: {args.epochs} epochs x "
+              f"{model.n_train_} plots in {fit_s:.1f} s = {n_seen / fit_s:,.0f} samples/s")
+        if args.default_fit:
+            start = time.perf_counter()
+            default = cls(seed=0).fit(plots, cube)
+            epochs = default.card()["training"]["epochs"]
+            print(f"[{model.name}] default settings (lr 1e-4, <= {epochs}"
+                  f" epochs, early stopping): {len(default.history_['epoch'])} epochs on "
+                  f"{default.n_train_} plots in {time.perf_counter() - start:.1f} s")
 
         model.predict_map(cube.isel(y=slice(0, 64), x=slice(0, 64)), YEARS[-1])  # warm-up
         start = time.perf_counter()

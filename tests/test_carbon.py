@@ -473,3 +473,14 @@ def test_dask_input_stays_lazy_and_inputs_are_not_mutated(rng):
     pd.testing.assert_frame_equal(carbon.totals(lazy_storage), eager, check_exact=False,
                                   rtol=1e-12)
     xr.testing.assert_identical(ds, before)
+
+
+def test_class_mean_table_fills_classes_without_plots():
+    import pandas as pd
+
+    samples = pd.DataFrame({"landuse": [1, 1, 4], "veg_carbon_t_ha": [60.0, 80.0, 10.0],
+                            "soil_carbon_t_ha": [100.0, 120.0, 50.0]})
+    table = carbon.class_mean_table(samples, all_classes=[1, 4, 6])
+    assert table.loc[1, "veg"] == 70.0 and table.loc[4, "soil"] == 50.0
+    # class 6 (water) has no plots: the mean over all plots, (60 + 80 + 10) / 3 = 50
+    assert table.loc[6, "veg"] == pytest.approx(50.0) and table.loc[6, "n_plots_veg"] == 0

@@ -7,18 +7,26 @@ covariates in a 3 x 3 neighbourhood, with soil carbon unmeasured at half of the 
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 import xarray as xr
 from scipy.ndimage import uniform_filter
 
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.models.base import CarbonModel
-from terracarbon.models.cnn import CnnCarbon, CnnTcnCarbon, masked_mse
+from terracarbon.models.cnn import (
+    CnnCarbon,
+    CnnTcnCarbon,
+    TemporalConv,
+    _empirical_quantiles,
+    masked_mse,
+)
 from terracarbon.models.patches import InputEncoder, cut_patches, pad_raw
 
 YEARS = (2001, 2002, 2003)
@@ -139,7 +147,7 @@ def test_masked_mse_matches_hand_computation_and_ignores_nan():
     loss.backward()
     # d/dpred of the mean over observed entries: 2 (pred - target) / 2; NaN column -> 0
     np.testing.assert_allclose(pred.grad.numpy(), [[1.0, 0.0], [-2.0, 0.0]])
-    assert float(masked_mse(pred, torch.full((2, 2), np.nan))) == 0.0
+    assert float(masked_mse(pred.detach(), torch.full((2, 2), np.nan))) == 0.0
 
 
 def test_encoder_scales_one_hots_and_flags_missing():
@@ -235,6 +243,18 @@ def test_uncertainty_bounds_bracket_the_prediction(cnn, cube):
         width_50 = (narrow[f"{var}_upper"] - narrow[f"{var}_lower"]).values[ok].mean()
         assert (hi - lo)[ok].mean() > width_50
         assert ds[f"{var}_lower"].attrs["units"] == "t C ha-1"
+    # one dropout mask per pass for the whole map: bounds do not depend on the tiling
+    untiled = copy.deepcopy(cnn)
+    untiled._hyper["tile_size"] = 64
+    xr.testing.assert_allclose(untiled.predict_map(cube, 2003, interval=0.9), ds, atol=1e-4)
+
+
+def test_empirical_quantiles_match_numpy():
+    draws = torch.from_numpy(np.random.default_rng(5).normal(size=(50, 30, 2)).astype(np.float32))
+    lo, hi = _empirical_quantiles(draws, (0.05, 0.95))
+    expected = np.quantile(draws.numpy().astype(np.float64), [0.05, 0.95], axis=1)
+    np.testing.assert_allclose(lo, expected[0], atol=1e-6)
+    np.testing.assert_allclose(hi, expected[1], atol=1e-6)
 
 
 def test_cnn_save_load_roundtrip(cnn, cube, samples, tmp_path):
@@ -278,6 +298,23 @@ def test_tcn_pads_early_years_with_the_first_year_and_is_causal(tcn, cube):
     earlier = cube.copy(deep=True)
     earlier["ndvi"].loc[{"year": 2001}] = 0.9
     assert not np.array_equal(tcn.predict_samples(plots, earlier), base)
+
+
+@pytest.mark.parametrize(("steps", "dilations"), [(1, [1]), (4, [1, 2]), (5, [1, 2, 4])])
+def test_temporal_conv_matches_causal_conv1d(steps, dilations):
+    torch.manual_seed(0)
+    tcn = TemporalConv(6, 5, sequence_length=steps)
+    # kernel 2: receptive field 1 + sum(dilations) must reach the sequence length
+    assert tcn.dilations == dilations
+    x = torch.randn(7, 6, steps)  # (n, channels, T)
+    # reference: the textbook TCN with F.conv1d on left-padded sequences
+    ref = x
+    for i, (conv, d) in enumerate(zip(tcn.convs, tcn.dilations, strict=True)):
+        y = F.relu(F.conv1d(F.pad(ref, (d, 0)), conv.weight, conv.bias, dilation=d))
+        ref = y + (F.conv1d(ref, tcn.skip.weight, tcn.skip.bias) if i == 0 else ref)
+    with torch.no_grad():
+        np.testing.assert_allclose(tcn(x.permute(2, 0, 1)).numpy(), ref[:, :, -1].detach().numpy(),
+                                   atol=1e-5)
 
 
 def test_tcn_save_load_roundtrip(tcn, cube, samples, tmp_path):

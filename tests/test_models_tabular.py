@@ -310,11 +310,23 @@ def test_multiple_linear_equals_plain_least_squares_with_dummies(study):
     assert len(card["scaling"]["veg"]["sd"]) == 8
 
 
-def test_baselines_have_no_intervals(study):
+def test_baseline_intervals_are_residual_quantiles(study):
     cube, samples = study
-    model = NdviLinear().fit(samples, cube)
-    with pytest.raises(ModelError, match="no prediction intervals"):
-        model.predict_map(cube, 2018, interval=0.9)
+    model = NdviLinear(targets=["veg"]).fit(samples, cube)
+    lower, upper = model.predict_interval_samples(samples, cube, interval=0.8)
+    pred = model.predict_samples(samples)[:, 0]
+    residuals = samples["veg_carbon_t_ha"].to_numpy() - pred
+    ok = np.isfinite(residuals)
+    # bounds are prediction + the 10th/90th percentiles of the training residuals
+    np.testing.assert_allclose(lower[ok, 0] - pred[ok], np.quantile(residuals[ok], 0.1))
+    np.testing.assert_allclose(upper[ok, 0] - pred[ok], np.quantile(residuals[ok], 0.9))
+    inside = (samples["veg_carbon_t_ha"].to_numpy()[ok] >= lower[ok, 0]) & (
+        samples["veg_carbon_t_ha"].to_numpy()[ok] <= upper[ok, 0])
+    assert abs(inside.mean() - 0.8) < 0.02  # in-sample coverage equals the nominal level
+    mapped = model.predict_map(cube, 2018, interval=0.8)
+    mid = mapped["veg_carbon_density"]
+    assert int(mid.notnull().sum()) > 0
+    assert ((mapped["veg_carbon_density_lower"] <= mid) | mid.isnull()).all()
 
 
 # ----------------------------------------------------------------------------- save/load

@@ -106,3 +106,14 @@ def test_external_reference_detector():
             '<style>@import url("https://f.x/a.css")</style><script>var a="http://x";</script>')
     assert report.external_references(page) == ["//fonts.x/css", "https://cdn.x/bokeh.js",
                                                  "https://f.x/a.css"]
+
+
+def test_stage_list_does_not_change_hashes(resolved):
+    subset = tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml",
+                                   ["study.stages=[01_data_prep]"])
+    assert stages.params_hash(sections(subset, "01_data_prep")) == stages.params_hash(
+        sections(resolved, "01_data_prep"))
+    other_seed = tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml",
+                                       ["study.seed=7"])
+    assert stages.params_hash(sections(other_seed, "01_data_prep")) != stages.params_hash(
+        sections(resolved, "01_data_prep"))

@@ -486,7 +486,6 @@ def test_driving_types_planted_and_fdr():
         fdr=True,
     )
     dt = res["driving_type"].values
-    assert dt.attrs if hasattr(dt, "attrs") else True
     assert (dt[:100] == 2).mean() > 0.9
     assert (dt[100:200] == 3).mean() > 0.9
     assert (dt[200:250] == 1).mean() > 0.9

@@ -17,7 +17,7 @@ import importlib as _importlib
 
 _SUBMODULES = {
     "errors", "units", "params", "stages", "io", "report", "runner", "inputs", "synthetic",
-    "grid", "prep", "fieldplots", "models", "carbon", "trends", "spatial", "plot", "compute", "app",
+    "grid", "prep", "fieldplots", "mapping", "models", "carbon", "trends", "spatial", "plot", "compute", "app",
 }
 
 

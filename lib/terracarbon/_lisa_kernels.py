@@ -26,7 +26,7 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S32 = np.uint64(32)
 
-MORAN_STREAMS = 64
+MORAN_STREAMS = 16
 """Fixed number of independent permutation streams for global Moran (thread-count free)."""
 
 
@@ -94,10 +94,17 @@ def _folded_pvalue(larger, permutations):
     return (larger + 1.0) / (permutations + 1.0)
 
 
+MODE_SHARED = 0
+"""esda's scheme: one table of index draws shared by all cells, each cell skips itself."""
+MODE_INDEPENDENT = 1
+"""Independent draws per cell from its own random stream (random reads: slow on big pools)."""
+MODE_LOOKUP = 2
+"""GeoDa's scheme: shared sorted sums per neighbour count, the focal cell not excluded."""
+
+
 @numba.njit(cache=True, parallel=True)
-def lisa_block(
-    f_pad, g_pad, ci_pad, pool, offsets, halo, scaling, permutations, seed, table, tab_mean, tab_sd
-):
+def lisa_block(f_pad, g_pad, ci_pad, pool, offsets, halo, scaling, permutations, seed, mode,
+               draw_ids, draw_vals, draw_next, table, tab_mean, tab_sd):
     """Local Moran on one padded tile.
 
     Parameters
@@ -116,11 +123,13 @@ def lisa_block(
         (n - 1) / sum(f**2).
     permutations : int
         Conditional randomisations per cell (0: none).
-    table : float64 (kmax + 1, P) or (0, 0)
-        Sorted shared permutation sums per neighbour count ("lookup" method); empty for
-        exact per-cell draws.
-    tab_mean, tab_sd : float64 (kmax + 1,)
-        Mean and (population) standard deviation of each table row.
+    mode : int
+        ``MODE_SHARED``, ``MODE_INDEPENDENT`` or ``MODE_LOOKUP``.
+    draw_ids, draw_vals, draw_next : (P, kmax) arrays (MODE_SHARED)
+        Shared draws of distinct indices in [0, n - 1) (:func:`shared_draws`), the pool
+        values there and one position further (used when the focal cell is skipped).
+    table, tab_mean, tab_sd : (kmax + 1, P), (kmax + 1,) float64 (MODE_LOOKUP)
+        Sorted shared sums per neighbour count, their means and standard deviations.
 
     Returns
     -------
@@ -133,7 +142,6 @@ def lisa_block(
     n_off = offsets.shape[0]
     out = np.full((5, ny, nx), np.nan)
     m = pool.shape[0] - 1
-    use_table = table.shape[0] > 0
     for r in numba.prange(ny):
         drawn = np.empty(n_off, dtype=np.int64)
         for c in range(nx):
@@ -163,7 +171,7 @@ def lisa_block(
                 out[1, r, c] = 1.0
                 continue
             larger = 0
-            if use_table:
+            if mode == MODE_LOOKUP:
                 row = table[k]
                 if fi > 0:
                     larger = permutations - np.searchsorted(row, s_obs, side="left")
@@ -172,17 +180,24 @@ def lisa_block(
                 mean_s = tab_mean[k]
                 sd_s = tab_sd[k]
             else:
-                state = stream_start(seed, ci_pad[r + h, c + h])
+                ci = ci_pad[r + h, c + h]
+                state = stream_start(seed, ci)
                 acc = 0.0
                 acc2 = 0.0
-                for _ in range(permutations):
-                    state, s = _draw_distinct_sum(state, pool, k, ci_pad[r + h, c + h], m, drawn)
+                for p in range(permutations):
+                    if mode == MODE_SHARED:
+                        s = 0.0
+                        for d in range(k):
+                            # esda maps draws from the n - 1 other cells around cell ci
+                            s += draw_next[p, d] if draw_ids[p, d] >= ci else draw_vals[p, d]
+                    else:
+                        state, s = _draw_distinct_sum(state, pool, k, ci, m, drawn)
                     # sim >= Is  <=>  fi * s >= fi * s_obs (positive scaling and k)
                     if (fi > 0 and s >= s_obs) or (fi < 0 and s <= s_obs):
                         larger += 1
-                    d = s - s_obs
-                    acc += d
-                    acc2 += d * d
+                    d_s = s - s_obs
+                    acc += d_s
+                    acc2 += d_s * d_s
                 mean_d = acc / permutations
                 mean_s = s_obs + mean_d
                 sd_s = np.sqrt(max(acc2 / permutations - mean_d * mean_d, 0.0))
@@ -192,6 +207,29 @@ def lisa_block(
             if sd_is > 0:
                 out[2, r, c] = (out[0, r, c] - factor * mean_s) / sd_is
     return out
+
+
+@numba.njit(cache=True, parallel=True)
+def shared_draws(n_candidates, kmax, permutations, seed):
+    """``permutations`` rows of ``kmax`` distinct indices in [0, n_candidates) (esda's table).
+
+    Row ``p`` comes from stream ``p`` of ``seed`` (thread-count free).
+    """
+    ids = np.empty((permutations, kmax), dtype=np.int64)
+    for p in numba.prange(permutations):
+        state = stream_start(seed, p)
+        for d in range(kmax):
+            while True:
+                state, r = _next_bounded(state, n_candidates)
+                fresh = True
+                for e in range(d):
+                    if ids[p, e] == r:
+                        fresh = False
+                        break
+                if fresh:
+                    break
+            ids[p, d] = r
+    return ids
 
 
 @numba.njit(cache=True, parallel=True)
@@ -225,8 +263,78 @@ def lookup_table(pool, kmax, permutations, seed):
     return table
 
 
+_BUCKETS = 256
+_BYTE = np.uint64(255)
+_S8 = np.uint64(8)
+
+
+@numba.njit(cache=True, inline="always")
+def _lemire32(r32, bound):
+    """Unbiased value in [0, bound) from 32 random bits, or -1 if they must be rejected."""
+    b = np.uint64(bound)
+    m = r32 * b
+    low = m & _LOW32
+    if low < b and low < (_TWO32 - b) % b:
+        return np.int64(-1)
+    return np.int64(m >> _S32)
+
+
+@numba.njit(cache=True)
+def _scatter_shuffle(vals, out, bucket, counts, jumps, state):
+    """Write a uniformly random permutation of ``vals`` into ``out`` (Sanders 1998).
+
+    Every value goes to a uniformly random bucket; each bucket (small enough to stay in
+    cache) is then Fisher-Yates shuffled. Equivalent to sorting by iid random keys, hence
+    uniform, but streams through memory instead of swapping at random across it. The
+    Fisher-Yates draws are made before the swaps so the random-number latency does not
+    serialise with the memory swaps.
+    """
+    n = vals.shape[0]
+    counts[:] = 0
+    r = np.uint64(0)
+    for i in range(n):
+        if i % 8 == 0:
+            state = state + _GOLDEN
+            r = _mix64(state)
+        u = np.int64(r & _BYTE)
+        r = r >> _S8
+        bucket[i] = u
+        counts[u] += 1
+    starts = np.empty(_BUCKETS + 1, dtype=np.int64)
+    starts[0] = 0
+    for b in range(_BUCKETS):
+        starts[b + 1] = starts[b] + counts[b]
+    cursor = starts[:-1].copy()
+    for i in range(n):
+        out[cursor[bucket[i]]] = vals[i]
+        cursor[bucket[i]] += 1
+    for b in range(_BUCKETS):
+        lo = starts[b]
+        size = starts[b + 1] - lo
+        # jumps[i] uniform in [0, i]; two draws per 64 random bits
+        for i in range(size - 1, 0, -2):
+            state = state + _GOLDEN
+            r = _mix64(state)
+            j = _lemire32(r >> _S32, i + 1)
+            if j < 0:
+                state, j = _next_bounded(state, i + 1)
+            jumps[i] = j
+            if i > 1:
+                j = _lemire32(r & _LOW32, i)
+                if j < 0:
+                    state, j = _next_bounded(state, i)
+                jumps[i - 1] = j
+        for i in range(size - 1, 0, -1):
+            j = lo + jumps[i]
+            t = out[lo + i]
+            out[lo + i] = out[j]
+            out[j] = t
+    return state
+
+
 @numba.njit(cache=True, parallel=True)
-def moran_permutation_numerators(z, pos, inv_k, flat_offsets, grid_size, permutations, seed):
+def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, width,
+                                 permutations, seed):
     """Moran numerators sum_i z_i * lag_i for random permutations of ``z`` over the cells.
 
     Parameters
@@ -234,41 +342,51 @@ def moran_permutation_numerators(z, pos, inv_k, flat_offsets, grid_size, permuta
     z : float64 (n,)
         Centred values of the valid cells, compact order.
     pos : int64 (n,)
-        Flat position of each valid cell in a zero-padded grid of ``grid_size`` cells.
-    inv_k : float64 (n,)
-        1 / neighbour count of each valid cell (0 for islands): row-standardised weights.
+        Flat position of each valid cell in a zero-padded grid ``width`` cells wide.
+    inv_k_grid : float64 (padded grid, flat)
+        1 / neighbour count at valid cells with neighbours, 0 elsewhere (row-standardised
+        weights; islands and nodata contribute nothing).
     flat_offsets : int64 (m,)
         Neighbour offsets as flat steps in the padded grid.
+    rows, cols : int64 arrays
+        Padded-grid row range [rows[0], rows[1]) and column range [cols[0], cols[1]) of
+        the raster.
 
     Notes
     -----
-    ``MORAN_STREAMS`` fixed streams each reshuffle their own copy of ``z`` in place
-    (Fisher-Yates), so permutation ``p`` is produced by stream ``p % MORAN_STREAMS``
-    whatever the thread count.
+    Permutation ``p`` is drawn from stream ``p % MORAN_STREAMS``; the streams are fixed,
+    so the result does not depend on the thread count.
     """
     n = z.shape[0]
     sims = np.empty(permutations)
     n_off = flat_offsets.shape[0]
+    row_len = cols[1] - cols[0]
     for b in numba.prange(MORAN_STREAMS):
         if b >= permutations:
             continue
-        vals = z.copy()
-        grid = np.zeros(grid_size)
+        vals = np.empty(n)
+        bucket = np.empty(n, dtype=np.uint8)
+        jumps = np.empty(n, dtype=np.int32)
+        counts = np.zeros(_BUCKETS, dtype=np.int64)
+        grid = np.zeros(inv_k_grid.shape[0])
+        acc = np.empty(row_len)
         state = stream_start(seed, b)
         for p in range(b, permutations, MORAN_STREAMS):
-            for i in range(n - 1, 0, -1):
-                state, j = _next_bounded(state, i + 1)
-                t = vals[i]
-                vals[i] = vals[j]
-                vals[j] = t
+            state = _scatter_shuffle(z, vals, bucket, counts, jumps, state)
             for i in range(n):
                 grid[pos[i]] = vals[i]
             num = 0.0
-            for i in range(n):
-                if inv_k[i] > 0:
-                    t = 0.0
-                    for o in range(n_off):
-                        t += grid[pos[i] + flat_offsets[o]]
-                    num += vals[i] * inv_k[i] * t
+            for r in range(rows[0], rows[1]):
+                first = r * width + cols[0]
+                acc[:] = 0.0
+                # offsets outermost: unit-stride inner loops that LLVM vectorises
+                for o in range(n_off):
+                    shift = first + flat_offsets[o]
+                    for c in range(row_len):
+                        acc[c] += grid[shift + c]
+                row_num = 0.0
+                for c in range(row_len):
+                    row_num += grid[first + c] * inv_k_grid[first + c] * acc[c]
+                num += row_num
             sims[p] = num
     return sims

@@ -298,58 +298,63 @@ def sen_mk_general(x, pix, t, min_valid, method, z_crit, out):
 
     ``method``: 0 original, 1 Hamed-Rao, 2 Yue-Wang, 3 trend-free pre-whitening.
     """
-    n_all = x.shape[1]
     for q in prange(pix.shape[0]):
-        p = pix[q]
-        xv = np.empty(n_all, dtype=x.dtype)
-        tv = np.empty(n_all, dtype=np.float64)
-        n = 0
-        for k in range(n_all):
-            v = x[p, k]
-            if np.isfinite(v):
-                xv[n] = v
-                tv[n] = t[k]
-                n += 1
-        if n < min_valid or n < 2:
-            for r in range(out.shape[0]):
-                out[r, p] = np.nan
-            out[7, p] = n
-            out[8, p] = 0.0
-            continue
-        slopes = np.empty(n * (n - 1) // 2, dtype=x.dtype)
-        m = 0
-        for i in range(n - 1):
-            for j in range(i + 1, n):
-                slopes[m] = (xv[j] - xv[i]) / (tv[j] - tv[i])
-                m += 1
-        # medians averaged in float64, as in the lock-step path
-        slope = np.median(slopes.astype(np.float64))
-        intercept = np.median(xv[:n].astype(np.float64)) - slope * np.median(tv[:n])
-        if method == 3:
-            # trend-free pre-whitening (Yue et al. 2002): S, Var(S) and tau of the
-            # pre-whitened series with the trend added back (n - 1 values)
-            detrended = np.empty(n)
-            for k in range(n):
-                detrended[k] = xv[k] - (tv[k] - tv[0] + 1.0) * slope
-            r1 = _acf(detrended, 1)[1]
-            w = np.empty(n - 1)
-            for k in range(n - 1):
-                w[k] = detrended[k + 1] - detrended[k] * r1 + (tv[k + 1] - tv[0]) * slope
-            s, tie_term = _s_and_ties(w, n - 1)
-            _write_mk(out, p, slope, intercept, s, tie_term, n - 1.0, z_crit)
-            out[7, p] = n
-            continue
-        s, tie_term = _s_and_ties(xv, n)
-        _write_mk(out, p, slope, intercept, s, tie_term, float(n), z_crit)
-        if method == 1 or method == 2:
-            factor = _variance_factor(xv, tv, n, slope, method, z_crit)
-            if np.isfinite(factor) and factor > 0.0:  # guard: a negative n/n* is ignored
-                var_s = out[4, p] * factor
-                z = _z_score(s, var_s)
-                out[4, p] = var_s
-                out[5, p] = z
-                out[6, p] = _two_sided_p(z)
-                out[8, p] = _trend_sign(z, z_crit)
+        _sen_mk_pixel(x[pix[q]], t, min_valid, method, z_crit, out, pix[q])
+
+
+@numba.njit(cache=True)
+def _sen_mk_pixel(row, t, min_valid, method, z_crit, out, p):
+    # kept out of the prange loop: a large parallel body makes numba's compile slow
+    n_all = row.shape[0]
+    xv = np.empty(n_all, dtype=row.dtype)
+    tv = np.empty(n_all, dtype=np.float64)
+    n = 0
+    for k in range(n_all):
+        v = row[k]
+        if np.isfinite(v):
+            xv[n] = v
+            tv[n] = t[k]
+            n += 1
+    if n < min_valid or n < 2:
+        for r in range(out.shape[0]):
+            out[r, p] = np.nan
+        out[7, p] = n
+        out[8, p] = 0.0
+        return
+    slopes = np.empty(n * (n - 1) // 2, dtype=row.dtype)
+    m = 0
+    for i in range(n - 1):
+        for j in range(i + 1, n):
+            slopes[m] = (xv[j] - xv[i]) / (tv[j] - tv[i])
+            m += 1
+    # medians averaged in float64, as in the lock-step path
+    slope = np.median(slopes.astype(np.float64))
+    intercept = np.median(xv[:n].astype(np.float64)) - slope * np.median(tv[:n])
+    if method == 3:
+        # trend-free pre-whitening (Yue et al. 2002): S, Var(S) and tau of the
+        # pre-whitened series with the trend added back (n - 1 values)
+        detrended = np.empty(n)
+        for k in range(n):
+            detrended[k] = xv[k] - (tv[k] - tv[0] + 1.0) * slope
+        r1 = _acf(detrended, 1)[1]
+        w = np.empty(n - 1)
+        for k in range(n - 1):
+            w[k] = detrended[k + 1] - detrended[k] * r1 + (tv[k + 1] - tv[0]) * slope
+        s, tie_term = _s_and_ties(w, n - 1)
+        _write_mk(out, p, slope, intercept, s, tie_term, n - 1.0, z_crit)
+        out[7, p] = n
+        return
+    s, tie_term = _s_and_ties(xv, n)
+    _write_mk(out, p, slope, intercept, s, tie_term, float(n), z_crit)
+    if method == 1 or method == 2:
+        factor = _variance_factor(xv, tv, n, slope, method, z_crit)
+        if np.isfinite(factor) and factor > 0.0:  # guard: a negative n/n* is ignored
+            var_s = out[4, p] * factor
+            z = _z_score(s, var_s)
+            out[4, p] = var_s
+            out[5, p] = z
+            out[6, p] = _two_sided_p(z)
+            out[8, p] = _trend_sign(z, z_crit)
 
 
 # --------------------------------------------------------------------------- Hurst R/S

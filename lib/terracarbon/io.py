@@ -102,9 +102,15 @@ def write_cube(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     require_units(ds, where=path.name)
+    # encodings inherited from the files a variable was read from (Zarr v3 codecs, chunk
+    # shapes) do not fit the new store; keep only the CRS link
+    ds = ds.copy()
+    for var in ds.variables.values():
+        var.encoding = {k: v for k, v in var.encoding.items() if k == "grid_mapping"}
     with atomic_path(path) as tmp:
         if path.suffix == ".zarr":
-            ds.to_zarr(tmp, mode="w", consolidated=True)
+            # Zarr v2 layout: consolidated metadata is part of its spec and GDAL reads it
+            ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
         elif path.suffix == ".nc":
             ds.to_netcdf(tmp, engine="h5netcdf")
         else:
@@ -170,3 +176,14 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise InputDataError(f"{path}: table not found; run the stage that writes it first.")
     return pd.read_csv(path)
+
+
+def select_variable(ds: xr.Dataset, name: str, *, parameter: str, source: str) -> xr.DataArray:
+    """``ds[name]`` or a :class:`ParameterError` naming the parameter and the choices."""
+    from terracarbon.errors import ParameterError
+
+    if name not in ds.data_vars:
+        choices = sorted(v for v in ds.data_vars if v != "region_mask")
+        raise ParameterError(f"{parameter}: {name!r} is not a variable of {source} "
+                             f"(choices: {choices}); set {parameter} to one of them")
+    return ds[name]

@@ -1910,3 +1910,24 @@ def residual_map(
     ax.set_ylabel("y (m)")
     ax.set_title(title or f"Out-of-fold residuals: {column}")
     return fig
+
+
+def _register_notebook_display(dpi: int = 110) -> None:
+    """Show returned Figures as PNG in Jupyter (and hence in the HTML reports).
+
+    Figures here are built without pyplot, so the inline backend's formatter is never
+    installed by an import of pyplot; register the PNG formatter for Figure directly.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight", dpi=dpi))
+
+
+_register_notebook_display()

@@ -71,7 +71,8 @@ def select_stages(listed: Sequence[str], *, start: str | None, only: str | None)
 
 
 def _kernel_env() -> dict[str, str]:
-    env = {"PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
+    # the inline backend renders returned figures into the notebook (and so the HTML report)
+    env = {"PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     return env
 
 

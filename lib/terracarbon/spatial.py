@@ -42,7 +42,15 @@ import xarray as xr
 from scipy import stats
 
 from terracarbon import io
-from terracarbon._lisa_kernels import lisa_block, lookup_table, moran_permutation_numerators
+from terracarbon._lisa_kernels import (
+    MODE_INDEPENDENT,
+    MODE_LOOKUP,
+    MODE_SHARED,
+    lisa_block,
+    lookup_table,
+    moran_permutation_numerators,
+    shared_draws,
+)
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 from terracarbon.units import AREA_HA_UNITS, M2_PER_HA, T_PER_TG
 
@@ -304,16 +312,15 @@ def _moran_sums(data: Any, mean: float, offsets: np.ndarray, h: int) -> np.ndarr
 
 def _summary_stats(data: Any) -> tuple[int, float, float, float]:
     """(n valid, mean, min, max) of a NumPy or dask raster; NaN ignored."""
-    parts = (
-        np.isfinite(data).sum(),
-        np.nanmean(data) if not isinstance(data, dsa.Array) else dsa.nanmean(data),
-        np.nanmin(data) if not isinstance(data, dsa.Array) else dsa.nanmin(data),
-        np.nanmax(data) if not isinstance(data, dsa.Array) else dsa.nanmax(data),
-    )
-    if isinstance(data, dsa.Array):
-        import dask
+    lib = dsa if isinstance(data, dsa.Array) else np
+    with warnings.catch_warnings():
+        # all-NaN rasters are reported once, by the caller, as an undefined statistic
+        warnings.simplefilter("ignore", RuntimeWarning)
+        parts = (np.isfinite(data).sum(), lib.nanmean(data), lib.nanmin(data), lib.nanmax(data))
+        if isinstance(data, dsa.Array):
+            import dask
 
-        parts = dask.compute(*parts)
+            parts = dask.compute(*parts)
     n = int(parts[0])
     if n == 0:
         return 0, math.nan, math.nan, math.nan
@@ -430,21 +437,22 @@ def moran(
 def _moran_permutation_numerators(
     data: Any, mean: float, offsets: np.ndarray, h: int, permutations: int, seed: int
 ) -> np.ndarray:
-    values = np.asarray(data.compute() if isinstance(data, dsa.Array) else data)
+    values = _materialise(data)
     valid = np.isfinite(values)
     ny, nx = values.shape
     width = nx + 2 * h
     padded_valid = np.pad(valid, h, constant_values=False)
-    k = sum(
-        _window(padded_valid, h + dy, h + dx, ny, nx).astype(np.int64) for dy, dx in offsets
-    )[valid]
+    k = sum(_window(padded_valid, h + dy, h + dx, ny, nx).astype(np.int64) for dy, dx in offsets)
+    inv_k = np.zeros(padded_valid.shape)
+    inner = _window(inv_k, h, h, ny, nx)  # a view: fills inv_k's interior
+    inner[valid & (k > 0)] = 1.0 / k[valid & (k > 0)]
     rows, cols = np.nonzero(valid)
     pos = ((rows + h) * width + (cols + h)).astype(np.int64)
-    inv_k = np.where(k > 0, 1.0 / np.maximum(k, 1), 0.0)
     flat_offsets = (offsets[:, 0] * width + offsets[:, 1]).astype(np.int64)
-    z = values[valid] - mean
     return moran_permutation_numerators(
-        z, pos, inv_k, flat_offsets, (ny + 2 * h) * width, permutations, seed
+        values[valid] - mean, pos, inv_k.ravel(), flat_offsets,
+        np.array([h, h + ny], dtype=np.int64), np.array([h, h + nx], dtype=np.int64), width,
+        permutations, seed,
     )
 
 
@@ -541,6 +549,9 @@ def _materialise(arr: Any) -> np.ndarray:
     return np.asarray(arr.compute() if isinstance(arr, dsa.Array) else arr)
 
 
+LisaMethod = Literal["exact", "independent", "lookup"]
+
+
 def _lisa_grid(
     f: Any,
     g: Any,
@@ -551,13 +562,28 @@ def _lisa_grid(
     h: int,
     permutations: int,
     seed: int,
-    table: np.ndarray,
+    method: str,
 ) -> Any:
-    """Run the LISA kernel on whole arrays (NumPy) or tile by tile with a halo (dask)."""
-    kmax = offsets.shape[0]
-    tab_mean = table.mean(axis=1) if table.size else np.zeros(kmax + 1)
-    tab_sd = table.std(axis=1) if table.size else np.zeros(kmax + 1)
-    args = (pool, offsets, h, scaling, permutations, seed, table, tab_mean, tab_sd)
+    """Run the LISA kernel on whole arrays (NumPy) or tile by tile with a halo (dask).
+
+    Every random draw depends on ``seed`` and on global indices only, so tiles see the
+    same draws as the whole array.
+    """
+    n = pool.size
+    kmax = min(offsets.shape[0], max(n - 1, 0))
+    ids = np.zeros((0, 0), dtype=np.int64)
+    vals = nxt = table = np.zeros((0, 0))
+    tab_mean = tab_sd = np.zeros(0)
+    mode = {"exact": MODE_SHARED, "independent": MODE_INDEPENDENT, "lookup": MODE_LOOKUP}[method]
+    if permutations and kmax > 0:
+        if mode == MODE_SHARED:
+            ids = shared_draws(n - 1, kmax, permutations, seed)
+            vals, nxt = pool[ids], pool[ids + 1]
+        elif mode == MODE_LOOKUP:
+            table = lookup_table(pool, kmax, permutations, seed)
+            tab_mean, tab_sd = table.mean(axis=1), table.std(axis=1)
+    args = (pool, offsets, h, scaling, permutations, seed, mode, ids, vals, nxt, table,
+            tab_mean, tab_sd)
     if not isinstance(f, dsa.Array):
         pad = lambda a, v: np.pad(a, h, constant_values=v)  # noqa: E731
         return lisa_block(pad(f, np.nan), pad(g, np.nan), pad(compact, -1), *args)
@@ -645,17 +671,9 @@ def _validate_lisa_options(permutations, seed, alpha, fdr, method) -> None:
     _check_permutations(permutations)
     _check_seed(seed)
     _check_alpha(alpha)
-    _check_choice("method", method, ("exact", "lookup"))
+    _check_choice("method", method, ("exact", "independent", "lookup"))
     if not isinstance(fdr, bool):
         raise ParameterError(f"fdr={fdr!r}: expected True or False.")
-
-
-def _lookup(pool: np.ndarray, kmax: int, permutations: int, seed: int, method: str) -> np.ndarray:
-    if method == "lookup" and permutations and pool.size > kmax:
-        return lookup_table(pool, kmax, permutations, seed)
-    if method == "lookup" and permutations:
-        logger.info("lookup method needs more cells than neighbours; using exact draws")
-    return np.zeros((0, 0))
 
 
 def lisa(
@@ -667,7 +685,7 @@ def lisa(
     seed: int = 0,
     alpha: float = 0.05,
     fdr: bool = False,
-    method: Literal["exact", "lookup"] = "exact",
+    method: LisaMethod = "exact",
 ) -> xr.Dataset:
     """Local Moran's I (LISA) on the raster grid with conditional-randomisation inference.
 
@@ -691,12 +709,18 @@ def lisa(
     fdr : bool
         Use the Benjamini–Hochberg cut-off (:func:`fdr_cutoff`, esda.fdr) instead of
         ``alpha``.
-    method : {"exact", "lookup"}
-        "exact": for every cell, each permutation draws its k neighbours' values from
-        the other n - 1 cells without replacement (esda's conditional randomisation).
-        "lookup": one shared set of ``permutations`` draws per neighbour count, taken
-        from all n cells (GeoDa-style); approximate (the focal value may be drawn, draws
-        are shared between cells) but much faster.
+    method : {"exact", "independent", "lookup"}
+        Conditional randomisation: each permutation gives a cell k values drawn without
+        replacement from the other n - 1 cells (k = its neighbour count).
+        "exact" (default) does this as esda does: one table of ``permutations`` x kmax
+        distinct index draws over n - 1 positions is shared by all cells, and each cell
+        maps it around itself (index >= own index -> next cell), so every cell's null is
+        an exact conditional randomisation; p-values of different cells share draws (as
+        in esda). Fast: the table stays in cache.
+        "independent": every cell draws from its own random stream (exact and
+        independent between cells; ~10x slower on large rasters, random memory reads).
+        "lookup": GeoDa-style shared sorted sums per neighbour count, drawn from all n
+        cells (the focal cell is not excluded): approximate, fastest.
 
     Returns
     -------
@@ -750,8 +774,7 @@ def lisa(
         scaling = (n - 1) / float((pool * pool).sum())
     pool = values - mean
     z = data - mean
-    table = _lookup(pool, offsets.shape[0], permutations, seed, method)
-    out = _lisa_grid(z, z, compact, pool, scaling, offsets, h, permutations, seed, table)
+    out = _lisa_grid(z, z, compact, pool, scaling, offsets, h, permutations, seed, method)
     history = io.history_line(
         "spatial.lisa", contiguity=contiguity, distance_band=distance_band,
         permutations=permutations, seed=seed, alpha=alpha, fdr=fdr, method=method,
@@ -772,7 +795,7 @@ def lisa_bivariate(
     seed: int = 0,
     alpha: float = 0.05,
     fdr: bool = False,
-    method: Literal["exact", "lookup"] = "exact",
+    method: LisaMethod = "exact",
 ) -> xr.Dataset:
     """Bivariate local Moran: ``x`` at a cell against the spatial lag of ``y``.
 
@@ -823,8 +846,7 @@ def lisa_bivariate(
     pool = (ys - my) / sy
     f = (both.data - mx) / sx
     g = ((gy.where(np.isfinite(gx)).data) - my) / sy
-    table = _lookup(pool, offsets.shape[0], permutations, seed, method)
-    out = _lisa_grid(f, g, compact, pool, scaling, offsets, h, permutations, seed, table)
+    out = _lisa_grid(f, g, compact, pool, scaling, offsets, h, permutations, seed, method)
     history = io.history_line(
         "spatial.lisa_bivariate", contiguity=contiguity, distance_band=distance_band,
         permutations=permutations, seed=seed, alpha=alpha, fdr=fdr, method=method,

@@ -101,9 +101,20 @@ def provenance() -> dict:
     }
 
 
+UNHASHED = {"study": ("stages",)}
+"""Keys that choose which stages run but do not change any stage's result."""
+
+
 def params_hash(sections: Mapping[str, Any]) -> str:
-    """SHA-256 (16 hex digits) of the parameter sections, order-independent."""
-    blob = json.dumps(sections, sort_keys=True, default=str).encode()
+    """SHA-256 (16 hex digits) of the parameter sections, order-independent.
+
+    Keys in :data:`UNHASHED` (``study.stages``) are left out, so running a subset of the
+    stages does not invalidate the others.
+    """
+    hashed = {name: ({k: v for k, v in values.items() if k not in UNHASHED.get(name, ())}
+                     if isinstance(values, Mapping) else values)
+              for name, values in sections.items()}
+    blob = json.dumps(hashed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

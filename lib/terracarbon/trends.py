@@ -453,7 +453,9 @@ def _class_meanings(classes: xr.DataArray) -> dict[int, str]:
 def _pixel_area_ha(classes: xr.DataArray, pixel_area_ha: float | None) -> float:
     if pixel_area_ha is not None:
         if not (np.isscalar(pixel_area_ha) and float(pixel_area_ha) > 0):
-            raise ParameterError(f"pixel_area_ha: expected a positive number, got {pixel_area_ha!r}.")
+            raise ParameterError(
+                f"pixel_area_ha: expected a positive number (ha), got {pixel_area_ha!r}."
+            )
         return float(pixel_area_ha)
     if not all(c in classes.coords and classes.sizes[c] > 1 for c in ("x", "y")):
         raise ParameterError(
@@ -507,7 +509,9 @@ def area_shares(
         ``landuse`` not on the grid of ``classes``.
     """
     if not isinstance(classes, xr.DataArray):
-        raise ParameterError(f"classes: expected an xarray.DataArray, got {type(classes).__name__}.")
+        raise ParameterError(
+            f"classes: expected an xarray.DataArray, got {type(classes).__name__}."
+        )
     meanings = _class_meanings(classes)
     names = {k: v for k, v in meanings.items() if k != 0}
     area = _pixel_area_ha(classes, pixel_area_ha)
@@ -999,3 +1003,88 @@ def partial_correlation(
     ds = xr.Dataset(out)
     ds.attrs = {"history": hist, "alpha": alpha, "fdr": int(fdr)}
     return ds
+
+
+def steepest_pixel(sen_mk_ds: xr.Dataset, *, direction: Literal["increase", "decrease"] = "increase"
+                   ) -> dict[str, float]:
+    """Coordinates and statistics of the pixel with the steepest significant trend.
+
+    Falls back to the steepest slope of any significance when no pixel is significant.
+
+    Returns
+    -------
+    dict
+        ``x``, ``y`` (grid coordinates) and ``slope`` (units per year), ``intercept``, ``z``,
+        ``p`` of that pixel.
+    """
+    _check_choice(direction, "direction", ("increase", "decrease"))
+    sign = 1 if direction == "increase" else -1
+    slope = sen_mk_ds["slope"] * sign
+    significant = slope.where(sen_mk_ds["trend"] == sign)
+    candidate = significant if bool(significant.notnull().any()) else slope
+    if not bool(candidate.notnull().any()):
+        raise ParameterError("steepest_pixel: every pixel's slope is NaN (too few valid years)")
+    flat = candidate.stack(pixel=("y", "x"))
+    best = flat.isel(pixel=int(np.nanargmax(flat.values)))
+    y, x = float(best["y"]), float(best["x"])
+    at = sen_mk_ds.sel(y=y, x=x)
+    return {"x": x, "y": y, **{k: float(at[k]) for k in ("slope", "intercept", "z", "p")}}
+
+
+def zone_trend_table(classes: xr.DataArray, zones: xr.DataArray) -> pd.DataFrame:
+    """Share (%) of each trend class inside each planted zone (a check against known truth).
+
+    Parameters
+    ----------
+    classes : xarray.DataArray
+        Trend classes with ``flag_values``/``flag_meanings`` (0 = nodata).
+    zones : xarray.DataArray
+        Integer zones with ``flag_values``/``flag_meanings`` (e.g. the synthetic truth's
+        ``zones``: 1 restoration, 2 urbanising, 3 high-carbon mountain; 0 = none).
+    """
+    zone_names = dict(zip([int(v) for v in zones.attrs.get("flag_values", [])],
+                          str(zones.attrs.get("flag_meanings", "")).split()))
+    class_names = _class_meanings(classes)
+    z = np.asarray(zones.values)
+    c = np.asarray(classes.values)
+    rows = []
+    for zone in sorted(int(v) for v in np.unique(z) if v != 0):
+        inside = (z == zone) & (c != 0)
+        n = int(inside.sum())
+        for code, name in class_names.items():
+            share = 100.0 * float(((c == code) & inside).sum()) / n if n else np.nan
+            rows.append({"zone": zone_names.get(zone, str(zone)), "class_name": name,
+                         "share_pct": share})
+    table = pd.DataFrame(rows)
+    return table.pivot(index="zone", columns="class_name", values="share_pct")
+
+
+def assemble(
+    sen_mk_ds: xr.Dataset,
+    *,
+    trend3: xr.DataArray,
+    trend5: xr.DataArray,
+    cv: xr.DataArray,
+    stability: xr.DataArray,
+    hurst: xr.Dataset,
+    future: xr.DataArray,
+    partial: xr.Dataset | None = None,
+) -> xr.Dataset:
+    """Merge every trend-stage product into one Dataset for writing (units kept)."""
+    out = sen_mk_ds.copy()
+    extra = {"trend3": trend3, "trend5": trend5, "cv": cv, "stability": stability,
+             "hurst": hurst["hurst"], "hurst_undefined": hurst["hurst_undefined"],
+             "future": future}
+    for name, da in extra.items():
+        da = da.drop_vars("landuse", errors="ignore")
+        out[name] = da
+        out[name].attrs.setdefault("units", "1")
+    if partial is not None:
+        for name, da in partial.data_vars.items():
+            key = name if name.startswith(("r_", "p_", "q_")) else f"pcor_{name}"
+            out[key] = da
+    for name in out.data_vars:
+        out[name].attrs.setdefault("units", "1")
+        if out[name].dtype == bool:
+            out[name] = out[name].astype("int8")
+    return out

@@ -214,12 +214,13 @@ class TabularCarbonModel:
     """
 
     name: str = "tabular"
-    supports_interval: bool = False
+    supports_interval: bool = True
 
     def __init__(self, features: Sequence[str], *, targets: Sequence[str] = ("veg", "soil")):
         self.features = check_features(features)
         self.targets = check_targets(targets)
         self.n_train_: dict[str, int] = {}
+        self.residuals_: dict[str, np.ndarray] = {}
         self.feature_units_: dict[str, str] = {}
         self.fitted_ = False
 
@@ -233,7 +234,16 @@ class TabularCarbonModel:
     def _interval_target(
         self, target: str, X: np.ndarray, q_low: float, q_high: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Default bounds: prediction + empirical quantiles of the training residuals.
+
+        A homoscedastic residual interval (the baselines' model is one global fit, so one
+        residual distribution is their own assumption). It uses in-sample residuals and is
+        therefore somewhat narrow; the RF overrides it with quantile regression forests.
+        """
+        residuals = self.residuals_[target]
+        pred = self._predict_target(target, X)
+        low, high = np.quantile(residuals, [q_low, q_high])
+        return pred + low, pred + high
 
     def _require_interval_support(self) -> None:
         if not self.supports_interval:
@@ -287,6 +297,7 @@ class TabularCarbonModel:
                 log.info("%s: target %s fitted on %d of %d rows", self.name, t, rows.sum(), len(y))
             self._fit_target(t, X[rows], y[rows])
             self.n_train_[t] = int(rows.sum())
+            self.residuals_[t] = y[rows] - self._predict_target(t, X[rows])
         if cube is not None:
             self.feature_units_ = {
                 f: str(cube[f].attrs.get("units", "unknown"))

@@ -25,6 +25,9 @@ on that pixel, including at the grid edges (patch and tile halos are both padded
 
 Uncertainty is Monte-Carlo dropout: dropout (after the first fully connected layer) stays
 active for ``mc_samples`` passes of the head and the interval is the empirical quantiles.
+Each pass draws one dropout mask -- one thinned network -- and applies it to every pixel,
+so a pass is a spatially coherent map (what map totals need) and the bounds do not depend
+on the tiling.
 """
 
 from __future__ import annotations
@@ -108,6 +111,23 @@ def encoder_sizes(
     return sizes
 
 
+def _check_architecture(
+    patch_size: int,
+    conv_kernels: Sequence[int],
+    pool_after: int | None,
+    pool_size: int,
+    pool_stride: int,
+) -> list[int]:
+    sizes = encoder_sizes(patch_size, conv_kernels, pool_after, pool_size, pool_stride)
+    if min(sizes) < 1:
+        raise ParameterError(
+            f"patch_size={patch_size} is too small for conv_kernels={list(conv_kernels)} "
+            f"with pooling {pool_size}/{pool_stride} after conv {pool_after}: feature-map "
+            f"sizes would be {sizes}; use a larger patch_size or smaller kernels."
+        )
+    return sizes
+
+
 class PatchEncoder(nn.Module):
     """Valid convolutions, one max pooling, and a fully connected layer as a convolution.
 
@@ -129,13 +149,7 @@ class PatchEncoder(nn.Module):
         hidden: int,
     ) -> None:
         super().__init__()
-        sizes = encoder_sizes(patch_size, conv_kernels, pool_after, pool_size, pool_stride)
-        if min(sizes) < 1:
-            raise ParameterError(
-                f"patch_size={patch_size} is too small for conv_kernels={list(conv_kernels)} "
-                f"with pooling {pool_size}/{pool_stride} after conv {pool_after}: feature-map "
-                f"sizes would be {sizes}; use a larger patch_size or smaller kernels."
-            )
+        sizes = _check_architecture(patch_size, conv_kernels, pool_after, pool_size, pool_stride)
         self.pool_after = pool_after
         self.pool_size = pool_size
         self.pool_stride = pool_stride
@@ -150,7 +164,7 @@ class PatchEncoder(nn.Module):
     def forward(self, x: torch.Tensor, *, dense: bool = False) -> torch.Tensor:
         dilation = 1
         for i, conv in enumerate(self.convs, start=1):
-            x = F.relu(F.conv2d(x, conv.weight, conv.bias, dilation=dilation))
+            x = F.relu(F.conv2d(x, conv.weight, conv.bias, dilation=dilation), inplace=True)
             if i == self.pool_after:
                 if dense:
                     # every pooling offset is kept; later layers skip over the offsets that
@@ -159,7 +173,7 @@ class PatchEncoder(nn.Module):
                     dilation *= self.pool_stride
                 else:
                     x = F.max_pool2d(x, self.pool_size, stride=self.pool_stride)
-        return F.relu(F.conv2d(x, self.fc1.weight, self.fc1.bias, dilation=dilation))
+        return F.relu(F.conv2d(x, self.fc1.weight, self.fc1.bias, dilation=dilation), inplace=True)
 
 
 class RegressionHead(nn.Module):
@@ -173,22 +187,33 @@ class RegressionHead(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.linear(F.dropout(h, self.dropout, self.training))
 
-    def mc_samples(
-        self, h: torch.Tensor, n_samples: int, generator: torch.Generator
-    ) -> torch.Tensor:
-        """``n_samples`` dropout passes (independent masks per row): ``(n_samples, n, out)``."""
+    def dropout_masks(self, n_samples: int, generator: torch.Generator) -> torch.Tensor:
+        """``n_samples`` dropout masks over the head's inputs, ``(n_samples, in_features)``."""
         keep = 1.0 - self.dropout
-        out = []
-        for _ in range(n_samples):
-            mask = torch.bernoulli(torch.full_like(h, keep), generator=generator)
-            out.append(self.linear(h * mask / keep))
-        return torch.stack(out)
+        u = torch.rand((n_samples, self.linear.in_features), generator=generator)
+        return (u < keep).float() / keep
+
+    def mc_samples(self, h: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """One pass per mask, the same mask for every row: ``(n, n_samples, out)``.
+
+        A pass is one thinned network applied to every pixel, so a pass is a spatially
+        coherent map and the result does not depend on tiling. The head is linear after the
+        dropout, so all passes are one matrix product with mask-scaled weights.
+        """
+        w = self.linear.weight  # (out, in)
+        w_all = (masks[:, None, :] * w[None]).reshape(-1, w.shape[1])  # (S * out, in)
+        b_all = self.linear.bias.repeat(masks.shape[0])
+        return F.linear(h, w_all, b_all).reshape(h.shape[0], masks.shape[0], w.shape[0])
 
 
 class TemporalConv(nn.Module):
     """Causal dilated 1-D convolutions (kernel 2, dilations 1, 2, 4, ...) with residuals.
 
-    Input ``(n, channels_in, T)``; output ``(n, channels)``: the features at the last step.
+    Input ``(T, n, channels_in)`` (time first); output ``(n, channels)``: the features at
+    the last step. Weights are stored as ``nn.Conv1d``; the forward pass writes each causal
+    tap as a matrix product over all ``n`` sequences at once, which is several times faster
+    than ``conv1d`` on the very short sequences of a whole map (checked against
+    ``F.conv1d`` in the tests).
     """
 
     def __init__(self, in_channels: int, channels: int, sequence_length: int, kernel: int = 2):
@@ -206,10 +231,22 @@ class TemporalConv(nn.Module):
         self.skip = nn.Conv1d(in_channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.shape[0]
+        n_layers = len(self.convs)
         for i, (conv, d) in enumerate(zip(self.convs, self.dilations, strict=True)):
-            y = F.relu(conv(F.pad(x, ((self.kernel - 1) * d, 0))))
-            x = y + (self.skip(x) if i == 0 else x)
-        return x[:, :, -1]
+            # the last layer is only needed at the last step
+            first = steps - 1 if i == n_layers - 1 else 0
+            y = F.linear(x[first:], conv.weight[:, :, -1], conv.bias)
+            for tap in range(self.kernel - 1):
+                shift = (self.kernel - 1 - tap) * d
+                start = max(first, shift)  # earlier steps see the causal zero padding
+                if start < steps:
+                    y[start - first :] += F.linear(x[start - shift : steps - shift],
+                                                   conv.weight[:, :, tap])
+            y = F.relu(y, inplace=True)
+            x = x[first:]
+            x = y + (F.linear(x, self.skip.weight[:, :, 0], self.skip.bias) if i == 0 else x)
+        return x[-1]
 
 
 class _CnnNet(nn.Module):
@@ -225,7 +262,8 @@ class _CnnNet(nn.Module):
     def dense_features(self, tile: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
         """Halo-padded tile ``(C, ny + 2h, nx + 2h)`` -> head inputs ``(ny * nx, hidden)``."""
         emb = self.encoder(tile[None], dense=True)[0, :, :ny, :nx]
-        return emb.reshape(emb.shape[0], -1).T
+        # (hidden, ny, nx) -> (ny * nx, hidden); a cheap view when the map is channels-last
+        return emb.permute(1, 2, 0).reshape(-1, emb.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -242,16 +280,29 @@ class _CnnTcnNet(nn.Module):
         """Patch sequences ``(n, T, C, k, k)`` -> head inputs ``(n, tcn_channels)``."""
         n, t = x.shape[:2]
         emb = self.encoder(x.reshape(n * t, *x.shape[2:])).reshape(n, t, -1)
-        return self.tcn(emb.transpose(1, 2))
+        return self.tcn(emb.transpose(0, 1))
 
     def dense_features(self, tile: torch.Tensor, ny: int, nx: int) -> torch.Tensor:
         """Halo-padded tile sequence ``(T, C, ny + 2h, nx + 2h)`` -> ``(ny * nx, channels)``."""
         emb = self.encoder(tile, dense=True)[:, :, :ny, :nx]  # (T, hidden, ny, nx)
-        seq = emb.reshape(emb.shape[0], emb.shape[1], -1).permute(2, 1, 0)
-        return self.tcn(seq.contiguous())
+        return self.tcn(emb.permute(0, 2, 3, 1).reshape(emb.shape[0], -1, emb.shape[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def _empirical_quantiles(
+    draws: torch.Tensor, q: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles over axis 1 of ``(n, S, out)``, linear interpolation (numpy's default)."""
+    ordered = draws.sort(dim=1).values
+    out = []
+    for p in q:
+        pos = p * (ordered.shape[1] - 1)
+        i = int(np.floor(pos))
+        j = min(i + 1, ordered.shape[1] - 1)
+        out.append((ordered[:, i] + (pos - i) * (ordered[:, j] - ordered[:, i])).numpy())
+    return out[0], out[1]
 
 
 @contextlib.contextmanager
@@ -289,18 +340,18 @@ class _ConvCarbonModel:
         targets: Sequence[str] = ("veg", "soil"),
         categorical: Sequence[str] | None = None,
         patch_size: int = 9,
-        conv_channels: Sequence[int] = (32, 64, 64),
+        conv_channels: Sequence[int] = (32, 32, 64),
         conv_kernels: Sequence[int] = (3, 3, 1),
         pool_after: int | None = 2,
         pool_size: int = 3,
         pool_stride: int = 2,
-        hidden: int = 64,
+        hidden: int = 32,
         dropout: float = 0.2,
         lr: float = 1e-4,
         weight_decay: float = 1e-5,
-        epochs: int = 60,
+        epochs: int = 40,
         batch_size: int = 32,
-        patience: int = 10,
+        patience: int = 8,
         val_fraction: float = 0.2,
         mc_samples: int = 30,
         tile_size: int = 256,
@@ -350,7 +401,8 @@ class _ConvCarbonModel:
         h = self._hyper
         bad_targets = [t for t in h["targets"] if t not in TARGETS]
         checks = [
-            (not h["targets"] or bad_targets, "targets", h["targets"], f"a subset of {list(TARGETS)}"),
+            (not h["targets"] or bad_targets, "targets", h["targets"],
+             f"a subset of {list(TARGETS)}"),
             (h["patch_size"] < 3 or h["patch_size"] % 2 == 0, "patch_size", h["patch_size"],
              "an odd integer >= 3 (the plot pixel is the patch centre)"),
             (len(h["conv_channels"]) != len(h["conv_kernels"]) or not h["conv_kernels"],
@@ -380,8 +432,8 @@ class _ConvCarbonModel:
                 raise ParameterError(
                     f"{type(self).__name__}: {arg}={got!r} is invalid; expected {expected}."
                 )
-        # build a throw-away encoder so a patch too small for the architecture fails now
-        self._make_encoder(1)
+        _check_architecture(h["patch_size"], h["conv_kernels"], h["pool_after"],
+                            h["pool_size"], h["pool_stride"])
 
     def _make_encoder(self, in_channels: int) -> PatchEncoder:
         h = self._hyper
@@ -721,8 +773,11 @@ class _ConvCarbonModel:
         lower = upper = None
         if interval is not None:
             lower, upper = point.copy(), point.copy()
-            q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
-            generator = torch.Generator().manual_seed(self.seed + 1)
+            q = ((1.0 - interval) / 2.0, (1.0 + interval) / 2.0)
+            masks = self.net_.head.dropout_masks(
+                self._hyper["mc_samples"], torch.Generator().manual_seed(self.seed + 1))
+            mean = torch.as_tensor(self.target_mean_, dtype=torch.float32)
+            sd = torch.as_tensor(self.target_sd_, dtype=torch.float32)
         net = copy.deepcopy(self.net_).eval().to(memory_format=torch.channels_last)
         tile = self._hyper["tile_size"]
         with torch.inference_mode():
@@ -736,9 +791,8 @@ class _ConvCarbonModel:
                     pred = self._unscale(net.head(feats))
                     point[:, y0 : y0 + ty, x0 : x0 + tx] = pred.T.reshape(n_out, ty, tx)
                     if interval is not None:
-                        draws = self._unscale(net.head.mc_samples(
-                            feats, self._hyper["mc_samples"], generator))
-                        lo, hi = np.quantile(draws, q, axis=0)
+                        draws = (net.head.mc_samples(feats, masks) * sd + mean).clamp_(min=0)
+                        lo, hi = _empirical_quantiles(draws, q)
                         lo, hi = np.minimum(lo, pred), np.maximum(hi, pred)
                         lower[:, y0 : y0 + ty, x0 : x0 + tx] = lo.T.reshape(n_out, ty, tx)
                         upper[:, y0 : y0 + ty, x0 : x0 + tx] = hi.T.reshape(n_out, ty, tx)
@@ -880,7 +934,8 @@ class _ConvCarbonModel:
         model.history_ = {k: list(v) for k, v in card["history"].items()}
         model.best_epoch_ = card["training"]["best_epoch"]
         model.n_train_, model.n_val_ = card["training"]["n_train"], card["training"]["n_val"]
-        model.net_ = model._build_net(model.encoder_.n_channels)
+        with torch.random.fork_rng(devices=[]):  # initial weights are overwritten anyway
+            model.net_ = model._build_net(model.encoder_.n_channels)
         model.net_.load_state_dict(torch.load(weights_path, weights_only=True))
         model.net_.eval()
         return model
@@ -889,10 +944,15 @@ class _ConvCarbonModel:
 class CnnCarbon(_ConvCarbonModel):
     """Patch CNN for vegetation and soil carbon density (Guangdong study).
 
-    Architecture (defaults, 9 x 9 patch): conv 3x3 (32) -> conv 3x3 (64) -> max pool 3x3
-    stride 2 -> conv 1x1 (64) -> FC (over the 2 x 2 map, 64) -> dropout -> FC (2 outputs);
-    ReLU after every layer but the last. Adam (lr 1e-4, weight decay 1e-5), masked MSE,
-    early stopping on a seeded validation split of the sites.
+    Architecture (defaults, 9 x 9 patch, valid convolutions): conv 3x3 (32) -> 7 x 7,
+    conv 3x3 (32) -> 5 x 5, max pool 3x3 stride 2 -> 2 x 2, conv 1x1 (64), FC over the
+    2 x 2 x 64 map (32 units), dropout, FC (one output per target); ReLU after every layer
+    but the last. The pooling windows (rows 0-2 and 2-4 of the 5 x 5 map) are symmetric
+    about the centre, so the receptive field is exactly the patch. The filter counts were
+    kept at 32-64 and the FC width at 32 so that mapping stays above 500,000 pixels/s on
+    2 cores (the FC over the pooled map costs as much as a convolution per pixel). Adam
+    (lr 1e-4, weight decay 1e-5), masked MSE, early stopping on a seeded validation split
+    of the sites (``plot_id``), best-epoch weights restored.
 
     Parameters
     ----------

@@ -1,0 +1,443 @@
+"""Tests for terracarbon.spatial: grid Moran/LISA against esda/libpysal, zoning by hand.
+
+esda's Moran_Local pays a numba compile (15-60 s) on its first call in a process, so the
+direct Moran_Local/Moran_Local_BV comparisons are marked ``slow`` and share one
+module-scoped fixture; the fast tests check Is against libpysal's spatial lag (the
+formula esda uses) and the global statistics against esda.Moran (no numba).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numba
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from terracarbon import spatial
+from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
+
+PIXEL_M = 30.0
+
+
+def make_field(ny: int, nx: int, *, seed: int, hole_frac: float = 0.08) -> xr.DataArray:
+    """Autocorrelated noise (sum of a 3x3 window) with random NaN holes and one island."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(ny + 2, nx + 2))
+    a = sum(a[i : i + ny, j : j + nx] for i in range(3) for j in range(3))
+    a[rng.random((ny, nx)) < hole_frac] = np.nan
+    # an island at the top-left corner: its three queen neighbours are nodata
+    a[0, 0] = 2.0
+    a[0, 1] = a[1, 0] = a[1, 1] = np.nan
+    coords = {"y": (np.arange(ny)[::-1] + 0.5) * PIXEL_M, "x": (np.arange(nx) + 0.5) * PIXEL_M}
+    return xr.DataArray(a, dims=("y", "x"), coords=coords, attrs={"units": "t C ha-1"})
+
+
+def valid_w(da: xr.DataArray, *, rook: bool = False):
+    """libpysal lat2W restricted to the valid cells (ids = row-major cell numbers)."""
+    import libpysal
+
+    ny, nx = da.shape
+    valid = np.isfinite(da.values).ravel()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = libpysal.weights.w_subset(
+            libpysal.weights.lat2W(ny, nx, rook=rook), list(np.nonzero(valid)[0]),
+            silence_warnings=True,
+        )
+    return w, valid
+
+
+@pytest.fixture(scope="module")
+def field() -> xr.DataArray:
+    return make_field(40, 50, seed=3)
+
+
+def esda_is(values: np.ndarray, w) -> tuple[np.ndarray, np.ndarray]:
+    """esda Moran_Local's Is and quadrant from libpysal's lag (scipy only, no numba)."""
+    from libpysal.weights import lag_spatial
+
+    w.transform = "r"
+    z = values - values.mean()
+    lag = lag_spatial(w, z)
+    is_ = (values.size - 1) * z * lag / (z * z).sum()
+    q = np.where(z > 0, np.where(lag > 0, 1, 4), np.where(lag > 0, 2, 3))
+    return is_, q
+
+
+# ------------------------------------------------------------------ global Moran
+
+
+@pytest.mark.parametrize("contiguity", ["queen", "rook"])
+def test_moran_equals_esda(field, contiguity):
+    import esda
+
+    w, valid = valid_w(field, rook=contiguity == "rook")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = esda.Moran(field.values.ravel()[valid], w, transformation="r", permutations=0)
+    ours = spatial.moran(field, contiguity=contiguity, permutations=0)
+    for name in ("I", "EI", "VI_norm", "z_norm"):
+        assert getattr(ours, name) == pytest.approx(getattr(ref, name), rel=1e-12, abs=1e-12)
+    assert ours.p_norm == pytest.approx(ref.p_norm, rel=1e-9)
+    assert ours.n == ref.n
+    assert ours.n_islands == len(w.islands) >= 1
+
+
+def test_moran_distance_band_equals_libpysal(field):
+    import esda
+    import libpysal
+
+    band = 2.1 * PIXEL_M  # 20 neighbours: offsets with (dr² + dc²) <= 4.41
+    yy, xx = np.meshgrid(field.y.values, field.x.values, indexing="ij")
+    valid = np.isfinite(field.values).ravel()
+    pts = np.column_stack([xx.ravel()[valid], yy.ravel()[valid]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = libpysal.weights.DistanceBand(pts, threshold=band, binary=True, silence_warnings=True)
+        ref = esda.Moran(field.values.ravel()[valid], w, transformation="r", permutations=0)
+    ours = spatial.moran(field, distance_band=band, permutations=0)
+    assert ours.I == pytest.approx(ref.I, rel=1e-12)
+    assert ours.VI_norm == pytest.approx(ref.VI_norm, rel=1e-12)
+    assert ours.n_islands == len(w.islands)
+
+
+def test_moran_permutations_match_analytic_null():
+    # iid noise: the permutation distribution of I has mean EI and (for normal data)
+    # variance ~VI_norm, so z_sim ~ z_norm up to Monte Carlo error (~0.05 sd)
+    rng = np.random.default_rng(11)
+    da = xr.DataArray(rng.normal(size=(50, 50)), dims=("y", "x"))
+    r = spatial.moran(da, permutations=999, seed=4)
+    assert abs(r.z_sim - r.z_norm) < 0.25
+    assert 0 < r.p_sim <= 0.5
+    strong = spatial.moran(make_field(40, 40, seed=1), permutations=199)
+    assert strong.I > 0.3 and strong.p_sim == pytest.approx(1 / 200)
+
+
+def test_moran_dask_equals_numpy(field):
+    whole = spatial.moran(field, permutations=99, seed=2)
+    chunked = spatial.moran(field.chunk({"y": 7, "x": 11}), permutations=99, seed=2)
+    for name in ("I", "VI_norm", "z_norm", "z_sim"):
+        assert getattr(chunked, name) == pytest.approx(getattr(whole, name), rel=1e-12)
+    assert chunked.p_sim == whole.p_sim and chunked.n_islands == whole.n_islands
+
+
+def test_moran_by_year_matches_moran():
+    years = [2000, 2010, 2020]
+    stack = xr.concat([make_field(20, 25, seed=s) for s in range(3)], dim="year")
+    stack = stack.assign_coords(year=years)
+    table = spatial.moran_by_year(stack, permutations=49)
+    assert list(table["year"]) == years
+    assert {"I", "z_norm", "p_norm", "p_sim"} <= set(table.columns)
+    assert table["I"].iloc[1] == spatial.moran(stack.sel(year=2010), permutations=0).I
+
+
+# ------------------------------------------------------------------ LISA
+
+
+def test_lisa_is_equals_esda_formula(field):
+    w, valid = valid_w(field)
+    ref_is, ref_q = esda_is(field.values.ravel()[valid], w)
+    ds = spatial.lisa(field, permutations=0)
+    np.testing.assert_allclose(ds.Is.values.ravel()[valid], ref_is, rtol=1e-12, atol=1e-12)
+    assert (ds.quadrant.values.ravel()[valid] == ref_q).all()
+    assert (ds.quadrant.values.ravel()[~valid] == 0).all()
+    assert ds.Is.attrs["units"] == "1" and "spatial.lisa" in ds.Is.attrs["history"]
+    assert ds.cluster.attrs["flag_meanings"].split()[1] == "high_high"
+
+
+def test_lisa_island_has_zero_lag_and_no_p(field):
+    ds = spatial.lisa(field, permutations=99)
+    corner = ds.isel(y=0, x=0)
+    assert corner.n_neighbours == 0 and corner.Is == 0.0
+    assert np.isnan(corner.p_sim) and corner.cluster == 0
+    assert corner.quadrant == 4  # esda: z > 0 with zero lag -> HL
+
+
+@pytest.mark.parametrize("method", ["exact", "independent", "lookup"])
+def test_lisa_chunking_and_threads_do_not_change_results(field, method):
+    whole = spatial.lisa(field, permutations=199, seed=5, method=method)
+    chunked = spatial.lisa(field.chunk({"y": 9, "x": 13}), permutations=199, seed=5,
+                           method=method).compute()
+    for name in ("Is", "p_sim", "z_sim", "cluster", "quadrant"):
+        np.testing.assert_array_equal(chunked[name].values, whole[name].values)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = spatial.lisa(field, permutations=199, seed=5, method=method)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(single.p_sim.values, whole.p_sim.values)
+
+
+def test_lisa_planted_blob_is_high_high():
+    rng = np.random.default_rng(8)
+    noise = make_field(60, 60, seed=8, hole_frac=0.03).fillna(0.0) + rng.normal(size=(60, 60))
+    blob = xr.zeros_like(noise)
+    blob[20:35, 25:40] = 12.0  # ~3 sd of the noise field
+    ds = spatial.lisa(noise + blob, permutations=999, seed=1)
+    inner = ds.cluster[21:34, 26:39]  # blob minus its edge ring (edge cells mix with noise)
+    assert float((inner == 1).mean()) >= 0.97
+    outside_hh = float((ds.cluster == 1).where(blob == 0).sum())
+    assert outside_hh < 0.05 * float((blob == 0).sum())
+
+
+def test_lisa_lookup_agrees_with_exact():
+    da = make_field(60, 60, seed=21)
+    exact = spatial.lisa(da, permutations=999, seed=3)
+    lookup = spatial.lisa(da, permutations=999, seed=3, method="lookup")
+    ok = exact.p_sim.notnull()
+    agree = float(((exact.p_sim <= 0.05) == (lookup.p_sim <= 0.05)).where(ok).mean())
+    assert agree >= 0.95
+    np.testing.assert_array_equal(exact.Is.values, lookup.Is.values)
+
+
+def test_fdr_cutoff_equals_esda_and_drives_cluster(field):
+    from esda import fdr
+
+    p = np.random.default_rng(0).uniform(size=500) ** 3
+    assert spatial.fdr_cutoff(p, 0.05) == fdr(p, 0.05)
+    assert spatial.fdr_cutoff(np.full(10, 0.9), 0.05) == fdr(np.full(10, 0.9), 0.05)
+    ds = spatial.lisa(field, permutations=199, fdr=True)
+    cut = ds.cluster.attrs["p_cutoff"]
+    assert cut == spatial.fdr_cutoff(ds.p_sim.values, 0.05) <= 0.05
+    expected = xr.where(ds.p_sim <= cut, ds.quadrant, 0)
+    np.testing.assert_array_equal(ds.cluster.values, expected.values)
+
+
+def test_bivariate_with_itself_equals_univariate(field):
+    uni = spatial.lisa(field, permutations=0)
+    bi = spatial.lisa_bivariate(field, field * 3.0 + 7.0, permutations=0)
+    np.testing.assert_allclose(bi.Is.values, uni.Is.values, rtol=1e-12, atol=1e-12)
+
+
+def test_irregular_units_delegate_to_esda(field):
+    w, valid = valid_w(field)
+    values = pd.Series(field.values.ravel()[valid])
+    r = spatial.moran_w(values, w, permutations=0)
+    assert r.I == pytest.approx(spatial.moran(field, permutations=0).I, rel=1e-12)
+    assert w.transform == "O"  # caller's W untouched
+    table = spatial.lisa_w(values, w, permutations=0)
+    np.testing.assert_allclose(
+        table["Is"].to_numpy(), spatial.lisa(field, permutations=0).Is.values.ravel()[valid],
+        rtol=1e-12, atol=1e-12,
+    )
+
+
+# ------------------------------------------------------------------ esda Moran_Local (slow)
+
+
+@pytest.fixture(scope="module")
+def esda_local(field):
+    import esda
+
+    w, valid = valid_w(field)
+    y = field.values.ravel()[valid]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = [esda.Moran_Local(y, w, transformation="r", permutations=999, seed=s)
+                for s in (1, 2)]
+    return runs, valid, w
+
+
+def significance_agreement(p_a, p_b, alpha=0.05):
+    return float(((p_a <= alpha) == (p_b <= alpha)).mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["exact", "independent", "lookup"])
+def test_lisa_equals_esda_moran_local(field, esda_local, method):
+    (ref1, ref2), valid, w = esda_local
+    ds = spatial.lisa(field, permutations=999, seed=7, method=method)
+    np.testing.assert_allclose(ds.Is.values.ravel()[valid], ref1.Is, rtol=1e-12, atol=1e-12)
+    assert (ds.quadrant.values.ravel()[valid] == ref1.q).all()
+    ours = ds.p_sim.values.ravel()[valid]
+    keep = ~np.isin(np.arange(valid.sum()), [w.id_order.index(i) for i in w.islands])
+    baseline = significance_agreement(ref1.p_sim[keep], ref2.p_sim[keep])
+    assert significance_agreement(ours[keep], ref1.p_sim[keep]) >= baseline - 0.01
+    assert np.isnan(ours[~keep]).all()
+
+
+@pytest.mark.slow
+def test_bivariate_equals_esda(field):
+    import esda
+
+    rng = np.random.default_rng(2)
+    driver = field * 0.5 + xr.DataArray(rng.normal(size=field.shape), dims=("y", "x"))
+    w, valid = valid_w(field)
+    x, y = field.values.ravel()[valid], driver.values.ravel()[valid]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refs = [esda.Moran_Local_BV(x, y, w, transformation="r", permutations=999, seed=s)
+                for s in (1, 2)]
+    ds = spatial.lisa_bivariate(field, driver, permutations=999, seed=5)
+    np.testing.assert_allclose(ds.Is.values.ravel()[valid], refs[0].Is, rtol=1e-12, atol=1e-12)
+    assert (ds.quadrant.values.ravel()[valid] == refs[0].q).all()
+    ours = ds.p_sim.values.ravel()[valid]
+    keep = np.isfinite(ours)
+    baseline = significance_agreement(refs[0].p_sim[keep], refs[1].p_sim[keep])
+    assert significance_agreement(ours[keep], refs[0].p_sim[keep]) >= baseline - 0.01
+
+
+# ------------------------------------------------------------------ shares and zoning
+
+
+def small_grid(values, dtype=np.int8) -> xr.DataArray:
+    a = np.asarray(values, dtype=dtype)
+    ny, nx = a.shape[-2:]
+    coords = {"y": (np.arange(ny)[::-1] + 0.5) * 100.0, "x": (np.arange(nx) + 0.5) * 100.0}
+    return xr.DataArray(a, dims=("y", "x")[-a.ndim :] if a.ndim == 2 else ("year", "y", "x"),
+                        coords=coords)
+
+
+def test_cluster_shares_by_hand():
+    # 100 m pixels = 1 ha. Year 1: 2 HH, 1 LL, 1 ns of 4 cells; year 2: 4 HL
+    stack = small_grid([[[1, 1], [3, 0]], [[4, 4], [4, 4]]]).assign_coords(year=[2001, 2002])
+    table = spatial.cluster_shares(stack)
+    y1 = table[table.year == 2001].set_index("cluster")
+    assert y1.loc["HH", "area_ha"] == pytest.approx(2.0)
+    assert y1.loc["HH", "share_pct"] == pytest.approx(50.0)
+    assert y1.loc["LL", "n_pixels"] == 1 and y1.loc["HL", "n_pixels"] == 0
+    assert table[table.year == 2002].set_index("cluster").loc["HL", "share_pct"] == 100.0
+
+
+def test_cluster_shares_from_lisa_excludes_nodata(field):
+    ds = spatial.lisa(field, permutations=99)
+    table = spatial.cluster_shares(ds)
+    assert table["n_pixels"].sum() == int(np.isfinite(field.values).sum())
+    assert table["share_pct"].sum() == pytest.approx(100.0)
+    assert table["area_ha"].sum() == pytest.approx(table["n_pixels"].sum() * 0.09)
+
+
+def test_persistent_cluster_by_hand():
+    stack = small_grid([[[1, 3], [2, 0]], [[1, 3], [4, 0]], [[1, 0], [2, 1]]])
+    # cell (0,0): HH 3/3; (0,1): LL 2/3; (1,0): LH 2/3; (1,1): HH 1/3
+    np.testing.assert_array_equal(spatial.persistent_cluster(stack).values, [[1, 0], [0, 0]])
+    majority = spatial.persistent_cluster(stack, min_share=0.6)
+    np.testing.assert_array_equal(majority.values, [[1, 3], [2, 0]])
+    assert majority.attrs["units"] == "1"
+
+
+RULES = [
+    {"cluster": "HH", "future": "continuous_improvement", "zone": "consolidate"},
+    {"cluster": "HH", "future": "*", "zone": "protect"},
+    {"cluster": "LL", "future": "continuous_degradation", "zone": "restore"},
+    {"cluster": "*", "future": "future_degradation", "zone": "watch"},
+]
+
+
+def test_diagnostic_zoning_first_rule_wins_and_table_by_hand():
+    cluster = small_grid([[1, 1, 3], [3, 0, 2]])
+    future = small_grid([[1, 2, 3], [1, 2, 0]])
+    zoning = spatial.diagnostic_zoning(cluster, future, rules=RULES)
+    # (0,0) HH+cont.impr -> consolidate(1); (0,1) HH+fut.degr -> protect(2), not watch;
+    # (0,2) LL+cont.degr -> restore(3); (1,0) LL+cont.impr -> other(0);
+    # (1,1) ns+fut.degr -> watch(4); (1,2) LH+none -> other(0)
+    np.testing.assert_array_equal(zoning.zone.values, [[1, 2, 3], [0, 4, 0]])
+    assert zoning.zone.attrs["flag_meanings"] == "nodata other consolidate protect restore watch"
+    storage = small_grid([[1e6, 2e6, 3e6], [4e6, 5e6, np.nan]], dtype=np.float64)
+    table = spatial.zone_table(zoning, storage).set_index("zone")
+    assert table.loc["other", "area_ha"] == pytest.approx(2.0)  # 2 pixels of 1 ha
+    assert table.loc["other", "area_share_pct"] == pytest.approx(100 * 2 / 6)
+    assert table.loc["other", "carbon_storage_Tg"] == pytest.approx(4.0)  # 4e6 t + NaN
+    assert table.loc["watch", "carbon_storage_Tg"] == pytest.approx(5.0)
+
+
+def test_zoning_nodata_from_nan():
+    cluster = small_grid([[1.0, np.nan]], dtype=np.float64)
+    future = small_grid([[1, 1]])
+    zoning = spatial.diagnostic_zoning(cluster, future, rules=RULES[:1])
+    np.testing.assert_array_equal(zoning.zone.values, [[1, -1]])
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_all_nan_and_constant_rasters_warn_and_give_nan():
+    empty = xr.DataArray(np.full((5, 5), np.nan), dims=("y", "x"))
+    flat = xr.DataArray(np.full((5, 5), 3.3), dims=("y", "x"))
+    for da in (empty, flat):
+        with pytest.warns(RuntimeWarning, match="undefined"):
+            assert np.isnan(spatial.moran(da).I)
+        with pytest.warns(RuntimeWarning, match="undefined"):
+            ds = spatial.lisa(da, permutations=9)
+        assert ds.Is.isnull().all() and (ds.cluster == 0).all()
+
+
+def test_single_pixel_and_all_islands():
+    one = xr.DataArray(np.full((4, 4), np.nan), dims=("y", "x"))
+    one[2, 2] = 1.0
+    with pytest.warns(RuntimeWarning, match="single valid cell"):
+        assert np.isnan(spatial.moran(one).I)
+    with pytest.warns(RuntimeWarning, match="single valid cell"):
+        assert spatial.lisa(one).n_neighbours.sum() == 0
+    checker = xr.DataArray(
+        np.where(np.indices((6, 6)).sum(0) % 2 == 0, np.arange(36.0).reshape(6, 6), np.nan),
+        dims=("y", "x"),
+    )
+    with pytest.warns(RuntimeWarning, match="all islands"):
+        r = spatial.moran(checker, contiguity="rook")
+    assert np.isnan(r.I) and r.n_islands == 18
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"contiguity": "hex"}, "expected one of"),
+        ({"permutations": -1}, "non-negative"),
+        ({"permutations": 9.5}, "non-negative integer"),
+        ({"seed": -3}, "seed"),
+        ({"distance_band": 5.0}, "smaller than the pixel spacing"),
+        ({"distance_band": -1.0}, "positive radius"),
+    ],
+)
+def test_moran_bad_parameters(field, kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        spatial.moran(field, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"method": "fast"}, "expected one of"), ({"alpha": 1.5}, r"in \(0, 1\)"),
+     ({"fdr": "yes"}, "True or False")],
+)
+def test_lisa_bad_parameters(field, kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        spatial.lisa(field, **kwargs)
+
+
+def test_bad_inputs_raise(field):
+    with pytest.raises(InputDataError, match="expected an xarray.DataArray"):
+        spatial.moran(field.values)
+    with pytest.raises(InputDataError, match="expected dims"):
+        spatial.lisa(field.expand_dims(year=[2000]))
+    with pytest.raises(ParameterError, match="distance_band needs"):
+        spatial.moran(field.drop_vars("x"), distance_band=100.0)
+    with pytest.raises(GridMismatchError, match="shape"):
+        spatial.lisa_bivariate(field, field.isel(x=slice(0, 10)))
+    w, valid = valid_w(field)
+    with pytest.raises(InputDataError, match="entries but w has"):
+        spatial.moran_w(np.ones(3), w)
+    with pytest.raises(InputDataError, match="NaN"):
+        spatial.lisa_w(np.full(int(valid.sum()), np.nan), w)
+    with pytest.raises(ParameterError, match="min_share"):
+        spatial.persistent_cluster(small_grid([[[1]]]), min_share=0)
+    with pytest.raises(ParameterError, match="pixel_area_ha"):
+        spatial.cluster_shares(xr.DataArray(np.ones((2, 2), np.int8), dims=("y", "x")))
+
+
+@pytest.mark.parametrize(
+    ("rules", "match"),
+    [
+        ([], "non-empty list"),
+        ([{"cluster": "HH", "zone": "a"}], "exactly the keys"),
+        ([{"cluster": "XX", "future": "*", "zone": "a"}], r"rules\[0\]\['cluster'\]"),
+        ([{"cluster": "HH", "future": "better", "zone": "a"}], r"rules\[0\]\['future'\]"),
+    ],
+)
+def test_zoning_bad_rules(rules, match):
+    grid = small_grid([[1, 2]])
+    with pytest.raises(ParameterError, match=match):
+        spatial.diagnostic_zoning(grid, grid, rules=rules)
