@@ -219,7 +219,10 @@ def test_dense_map_with_strided_pooling_and_asymmetric_field(cube, samples):
 
 
 def test_map_metadata_and_masks(cnn, cube):
-    ds = cnn.predict_map(cube, 2002)
+    import rioxarray  # noqa: F401  registers .rio
+
+    ds = cnn.predict_map(cube.rio.write_crs("EPSG:32649"), 2002)
+    assert ds.rio.crs.to_epsg() == 32649 and int(ds["year"]) == 2002
     assert set(ds.data_vars) == {"veg_carbon_density", "soil_carbon_density"}
     assert ds["veg_carbon_density"].dims == ("y", "x")
     np.testing.assert_array_equal(ds["x"], cube["x"])
@@ -270,6 +273,14 @@ def test_cnn_save_load_roundtrip(cnn, cube, samples, tmp_path):
     xr.testing.assert_identical(loaded.predict_map(cube, 2002), cnn.predict_map(cube, 2002))
     with pytest.raises(ModelError, match="describes model 'cnn', not 'cnn_tcn'"):
         CnnTcnCarbon.load(folder)
+
+
+def test_single_target_model_maps_only_that_pool(cube, samples):
+    model = CnnCarbon(targets=["soil"], epochs=1, seed=0).fit(samples, cube)
+    assert model.predict_samples(samples, cube).shape == (len(samples), 1)
+    ds = model.predict_map(cube, 2001, interval=0.8)
+    assert set(ds.data_vars) == {"soil_carbon_density", "soil_carbon_density_lower",
+                                 "soil_carbon_density_upper"}
 
 
 # ---- CNN-TCN -------------------------------------------------------------------------------

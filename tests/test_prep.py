@@ -661,3 +661,16 @@ def test_correlation_and_flags():
         prep.correlation_matrix(df, ["a", "zz"])
     with pytest.raises(ParameterError, match="threshold: got 1.5"):
         prep.flag_collinear(corr, threshold=1.5)
+
+
+def test_read_plots_factor_converts_biomass_to_carbon(tmp_path):
+    from terracarbon.prep import GridSpec, read_plots
+
+    csv = tmp_path / "agb.csv"
+    csv.write_text("x,y,year,agb\n500,500,2008,100.0\n1500,500,2008,\n")
+    grid = GridSpec.from_bounds((0, 0, 2000, 1000), crs="EPSG:32649", resolution=1000)
+    spec = {"path": str(csv), "x_column": "x", "y_column": "y", "crs": "EPSG:32649",
+            "year_column": "year", "veg_column": "agb", "soil_column": None, "veg_factor": 0.47}
+    plots = read_plots(spec, grid)
+    assert plots["veg_carbon_t_ha"].iloc[0] == pytest.approx(47.0)  # 100 t ha-1 x 0.47
+    assert np.isnan(plots["veg_carbon_t_ha"].iloc[1]) and plots["soil_carbon_t_ha"].isna().all()

@@ -116,6 +116,27 @@ def test_moran_permutations_match_analytic_null():
     assert strong.I > 0.3 and strong.p_sim == pytest.approx(1 / 200)
 
 
+def test_permutation_shuffle_is_uniform():
+    # all 24 orders of 4 values should appear ~2000 times each in 48000 shuffles;
+    # chi-square with 23 df exceeds 49.7 with probability 0.001
+    import collections
+
+    from terracarbon import _lisa_kernels as kernels
+
+    values, pos = np.arange(4.0), np.arange(4)
+    out, grid = np.empty(4), np.zeros(4)
+    bucket, counts, jumps = np.empty(4, np.uint8), np.zeros(256, np.int64), np.empty(4, np.int32)
+    state = np.uint64(kernels.stream_start(1, 2))
+    seen = collections.Counter()
+    for _ in range(48_000):
+        state = np.uint64(
+            kernels._scatter_shuffle(values, out, bucket, counts, jumps, state, grid, pos)
+        )
+        seen[tuple(grid)] += 1
+    freq = np.array(list(seen.values()))
+    assert len(seen) == 24 and ((freq - 2000) ** 2 / 2000).sum() < 49.7
+
+
 def test_moran_dask_equals_numpy(field):
     whole = spatial.moran(field, permutations=99, seed=2)
     chunked = spatial.moran(field.chunk({"y": 7, "x": 11}), permutations=99, seed=2)

@@ -280,8 +280,10 @@ def _lemire32(r32, bound):
 
 
 @numba.njit(cache=True)
-def _scatter_shuffle(vals, out, bucket, counts, jumps, state):
-    """Write a uniformly random permutation of ``vals`` into ``out`` (Sanders 1998).
+def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
+    """Write a uniformly random permutation of ``vals`` into ``grid[pos]`` (Sanders 1998).
+
+    ``out`` is scratch space of the size of ``vals``.
 
     Every value goes to a uniformly random bucket; each bucket (small enough to stay in
     cache) is then Fisher-Yates shuffled. Equivalent to sorting by iid random keys, hence
@@ -329,6 +331,9 @@ def _scatter_shuffle(vals, out, bucket, counts, jumps, state):
             t = out[lo + i]
             out[lo + i] = out[j]
             out[j] = t
+        # write the bucket to the grid while it is still in cache
+        for i in range(lo, lo + size):
+            grid[pos[i]] = out[i]
     return state
 
 
@@ -372,9 +377,7 @@ def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, w
         acc = np.empty(row_len)
         state = stream_start(seed, b)
         for p in range(b, permutations, MORAN_STREAMS):
-            state = _scatter_shuffle(z, vals, bucket, counts, jumps, state)
-            for i in range(n):
-                grid[pos[i]] = vals[i]
+            state = _scatter_shuffle(z, vals, bucket, counts, jumps, state, grid, pos)
             num = 0.0
             for r in range(rows[0], rows[1]):
                 first = r * width + cols[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,7 +33,8 @@ TARGET_COLUMNS: tuple[str, str] = ("veg_carbon_t_ha", "soil_carbon_t_ha")
 SAMPLE_COLUMNS: tuple[str, ...] = ("plot_id", "year", "x", "y", *TARGET_COLUMNS,
                                    "row", "col", "augmented")
 PLOT_KEYS_REQUIRED = ("path", "x_column", "y_column", "crs", "year_column")
-PLOT_KEYS = {*PLOT_KEYS_REQUIRED, "id_column", "veg_column", "soil_column"}
+PLOT_KEYS = {*PLOT_KEYS_REQUIRED, "id_column", "veg_column", "soil_column", "veg_factor",
+             "soil_factor"}
 
 
 def _sample_attrs(grid_crs: Any, **history: Any) -> dict[str, Any]:
@@ -61,7 +63,8 @@ def read_plots(plot_spec: Mapping[str, Any], grid: "GridSpec") -> pd.DataFrame:
         The params ``data.plots`` block: ``path`` (CSV), ``x_column``/``y_column`` (coordinates
         in ``crs``, e.g. lon/lat degrees for EPSG:4326), ``crs``, ``year_column`` (calendar
         year), optional ``id_column`` (default: ``plot<row number>``), ``veg_column`` and
-        ``soil_column`` (t C ha-1; either may be null, not both).
+        ``soil_column`` (t C ha-1; either may be null, not both), optional ``veg_factor`` /
+        ``soil_factor`` multiplying the column (e.g. 0.47 to turn biomass into carbon).
     grid : GridSpec
         Target grid; ``x, y`` are reprojected to its CRS (m) and ``row, col`` computed.
 
@@ -121,9 +124,12 @@ def read_plots(plot_spec: Mapping[str, Any], grid: "GridSpec") -> pd.DataFrame:
         "year": np.rint(years).astype("int64"),
         "x": np.asarray(x, dtype="float64"), "y": np.asarray(y, dtype="float64"),
     })
-    for target, key in zip(TARGET_COLUMNS, ("veg_column", "soil_column")):
+    for target, key, factor_key in zip(TARGET_COLUMNS, ("veg_column", "soil_column"),
+                                       ("veg_factor", "soil_factor")):
         column = plot_spec.get(key)
-        out[target] = (_numeric(table[column], path, column, allow_nan=True) if column
+        # e.g. veg_factor: 0.47 turns above-ground biomass (t ha-1) into carbon (t C ha-1)
+        factor = float(plot_spec.get(factor_key) or 1.0)
+        out[target] = (factor * _numeric(table[column], path, column, allow_nan=True) if column
                        else np.full(len(table), np.nan))
     out["row"], out["col"], out["augmented"] = row, col, False
     out.attrs = _sample_attrs(grid.crs, function="read_plots", path=path.name, n=len(out))
@@ -597,3 +603,50 @@ def flag_collinear(corr: pd.DataFrame, *, threshold: float = 0.8) -> pd.DataFram
     out = out.reindex(out["r"].abs().sort_values(ascending=False).index).reset_index(drop=True)
     out.attrs = {"units": "1", "history": history_line("flag_collinear", threshold=threshold)}
     return out
+
+
+@dataclass(frozen=True)
+class PreparedSamples:
+    """The cleaned sample table and what cleaning did (for the report)."""
+
+    samples: pd.DataFrame
+    n_read: int
+    n_outside: int
+    outliers: pd.DataFrame
+
+
+def prepare_samples(
+    plot_spec: Mapping[str, Any] | None,
+    grid: "GridSpec",
+    cube: xr.Dataset,
+    *,
+    sigma: float = 3.0,
+    by: Literal["landuse"] | None = None,
+    augment: bool = False,
+    n_per_site: int = 2,
+    seed: int = 0,
+) -> PreparedSamples:
+    """Read, locate, clean, extract and optionally augment the field plots in one call.
+
+    Steps: :func:`read_plots` → :func:`drop_outside` (grid and region mask) →
+    :func:`extract_covariates` (first, so outliers can be judged per land-use class) →
+    :func:`remove_outliers` (± ``sigma`` sd) → :func:`augment_npp_ratio` when ``augment``. A study without plots (``plot_spec`` None,
+    e.g. a trend-only study) gets an empty table with the sample-table columns.
+
+    Returns
+    -------
+    PreparedSamples
+        ``samples`` (t C ha-1 targets + covariates), counts read and dropped outside, and the
+        outlier report.
+    """
+    if not plot_spec:
+        empty = pd.DataFrame(columns=["plot_id", "year", "x", "y", *TARGET_COLUMNS, "row", "col",
+                                      "augmented"])
+        return PreparedSamples(empty, 0, 0, pd.DataFrame())
+    raw = read_plots(plot_spec, grid)
+    mask = cube["region_mask"] if "region_mask" in cube else None
+    inside, n_outside = drop_outside(raw, grid, mask)
+    samples, report = remove_outliers(extract_covariates(inside, cube), sigma=sigma, by=by)
+    if augment:
+        samples = augment_npp_ratio(samples, cube, n_per_site=n_per_site, seed=seed)
+    return PreparedSamples(samples, len(raw), int(n_outside), report)

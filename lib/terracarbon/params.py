@@ -311,10 +311,8 @@ def _walk(prefix: str, values: Mapping, schema: Mapping, problems: Problems) -> 
             _check_value(dotted, value, default, problems)
 
 
-LAYER_KEYS = {"path", "kind", "units", "long_name", "band", "band_years", "scale_factor",
-              "offset", "nodata", "resampling", "static"}
-PLOT_KEYS = {"path", "x_column", "y_column", "crs", "year_column", "id_column", "veg_column",
-             "soil_column"}
+from terracarbon.prep import LAYER_KEYS, REQUIRED_LAYER_KEYS  # noqa: E402  one definition
+from terracarbon.fieldplots import PLOT_KEYS  # noqa: E402  one definition of the plot options
 
 
 def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
@@ -330,6 +328,9 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
             continue
         for unknown in sorted(set(spec) - LAYER_KEYS):
             problems.add(f"{key}.{unknown}", f"unknown layer option (known: {sorted(LAYER_KEYS)})")
+        for required in REQUIRED_LAYER_KEYS:
+            if required != "path" and not spec.get(required):
+                problems.add(f"{key}.{required}", "missing (every layer needs kind and units)")
         if spec.get("kind") not in ("continuous", "categorical"):
             problems.add(f"{key}.kind", f"got {spec.get('kind')!r}; expected 'continuous' or "
                          "'categorical'")

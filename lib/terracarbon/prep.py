@@ -54,14 +54,16 @@ from terracarbon.fieldplots import (
     correlation_matrix,
     drop_outside,
     extract_covariates,
+    PreparedSamples,
     flag_collinear,
+    prepare_samples,
     read_plots,
     remove_outliers,
     vif_table,
 )
 
 __all__ = [
-    "cube_summary",
+    "cube_summary", "prepare_samples", "PreparedSamples", "random_pixels", "collinearity",
     "GridSpec", "align_to_grid", "default_resampling", "region_mask",
     "read_boundary", "read_layer", "available_years", "normalise_layer_spec", "build_cube",
     "read_plots", "drop_outside", "remove_outliers", "extract_covariates", "augment_npp_ratio",
@@ -533,3 +535,67 @@ def cube_summary(cube: xr.Dataset) -> "pd.DataFrame":
             "max": float(values.max()),
         })
     return pd.DataFrame(rows)
+
+
+def random_pixels(cube: xr.Dataset, *, n: int = 2000, seed: int = 0) -> "pd.DataFrame":
+    """Covariate values at ``n`` random in-region pixel-years (for screening without plots).
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        A cube from :func:`build_cube`.
+    n : int
+        Number of pixel-years drawn (with replacement over years, without over pixels).
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``year, row, col`` and one column per variable, in the variables' units.
+    """
+    import pandas as pd
+
+    if n < 1:
+        raise ParameterError(f"random_pixels: n={n}; expected at least 1")
+    rng = np.random.default_rng(seed)
+    mask = cube["region_mask"].values if "region_mask" in cube else np.ones(
+        (cube.sizes["y"], cube.sizes["x"]), bool)
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        raise InputDataError("random_pixels: the region mask is empty")
+    pick = rng.choice(rows.size, size=min(n, rows.size), replace=False)
+    years = cube["year"].values if "year" in cube.dims else np.array([0])
+    year_pick = rng.integers(0, years.size, size=pick.size)
+    table = {"year": years[year_pick], "row": rows[pick], "col": cols[pick]}
+    for name, da in cube.data_vars.items():
+        if name == "region_mask":
+            continue
+        values = da.values
+        if "year" in da.dims:
+            table[name] = values[year_pick, rows[pick], cols[pick]]
+        else:
+            table[name] = values[rows[pick], cols[pick]]
+    return pd.DataFrame(table)
+
+
+def collinearity(
+    table: "pd.DataFrame",
+    features: Sequence[str],
+    *,
+    corr_threshold: float = 0.8,
+    vif_threshold: float = 10.0,
+) -> tuple["pd.DataFrame", "pd.DataFrame", "pd.DataFrame"]:
+    """Correlation matrix, VIF table (with a ``flagged`` column) and flagged pairs.
+
+    With fewer than two features there is nothing to screen: three empty tables.
+    """
+    import pandas as pd
+
+    if len(features) < 2:
+        return pd.DataFrame(), pd.DataFrame(columns=["feature", "vif", "r2", "flagged"]), \
+            pd.DataFrame()
+    corr = correlation_matrix(table, features)
+    vif = vif_table(table, features)
+    vif["flagged"] = vif["vif"] > vif_threshold
+    return corr, vif, flag_collinear(corr, threshold=corr_threshold)

@@ -143,7 +143,9 @@ def run_study(
         sections = {name: params[name] for name in spec.sections}
         expected = stages.stage_hash(stages.params_hash(sections),
                                      stages.upstream_hashes(run_dir, stage_id))
-        if not force and stages.is_up_to_date(run_dir, stage_id, expected):
+        source_hash = stages.file_hash(notebook_dir / spec.notebook)
+        if not force and stages.is_up_to_date(run_dir, stage_id, expected,
+                                              source_hash=source_hash):
             progress(f"[{stage_id}] up to date, skipped")
             manifest = stages.read_manifest(run_dir / stage_id) or {}
             report_path = manifest.get("report")
@@ -182,7 +184,7 @@ def run_study(
             failure = StageError(error)
             break
         stages.update_manifest(run_dir / stage_id, duration_s=duration, notebook=rel(out_nb),
-                               report=rel(html_path))
+                               report=rel(html_path), source_hash=source_hash)
         progress(f"[{stage_id}] complete in {duration:.1f} s")
         results.append(StageResult(stage_id, "complete", duration, html_path))
         write_index(run_dir, params)

@@ -18,6 +18,12 @@ Conventions
   ties in its folded count), and ``n_neighbours`` = 0 flags them.
 * LISA quadrant codes follow esda: 1 HH, 2 LH, 3 LL, 4 HL (0 = nodata). ``cluster`` holds
   the quadrant where ``p_sim <= alpha`` (or the FDR cut-off), else 0.
+* Inference. Global Moran: random permutations of the values over the valid cells
+  (cache-friendly scatter shuffle, Sanders 1998). LISA: esda's conditional randomisation,
+  computed as esda does by default (a shared table of index draws that each cell maps
+  around itself), or with independent per-cell streams, or GeoDa's lookup (see
+  :func:`lisa`). Every random draw is a function of ``seed`` and global indices only, so
+  results do not depend on dask chunking or the number of threads.
 * Future-trend classes (see :data:`FUTURE_TREND_CLASSES`) used by
   :func:`diagnostic_zoning`: 0 no significant trend, 1 continuous improvement, 2 future
   degradation, 3 continuous degradation, 4 future improvement.

@@ -44,6 +44,7 @@ class StageSpec:
     sections: tuple[str, ...]
     upstream: tuple[str, ...]
     title: str
+    optional_upstream: tuple[str, ...] = ()
 
 
 STAGES: dict[str, StageSpec] = {
@@ -57,7 +58,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("03_carbon_maps", "03_carbon_maps.ipynb", ("study", "maps", "compute"),
                   ("01_data_prep", "02_train_models"), "Carbon maps"),
         StageSpec("04_trends", "04_trends.ipynb", ("study", "trends", "compute"),
-                  ("01_data_prep", "03_carbon_maps"), "Trends"),
+                  ("01_data_prep",), "Trends", optional_upstream=("03_carbon_maps",)),
         StageSpec("05_zoning", "05_zoning.ipynb", ("study", "zoning", "compute"),
                   ("01_data_prep", "03_carbon_maps", "04_trends"), "Zoning"),
     )
@@ -133,13 +134,24 @@ def read_manifest(stage_dir: str | os.PathLike) -> dict | None:
         return None
 
 
-def is_up_to_date(run_dir: str | os.PathLike, stage_id: str, expected_hash: str) -> bool:
-    """True when the stage completed with ``expected_hash`` and all its outputs exist."""
+def file_hash(path: str | os.PathLike) -> str:
+    """SHA-256 (16 hex digits) of a file's bytes (e.g. the stage notebook's source)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def is_up_to_date(run_dir: str | os.PathLike, stage_id: str, expected_hash: str, *,
+                  source_hash: str | None = None) -> bool:
+    """True when the stage completed with ``expected_hash`` and all its outputs exist.
+
+    With ``source_hash`` the stage notebook recorded by the runner must also be unchanged.
+    """
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir / stage_id)
     if not manifest or manifest.get("status") != "complete":
         return False
     if manifest.get("stage_hash") != expected_hash:
+        return False
+    if source_hash is not None and manifest.get("source_hash") != source_hash:
         return False
     outputs = manifest.get("outputs", {})
     return all((run_dir / out["path"]).exists() for out in outputs.values())
@@ -149,7 +161,12 @@ def upstream_hashes(run_dir: str | os.PathLike, stage_id: str) -> dict[str, str]
     """``{upstream stage: stage_hash}``; StageError when an upstream is missing or incomplete."""
     run_dir = Path(run_dir)
     hashes = {}
-    for up in STAGES[stage_id].upstream:
+    spec = STAGES[stage_id]
+    for up in spec.optional_upstream:
+        manifest = read_manifest(run_dir / up)
+        if manifest and manifest.get("status") == "complete":
+            hashes[up] = manifest["stage_hash"]
+    for up in spec.upstream:
         manifest = read_manifest(run_dir / up)
         if not manifest or manifest.get("status") != "complete":
             state = manifest.get("status") if manifest else "missing"
@@ -188,6 +205,10 @@ class StageContext:
         """Resolve an upstream artifact by stage and output id."""
         manifest = self.upstream.get(stage_id)
         if manifest is None:
+            spec = STAGES[self.stage_id]
+            if stage_id in spec.optional_upstream:
+                raise StageError(f"{self.stage_id}: needs stage {stage_id}, which has not run in "
+                                 f"{self.run_dir}; add it to study.stages")
             raise StageError(f"{self.stage_id}: {stage_id} is not an upstream stage of this one")
         out = manifest.get("outputs", {}).get(output_id)
         if out is None:
@@ -261,7 +282,7 @@ def open_stage(
         run_dir=run_dir,
         stage_id=stage_id,
         params=dict(sections),
-        upstream={up: read_manifest(run_dir / up) or {} for up in spec.upstream},
+        upstream={up: read_manifest(run_dir / up) or {} for up in up_hashes},
         params_hash=p_hash,
         stage_hash=stage_hash(p_hash, up_hashes),
     )

@@ -1088,3 +1088,35 @@ def assemble(
         if out[name].dtype == bool:
             out[name] = out[name].astype("int8")
     return out
+
+
+def series_trend(table: pd.DataFrame, *, value: str, time: str = "year", alpha: float = 0.05
+                 ) -> dict[str, float]:
+    """Theil–Sen slope and Mann–Kendall test of one column of a table over time.
+
+    For summary series such as Moran's I per year or the High-High area share per year.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per time step.
+    value : str
+        Column analysed (its units per year give the slope's units).
+    time : str
+        Column of calendar years (strictly increasing after sorting).
+
+    Returns
+    -------
+    dict
+        ``slope`` (value units per year), ``intercept``, ``tau``, ``z``, ``p``, ``trend``
+        (+1/0/−1) and ``n_valid``; NaN statistics when fewer than 3 valid values.
+    """
+    for column in (value, time):
+        if column not in table.columns:
+            raise ParameterError(f"series_trend: column {column!r} not in {list(table.columns)}")
+    ordered = table.sort_values(time)
+    da = xr.DataArray(ordered[value].to_numpy(dtype=np.float64), dims=("year",),
+                      coords={"year": ordered[time].to_numpy()}, attrs={"units": "1"})
+    result = sen_mk(da, alpha=alpha, min_valid=3)
+    return {name: float(result[name]) for name in
+            ("slope", "intercept", "tau", "z", "p", "trend", "n_valid")}

@@ -524,8 +524,18 @@ class _ConvCarbonModel:
         Returns
         -------
         self
-            Fitted; ``history_`` holds per-epoch training and validation loss (masked MSE of
-            standardised targets, dimensionless) and ``best_epoch_`` the restored epoch.
+            Fitted. ``history_`` holds the learning curves: ``epoch``, ``train_loss`` (masked
+            MSE of standardised targets, dimensionless, averaged over the epoch's mini-batches
+            with dropout active) and ``val_loss`` (the same on the validation sites, dropout
+            off); ``best_epoch_`` is the epoch whose weights were restored.
+
+        Notes
+        -----
+        Rows whose own pixel lacks a covariate, or that measured no target, are dropped
+        (logged). Input scaling and one-hot classes come from the training rows' patches;
+        targets are standardised with the training rows' mean and sd. Training runs under
+        ``torch.manual_seed(seed)`` and ``torch.use_deterministic_algorithms(True)`` with
+        ``num_threads`` threads; torch's global RNG and settings are restored afterwards.
 
         Raises
         ------

@@ -26,7 +26,8 @@ DEEP_MODELS = ("cnn", "cnn_tcn")
 
 
 def model_factory(
-    name: str, *, features: Sequence[str], settings: Mapping[str, Any], seed: int
+    name: str, *, features: Sequence[str], settings: Mapping[str, Any], seed: int,
+    targets: Sequence[str] = ("veg", "soil"),
 ) -> Callable[[], CarbonModel]:
     """A zero-argument factory of fresh, unfitted models for candidate ``name``.
 
@@ -39,31 +40,35 @@ def model_factory(
         The ``models`` parameter section (hyper-parameters under ``rf``, ``cnn``, ``cnn_tcn``).
     seed : int
         Seed of every random choice in the model.
+    targets : sequence of {"veg", "soil"}
+        The pools the plots measured.
     """
     from terracarbon.models import baselines, cnn, rf
 
     feats = list(features)
+    tg = tuple(targets)
     if name == "rf":
         hp = settings["rf"]
         return lambda: rf.RandomForestCarbon(
-            feats, n_estimators=hp["n_estimators"], max_depth=hp["max_depth"],
+            feats, targets=tg, n_estimators=hp["n_estimators"], max_depth=hp["max_depth"],
             min_samples_leaf=hp["min_samples_leaf"], seed=seed)
     if name in DEEP_MODELS:
         hp = settings["cnn"]
         common = dict(patch_size=hp["patch_size_px"], lr=hp["learning_rate"],
                       weight_decay=hp["weight_decay"], epochs=hp["max_epochs"],
-                      patience=hp["patience"], batch_size=hp["batch_size"], seed=seed)
+                      patience=hp["patience"], batch_size=hp["batch_size"], seed=seed,
+                      targets=tg)
         if name == "cnn":
             return lambda: cnn.CnnCarbon(feats, **common)
         tcn = settings["cnn_tcn"]
         return lambda: cnn.CnnTcnCarbon(feats, sequence_length=tcn["sequence_years"],
                                         **{**common, "epochs": tcn["max_epochs"]})
     if name == "ndvi_lr":
-        return lambda: baselines.NdviLinear()
+        return lambda: baselines.NdviLinear(targets=tg)
     if name == "mlr":
-        return lambda: baselines.MultipleLinear(feats)
+        return lambda: baselines.MultipleLinear(feats, targets=tg)
     if name == "lookup":
-        return lambda: baselines.LanduseLookup()
+        return lambda: baselines.LanduseLookup(targets=tg)
     raise ParameterError(f"models.candidates: unknown model {name!r}; expected one of "
                          "rf, cnn, cnn_tcn, ndvi_lr, mlr, lookup")
 
@@ -81,10 +86,14 @@ def check_features(cube: xr.Dataset, samples: pd.DataFrame, features: Sequence[s
         if name in candidates and var not in cube.data_vars:
             raise ModelError(f"models.candidates: {name} needs the cube variable {var!r}; "
                              f"drop {name} from models.candidates")
-    present = [t for t, col in TARGETS.items() if col in samples and samples[col].notna().any()]
-    if not present:
+    if not measured_targets(samples):
         raise ModelError("the sample table has no vegetation or soil carbon values; check "
                          "data.plots.veg_column / soil_column")
+
+
+def measured_targets(samples: pd.DataFrame) -> list[str]:
+    """The targets (``veg``, ``soil``) with at least one measured value in the plots."""
+    return [t for t, col in TARGETS.items() if col in samples and samples[col].notna().any()]
 
 
 @dataclass
@@ -147,7 +156,8 @@ def train_candidates(
     result = TrainingResult(metrics=pd.DataFrame())
     tables = []
     for name in candidates:
-        factory = model_factory(name, features=features, settings=settings, seed=seed)
+        factory = model_factory(name, features=features, settings=settings, seed=seed,
+                                targets=measured_targets(samples))
         k = settings["cv_folds_deep"] if name in DEEP_MODELS else settings["cv_folds"]
         for scheme in ("random", "spatial_block"):
             say(f"{name}: {scheme} {k}-fold CV")
