@@ -145,6 +145,16 @@ def test_moran_dask_equals_numpy(field):
     assert chunked.p_sim == whole.p_sim and chunked.n_islands == whole.n_islands
 
 
+def test_lisa_by_year_stacks_slices():
+    stack = xr.concat([make_field(15, 20, seed=s) for s in range(2)], dim="year")
+    stack = stack.assign_coords(year=[2000, 2020])
+    ds = spatial.lisa_by_year(stack, permutations=49, fdr=True)
+    one = spatial.lisa(stack.sel(year=2020, drop=True), permutations=49, fdr=True)
+    np.testing.assert_array_equal(ds.cluster.sel(year=2020).values, one.cluster.values)
+    assert ds.cluster.attrs["p_cutoff"][1] == one.cluster.attrs["p_cutoff"]
+    assert ds.Is.dims == ("year", "y", "x") and ds.Is.attrs["units"] == "1"
+
+
 def test_moran_by_year_matches_moran():
     years = [2000, 2010, 2020]
     stack = xr.concat([make_field(20, 25, seed=s) for s in range(3)], dim="year")
@@ -351,11 +361,11 @@ RULES = [
 
 def test_diagnostic_zoning_first_rule_wins_and_table_by_hand():
     cluster = small_grid([[1, 1, 3], [3, 0, 2]])
-    future = small_grid([[1, 2, 3], [1, 2, 0]])
+    future = small_grid([[1, 2, 3], [1, 2, 5]])
     zoning = spatial.diagnostic_zoning(cluster, future, rules=RULES)
     # (0,0) HH+cont.impr -> consolidate(1); (0,1) HH+fut.degr -> protect(2), not watch;
     # (0,2) LL+cont.degr -> restore(3); (1,0) LL+cont.impr -> other(0);
-    # (1,1) ns+fut.degr -> watch(4); (1,2) LH+none -> other(0)
+    # (1,1) ns+fut.degr -> watch(4); (1,2) LH+no trend(5) -> other(0)
     np.testing.assert_array_equal(zoning.zone.values, [[1, 2, 3], [0, 4, 0]])
     assert zoning.zone.attrs["flag_meanings"] == "nodata other consolidate protect restore watch"
     storage = small_grid([[1e6, 2e6, 3e6], [4e6, 5e6, np.nan]], dtype=np.float64)
@@ -366,11 +376,18 @@ def test_diagnostic_zoning_first_rule_wins_and_table_by_hand():
     assert table.loc["watch", "carbon_storage_Tg"] == pytest.approx(5.0)
 
 
-def test_zoning_nodata_from_nan():
-    cluster = small_grid([[1.0, np.nan]], dtype=np.float64)
-    future = small_grid([[1, 1]])
+def test_zoning_nodata_and_flag_names():
+    # NaN cluster and future code 0 (trends' nodata) -> zone -1
+    cluster = small_grid([[1.0, np.nan, 1.0]], dtype=np.float64)
+    future = small_grid([[1, 1, 0]])
     zoning = spatial.diagnostic_zoning(cluster, future, rules=RULES[:1])
-    np.testing.assert_array_equal(zoning.zone.values, [[1, -1]])
+    np.testing.assert_array_equal(zoning.zone.values, [[1, -1, -1]])
+    # a raster's own flag_meanings name its codes: here 2 means "gain"
+    future.attrs.update(flag_values=np.array([0, 1, 2]), flag_meanings="nodata loss gain")
+    rules = [{"cluster": "*", "future": "gain", "zone": "grow"}]
+    gain = future.copy(data=np.full((1, 3), 2, dtype=np.int8))  # keeps the flag attrs
+    zoning = spatial.diagnostic_zoning(small_grid([[0, 1, 3]]), gain, rules=rules)
+    np.testing.assert_array_equal(zoning.zone.values, [[1, 1, 1]])
 
 
 # ------------------------------------------------------------------ bad input

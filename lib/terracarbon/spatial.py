@@ -24,9 +24,10 @@ Conventions
   around itself), or with independent per-cell streams, or GeoDa's lookup (see
   :func:`lisa`). Every random draw is a function of ``seed`` and global indices only, so
   results do not depend on dask chunking or the number of threads.
-* Future-trend classes (see :data:`FUTURE_TREND_CLASSES`) used by
-  :func:`diagnostic_zoning`: 0 no significant trend, 1 continuous improvement, 2 future
-  degradation, 3 continuous degradation, 4 future improvement.
+* Future-trend classes used by :func:`diagnostic_zoning` are those of
+  ``trends.future_trend`` (:data:`FUTURE_TREND_CLASSES`): 0 nodata, 1 continuous
+  improvement, 2 future degradation, 3 continuous degradation, 4 future improvement,
+  5 no significant trend; a raster's own ``flag_values``/``flag_meanings`` take precedence.
 
 For irregular units (counties...) with a libpysal ``W``/``Graph``, :func:`moran_w` and
 :func:`lisa_w` delegate to esda.
@@ -71,6 +72,7 @@ __all__ = [
     "fdr_cutoff",
     "lisa",
     "lisa_bivariate",
+    "lisa_by_year",
     "lisa_w",
     "moran",
     "moran_by_year",
@@ -85,13 +87,13 @@ _CLUSTER_MEANINGS = "not_significant high_high low_high low_low high_low"
 _QUADRANT_MEANINGS = "nodata high_high low_high low_low high_low"
 
 FUTURE_TREND_CLASSES = {
-    0: "no_significant_trend",
     1: "continuous_improvement",
     2: "future_degradation",
     3: "continuous_degradation",
     4: "future_improvement",
+    5: "no_significant_trend",
 }
-"""Future-trend class codes (past Sen/MK trend crossed with the Hurst persistence)."""
+"""Future-trend codes of ``trends.future_trend`` (0 = nodata): Sen/MK trend x Hurst."""
 
 Contiguity = Literal["queen", "rook"]
 _ROOK = [(-1, 0), (0, -1), (0, 1), (1, 0)]
@@ -362,7 +364,9 @@ def moran(
         Overrides ``contiguity``.
     permutations : int
         Random permutations of the values over the valid cells for ``p_sim`` (0: none).
-        The permutation test holds the valid values in memory (~16 bytes per cell).
+        The permutation test holds the raster in memory (~30 bytes per cell) and
+        computes the simulated I in single precision (relative error ~1e-7, far below
+        the Monte Carlo error); the observed statistics are double precision.
     seed : int
         Seed of the permutations.
 
@@ -456,7 +460,8 @@ def _moran_permutation_numerators(
     pos = ((rows + h) * width + (cols + h)).astype(np.int64)
     flat_offsets = (offsets[:, 0] * width + offsets[:, 1]).astype(np.int64)
     return moran_permutation_numerators(
-        values[valid] - mean, pos, inv_k.ravel(), flat_offsets,
+        (values[valid] - mean).astype(np.float32), pos, inv_k.ravel().astype(np.float32),
+        flat_offsets,
         np.array([h, h + ny], dtype=np.int64), np.array([h, h + nx], dtype=np.int64), width,
         permutations, seed,
     )
@@ -771,14 +776,15 @@ def lisa(
     values = _materialise(data[valid]) if valid.any() else np.zeros(0)
     n = values.size
     reason = _degenerate_reason(n, values.min(initial=np.inf), values.max(initial=-np.inf))
+    # the mean and sum z² come from the same 1-D pool for NumPy and dask inputs, so every
+    # tile computes bit-identical z values
+    mean = float(values.mean()) if n else 0.0
+    pool = values - mean
     if reason:
         _warn_undefined("Local Moran", reason)
-        mean, scaling = (float(values.mean()) if n else 0.0), math.nan
+        scaling = math.nan
     else:
-        mean = float(values.mean())
-        pool = values - mean
         scaling = (n - 1) / float((pool * pool).sum())
-    pool = values - mean
     z = data - mean
     out = _lisa_grid(z, z, compact, pool, scaling, offsets, h, permutations, seed, method)
     history = io.history_line(
@@ -861,6 +867,51 @@ def lisa_bivariate(
         out, gx, alpha=alpha, fdr=fdr, permutations=permutations, history=history,
         bivariate=True,
     )
+
+
+def lisa_by_year(
+    da: xr.DataArray,
+    *,
+    dim: str = "year",
+    contiguity: Contiguity = "queen",
+    distance_band: float | None = None,
+    permutations: int = 999,
+    seed: int = 0,
+    alpha: float = 0.05,
+    fdr: bool = False,
+    method: LisaMethod = "exact",
+) -> xr.Dataset:
+    """:func:`lisa` of each slice of a (dim, y, x) raster, stacked along ``dim``.
+
+    Parameters
+    ----------
+    da : xarray.DataArray, dims (dim, "y", "x")
+        Values per year (any units); NaN = nodata.
+    dim : str
+        The dimension to iterate over (calendar year).
+    contiguity, distance_band, permutations, seed, alpha, fdr, method
+        As :func:`lisa` (the same seed for every slice; with ``fdr`` the cut-off is
+        computed per slice).
+
+    Returns
+    -------
+    xarray.Dataset
+        The variables of :func:`lisa` with dims (dim, "y", "x"); the per-slice p-value
+        cut-offs are in ``cluster.attrs["p_cutoff"]`` as a list.
+    """
+    if not isinstance(da, xr.DataArray) or dim not in da.dims:
+        got = da.dims if isinstance(da, xr.DataArray) else type(da).__name__
+        raise InputDataError(f"da: expected a DataArray with a '{dim}' dim, got {got}.")
+    slices = [
+        lisa(da.sel({dim: label}, drop=True), contiguity=contiguity,
+             distance_band=distance_band, permutations=permutations, seed=seed, alpha=alpha,
+             fdr=fdr, method=method)
+        for label in da[dim].values
+    ]
+    cutoffs = [float(s.cluster.attrs["p_cutoff"]) for s in slices]
+    out = xr.concat(slices, dim=da[dim], combine_attrs="override")
+    out["cluster"].attrs["p_cutoff"] = cutoffs
+    return out
 
 
 # ---------------------------------------------------------------- irregular units (esda)
@@ -1105,7 +1156,18 @@ def persistent_cluster(
 
 
 _CLUSTER_NAMES = {"HH": 1, "LH": 2, "LL": 3, "HL": 4, "NS": 0, "not_significant": 0}
-_FUTURE_NAMES = {v: k for k, v in FUTURE_TREND_CLASSES.items()}
+
+
+def _future_names(future_trend: xr.DataArray) -> dict[str, int]:
+    """Class name -> code, from the raster's flag attributes when it has them."""
+    values, meanings = future_trend.attrs.get("flag_values"), future_trend.attrs.get(
+        "flag_meanings"
+    )
+    if values is not None and meanings is not None and len(meanings.split()) == len(values):
+        names = {m: int(v) for v, m in zip(values, meanings.split(), strict=True)}
+        names.pop("nodata", None)
+        return names
+    return {v: k for k, v in FUTURE_TREND_CLASSES.items()}
 
 
 def _rule_code(rule_no: int, key: str, value: Any, names: dict[str, int]) -> int | None:
@@ -1136,9 +1198,11 @@ def diagnostic_zoning(
     cluster : xarray.DataArray, dims ("y", "x")
         LISA cluster codes (0 not significant, 1 HH, 2 LH, 3 LL, 4 HL).
     future_trend : xarray.DataArray, dims ("y", "x")
-        Future-trend class codes (:data:`FUTURE_TREND_CLASSES`: 0 no significant trend,
-        1 continuous improvement, 2 future degradation, 3 continuous degradation,
-        4 future improvement), on the same grid.
+        Future-trend class codes on the same grid, as ``trends.future_trend`` writes
+        them (:data:`FUTURE_TREND_CLASSES`: 1 continuous improvement, 2 future
+        degradation, 3 continuous degradation, 4 future improvement, 5 no significant
+        trend, 0 nodata); its ``flag_values``/``flag_meanings``, if present, define the
+        names.
     rules : list of dict
         ``{"cluster": "HH", "future": "continuous_improvement", "zone": "consolidate"}``.
         ``cluster`` takes HH/LH/LL/HL/NS (or codes), ``future`` the class names (or
@@ -1146,7 +1210,8 @@ def diagnostic_zoning(
         zone "other".
     valid : xarray.DataArray of bool, optional
         Cells to zone; others get zone -1 ("nodata"). Default: cells where both inputs
-        are non-NaN.
+        are non-NaN and the future-trend code is not 0 (nodata). When given, cells with
+        future-trend nodata are still zoned (only rules with future "*" can match).
 
     Returns
     -------
@@ -1170,6 +1235,7 @@ def diagnostic_zoning(
             "rules: expected a non-empty list of dicts with keys 'cluster', 'future', 'zone'."
         )
     zone_names: list[str] = []
+    future_names = _future_names(future_trend)
     parsed = []
     for i, rule in enumerate(rules):
         if not isinstance(rule, dict) or set(rule) != {"cluster", "future", "zone"}:
@@ -1184,13 +1250,13 @@ def diagnostic_zoning(
             zone_names.append(zone)
         parsed.append((
             _rule_code(i, "cluster", rule["cluster"], _CLUSTER_NAMES),
-            _rule_code(i, "future", rule["future"], _FUTURE_NAMES),
+            _rule_code(i, "future", rule["future"], future_names),
             0 if zone == "other" else zone_names.index(zone) + 1,
         ))
     c = cluster.transpose("y", "x")
     f = future_trend.transpose("y", "x")
     if valid is None:
-        valid = c.notnull() & f.notnull()
+        valid = c.notnull() & f.notnull() & (f != 0)
     zone = xr.full_like(c, -2, dtype=np.int16)
     for c_code, f_code, z_code in parsed:
         hit = zone == -2
