@@ -103,3 +103,58 @@ def test_bad_parameter_stops_before_anything_runs(tmp_path):
     assert "trends.alpah: unknown parameter" in result.stderr
     assert "zoning.permutations: got -5; must be >= 0" in result.stderr
     assert not (tmp_path / "quick").exists()
+
+
+def test_planted_truth_recovered_end_to_end(quick_run):
+    """The synthetic study's planted zones come out of the whole pipeline as planted."""
+    import pandas as pd
+
+    from terracarbon import synthetic, trends
+    from terracarbon.io import open_cube
+
+    run_dir, _ = quick_run
+    truth = synthetic.open_truth(run_dir / "01_data_prep" / "synthetic_inputs" / "truth" /
+                                 "truth.nc")
+    # maps: the total over the region within 5 % of the planted truth every year
+    totals = pd.read_csv(run_dir / "03_carbon_maps" / "totals.csv")
+    total = totals[totals["pool"] == "total"]
+    assert (abs(total["storage_Tg"] / total["truth_Tg"] - 1) < 0.05).all()
+    assert (total["lower_Tg"] <= total["storage_Tg"]).all()
+    assert (total["storage_Tg"] <= total["upper_Tg"]).all()
+    # trends: restoration gains, urbanisation loses (significant pixels point the planted way)
+    shares = trends.zone_trend_table(open_cube(run_dir / "04_trends" / "trends.zarr")["trend3"]
+                                     .load(), truth["zones"])
+    assert shares.loc["restoration", "significant_increase"] > 40
+    assert shares.loc["restoration", "significant_decrease"] < 2
+    assert shares.loc["urbanising", "significant_decrease"] > 30
+    assert shares.loc["urbanising", "significant_increase"] < 2
+    # zoning: the high-carbon mountain cluster is High-High in the last year
+    zoning = open_cube(run_dir / "05_zoning" / "zoning.zarr")
+    clusters = trends.zone_trend_table(zoning["cluster_last_year"].load(), truth["zones"])
+    assert clusters.loc["high_carbon_mountain", "high_high"] > 90
+
+
+def test_no_overlap_fails_stage_without_partial_output(tmp_path):
+    """A study whose grid misses its rasters stops in data prep and writes no cube."""
+    import yaml
+
+    from terracarbon import synthetic
+
+    files = synthetic.make_study(tmp_path / "inputs", nx=20, ny=16, years=range(2018, 2020),
+                                 n_veg_plots=30, n_soil_plots=30, seed=1)
+    data = synthetic.data_params(files)
+    study = {"study": {"name": "nooverlap", "stages": ["01_data_prep"]},
+             "synthetic": {"enabled": False},
+             "grid": {"crs": "EPSG:32649", "pixel_size_m": 500,
+                      "bounds_m": [900000, 100000, 910000, 110000]},  # far from the rasters
+             "data": {**data, "boundary": None}}
+    path = tmp_path / "nooverlap.yaml"
+    path.write_text(yaml.safe_dump(study))
+    result = subprocess.run([*RUN_ALL, "--params", str(path), "--runs-dir", str(tmp_path / "runs")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "stage 01_data_prep failed" in result.stderr and "GridMismatchError" in result.stderr
+    assert "does not overlap" in result.stderr or "no overlap" in result.stderr.lower()
+    stage_dir = tmp_path / "runs" / "nooverlap" / "01_data_prep"
+    assert not (stage_dir / "cube.zarr").exists()
+    assert not [p for p in stage_dir.iterdir() if ".tmp-" in p.name]

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 import importlib as _importlib
 
 _SUBMODULES = {
-    "errors", "units", "params", "stages", "io", "report", "runner", "inputs", "synthetic",
+    "errors", "units", "classes", "params", "stages", "io", "report", "runner", "inputs", "synthetic",
     "grid", "prep", "fieldplots", "mapping", "models", "carbon", "trends", "spatial", "plot", "compute", "app",
 }
 

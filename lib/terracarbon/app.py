@@ -576,17 +576,17 @@ class _Dashboard:
             )
         first = next(iter(self.layers.values()))
         years = sorted({y for info in self.layers.values() for y in info.years})
-        self.layer = pn.widgets.Select(name="Layer", value=first.spec.key,
+        self.layer = pn.widgets.Select(label="Layer", value=first.spec.key,
                                        options={i.label: k for k, i in self.layers.items()})
-        self.year = pn.widgets.DiscreteSlider(name="Year", options=years or [0],
+        self.year = pn.widgets.DiscreteSlider(label="Year", options=years or [0],
                                               value=(years or [0])[-1],
                                               disabled=not first.annual)
-        self.show_plots = pn.widgets.Checkbox(name="Show field plots", value=True)
+        self.show_plots = pn.widgets.Checkbox(label="Show field plots", value=True)
         self.status = pn.pane.Markdown("", css_classes=["tc-map-status"])
         self.map = pn.pane.HoloViews(None, linked_axes=False)
         x0, y0 = _start_pixel(self.run_dir) if "total_density" in self.layers else (0.0, 0.0)
-        self.x_in = pn.widgets.FloatInput(name="x (m)", value=x0, step=500.0, width=160)
-        self.y_in = pn.widgets.FloatInput(name="y (m)", value=y0, step=500.0, width=160)
+        self.x_in = pn.widgets.FloatInput(label="x (m)", value=x0, step=500.0, width=160)
+        self.y_in = pn.widgets.FloatInput(label="y (m)", value=y0, step=500.0, width=160)
         self.pixel_stats = pn.pane.HTML("", css_classes=["tc-pixel"])
         self.pixel_chart = pn.pane.HoloViews(None, linked_axes=False)
         self._setting_xy = False

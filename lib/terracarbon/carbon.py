@@ -56,19 +56,10 @@ from terracarbon.units import (
     T_PER_TG,
 )
 
+from terracarbon.classes import LANDUSE_CLASSES  # noqa: E402  re-exported
+
 log = logging.getLogger(__name__)
 
-LANDUSE_CLASSES: dict[int, str] = {
-    1: "forest",
-    2: "shrub",
-    3: "grassland",
-    4: "cropland",
-    5: "wetland",
-    6: "water",
-    7: "built-up",
-    8: "bare",
-}
-"""Land-use codes of ``docs/architecture.md`` (mirrors ``terracarbon.synthetic``); 0 = nodata."""
 
 POOLS: tuple[str, ...] = ("veg", "soil", "total")
 """Carbon pools handled by the accounting functions."""

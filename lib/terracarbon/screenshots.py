@@ -78,7 +78,9 @@ _CANVAS_REPORT_JS = """
   for (const d of docs) {
     for (const m of d.all_models) { if (m.type === 'Plot' || m.type === 'Figure') plots += 1; }
   }
-  return {canvases: out, bokeh_documents: docs.length, bokeh_plots: plots};
+  // embedded or served Bokeh content is announced by root placeholders in the page itself
+  const roots = document.querySelectorAll('[data-root-id]').length;
+  return {canvases: out, bokeh_roots: roots, bokeh_documents: docs.length, bokeh_plots: plots};
 }
 """
 
@@ -129,7 +131,8 @@ def bokeh_canvas_report(page: Any) -> dict[str, Any]:
     -------
     dict
         ``canvases``: list of ``{width, height, painted}`` (pixels; ``painted`` is None for
-        a WebGL canvas), ``bokeh_documents`` and ``bokeh_plots`` (counts).
+        a WebGL canvas), ``bokeh_roots`` (Bokeh root placeholders in the HTML),
+        ``bokeh_documents`` and ``bokeh_plots`` (Plot/Figure models in them).
     """
     return page.evaluate(_CANVAS_REPORT_JS)
 
@@ -149,8 +152,9 @@ def wait_for_bokeh(page: Any, *, timeout_ms: int = 30_000, min_canvases: int | N
     timeout_ms : int
         Longest wait (ms).
     min_canvases : int, optional
-        Painted canvases required; default the number of Bokeh ``Plot`` models on the page
-        (0 on a page without Bokeh, which returns at once).
+        Painted canvases required; default the number of Bokeh ``Plot`` models on the page.
+        A page without Bokeh root placeholders (``data-root-id``) returns at once; one with
+        them waits until BokehJS has built its documents and at least one plot.
 
     Returns
     -------
@@ -166,8 +170,10 @@ def wait_for_bokeh(page: Any, *, timeout_ms: int = 30_000, min_canvases: int | N
     waited = 0
     while True:
         report = bokeh_canvas_report(page)
-        wanted = report["bokeh_plots"] if min_canvases is None else min_canvases
-        if _painted_canvases(report) >= wanted and (wanted > 0 or report["bokeh_documents"] == 0):
+        if report["bokeh_roots"] == 0 and not min_canvases:
+            return report
+        wanted = max(report["bokeh_plots"], min_canvases or 1)
+        if report["bokeh_plots"] > 0 and _painted_canvases(report) >= wanted:
             return report
         if waited >= timeout_ms:
             raise TimeoutError(

@@ -151,19 +151,10 @@ from terracarbon import __version__, io
 from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.units import DENSITY_UNITS, NPP_UNITS
 
+from terracarbon.classes import LANDUSE_CLASSES  # noqa: E402  re-exported
+
 log = logging.getLogger(__name__)
 
-LANDUSE_CLASSES: dict[int, str] = {
-    1: "forest",
-    2: "shrub",
-    3: "grassland",
-    4: "cropland",
-    5: "wetland",
-    6: "water",
-    7: "built-up",
-    8: "bare",
-}
-"""Land-use code -> class name (the study-wide convention, docs/architecture.md)."""
 
 SOIL_TYPES: dict[int, str] = {
     1: "latosolic red earth",

@@ -468,11 +468,9 @@ def _pixel_area_ha(classes: xr.DataArray, pixel_area_ha: float | None) -> float:
 
 
 def _landuse_names() -> dict[int, str]:
-    try:
-        from terracarbon.synthetic import LANDUSE_CLASSES
-    except ImportError:  # the study's names are optional decoration
-        return {}
-    return {int(k): str(v) for k, v in dict(LANDUSE_CLASSES).items()}
+    from terracarbon.classes import LANDUSE_CLASSES
+
+    return dict(LANDUSE_CLASSES)
 
 
 def area_shares(

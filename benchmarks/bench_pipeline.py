@@ -1,0 +1,142 @@
+"""End-to-end benchmark: wall time and peak memory of a whole study, per stage.
+
+Runs ``run_all.py --params <study> --force`` into a temporary runs folder while sampling the
+resident memory (RSS) of the whole process tree — the runner, every papermill kernel and any
+dask worker it starts — every 0.2 s. Prints per stage: wall time (from the manifests) and
+peak total RSS while that stage ran, then the end-to-end figures and the cost per pixel.
+
+Targets on the 2-core, 24 GB reference machine: the default study end to end <= 10 min;
+``params/guangdong_scale.yaml`` completes with peak memory <= 8 GB.
+
+Run: ``.venv/bin/python benchmarks/bench_pipeline.py --params params/quick.yaml
+[--runs-dir DIR] [--keep]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "lib"))
+
+from terracarbon.params import DEFAULT_PARAMS, load_params  # noqa: E402
+from terracarbon.stages import STAGES, read_manifest  # noqa: E402
+
+
+def tree_rss(root: psutil.Process) -> int:
+    """Bytes resident in ``root`` and all its descendants (processes vanish while we look)."""
+    total = 0
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+class Sampler(threading.Thread):
+    """Samples the tree's RSS every ``interval`` s; remembers (time, bytes) pairs."""
+
+    def __init__(self, root: psutil.Process, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.interval = root, interval
+        self.samples: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append((time.time(), tree_rss(self.root)))
+            self.stop.wait(self.interval)
+
+    def peak(self, start: float = 0.0, end: float = float("inf")) -> int:
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return max(inside, default=0)
+
+
+def iso_to_epoch(stamp: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(stamp).timestamp()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default=None, help="study YAML (default: params/default.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--runs-dir", default=None, help="default: a temporary folder")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary runs folder")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params, args.overrides, defaults=DEFAULT_PARAMS)
+    syn = params["synthetic"]
+    n_pixels = syn["nx_pixels"] * syn["ny_pixels"] if syn["enabled"] else None
+    n_years = syn["last_year"] - syn["first_year"] + 1 if syn["enabled"] else None
+    runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="tc_bench_"))
+    cmd = [sys.executable, str(REPO / "run_all.py"), "--force", "--runs-dir", str(runs_dir)]
+    if args.params:
+        cmd += ["--params", args.params]
+    for item in args.overrides:
+        cmd += ["--set", item]
+
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    sampler = Sampler(psutil.Process(proc.pid))
+    sampler.start()
+    for line in proc.stdout:  # echo the runner's progress lines
+        if not line.startswith("[IPKernelApp]") and "Alternative text" not in line:
+            print(line.rstrip(), flush=True)
+    code = proc.wait()
+    wall = time.time() - t0
+    sampler.stop.set()
+    sampler.join()
+
+    run_dir = runs_dir / params["study"]["name"]
+    gib = 1024**3
+    figures = {"study": params["study"]["name"], "n_pixels": n_pixels, "n_years": n_years,
+               "exit_code": code, "wall_s": round(wall, 1),
+               "peak_rss_gib": round(sampler.peak() / gib, 2), "stages": {}}
+    print(f"\nstudy {params['study']['name']}: {n_pixels} px x {n_years} years; "
+          f"exit code {code}")
+    print(f"{'stage':<18}{'wall s':>9}{'peak RSS GiB':>14}{'us/px':>9}")
+    for stage_id in params["study"]["stages"]:
+        manifest = read_manifest(run_dir / stage_id) or {}
+        if not manifest.get("started"):
+            continue
+        start = iso_to_epoch(manifest["started"])
+        duration = float(manifest.get("duration_s") or 0.0)
+        # the manifest's start is stamped inside the kernel: include its launch (~2 s)
+        peak = sampler.peak(start - 3.0, start + duration + 1.0)
+        per_px = 1e6 * duration / n_pixels if n_pixels else float("nan")
+        figures["stages"][stage_id] = {"wall_s": duration, "peak_rss_gib": round(peak / gib, 2),
+                                       "status": manifest.get("status")}
+        print(f"{stage_id:<18}{duration:>9.1f}{peak / gib:>14.2f}{per_px:>9.1f}")
+    per_px = 1e6 * wall / n_pixels if n_pixels else float("nan")
+    print(f"{'end to end':<18}{wall:>9.1f}{sampler.peak() / gib:>14.2f}{per_px:>9.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    if not args.keep and args.runs_dir is None:
+        import shutil
+
+        shutil.rmtree(runs_dir, ignore_errors=True)
+    else:
+        print(f"run folder: {run_dir}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

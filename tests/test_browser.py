@@ -1,0 +1,262 @@
+"""Headless Chromium on a real quick run: offline reports, the live dashboard, screenshots.
+
+Driven by the ``playwright`` package on the system Chromium (``/usr/bin/chromium``; install
+with ``apt-get update && apt-get install -y chromium``); skipped when it is absent. Never
+downloads a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pytest
+
+from terracarbon import app, io, screenshots, trends
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+
+if screenshots.chromium_path() is None:
+    pytest.skip("Chromium not installed (/usr/bin/chromium); install it with "
+                "`apt-get update && apt-get install -y chromium`", allow_module_level=True)
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    """A ``params/quick.yaml`` run (reused when test_app already made one this session)."""
+    runs = tmp_path_factory.getbasetemp() / "app_quick_runs"
+    run = runs / "quick"
+    if not (run / "04_trends" / "manifest.json").is_file():
+        result = subprocess.run(
+            [sys.executable, "run_all.py", "--params", "params/quick.yaml", "--runs-dir",
+             str(runs)], cwd=REPO, capture_output=True, text=True, timeout=1800)
+        if not (run / "index.html").is_file():
+            pytest.fail(f"quick run wrote no index.html\n{result.stdout[-3000:]}"
+                        f"\n{result.stderr[-3000:]}")
+    for stage in ("03_carbon_maps", "04_trends"):
+        manifest = json.loads((run / stage / "manifest.json").read_text())
+        assert manifest["status"] == "complete", f"{stage} did not complete in the quick run"
+    return run
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with screenshots.launch() as b:
+        yield b
+
+
+class PageWatch:
+    """Records every request, failed request and console error of a page."""
+
+    def __init__(self, page):
+        self.requests: list[str] = []
+        self.failed: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def foreign(self, allowed) -> list[str]:
+        return [u for u in self.requests if not allowed(u)]
+
+
+def _local_file_or_data(url: str) -> bool:
+    return url.startswith(("file://", "data:", "blob:", "about:"))
+
+
+def test_index_and_reports_render_offline(quick_run, browser):
+    index = quick_run / "index.html"
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    watch = PageWatch(page)
+    page.goto(index.as_uri(), wait_until="load")
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.getAttribute('href'))")
+    assert hrefs, "index.html has no links"
+    for href in hrefs:
+        target = urlparse(href)
+        if target.scheme in ("http", "https"):
+            pytest.fail(f"index.html links off-line-unsafe {href}")
+        assert (quick_run / unquote(target.path)).exists(), f"index.html: broken link {href}"
+    reports = screenshots.stage_reports(quick_run)
+    assert [p.parent.name for p in reports][:4] == ["01_data_prep", "02_train_models",
+                                                    "03_carbon_maps", "04_trends"]
+    plots_seen = 0
+    for report in reports:
+        page.goto(report.as_uri(), wait_until="load")
+        state = screenshots.wait_for_bokeh(page, timeout_ms=60_000)
+        plots_seen += state["bokeh_plots"]
+        painted = [c for c in state["canvases"] if c["width"] > 0 and c["painted"]]
+        assert len(painted) >= state["bokeh_plots"], (report.name, state)
+    # the carbon-map report embeds the interactive density map
+    assert plots_seen >= 1
+    assert watch.failed == [], watch.failed
+    assert watch.foreign(_local_file_or_data) == [], watch.foreign(_local_file_or_data)
+    assert watch.errors == [], watch.errors
+    page.close()
+
+
+# --------------------------------------------------------------------------- dashboard
+
+_BOKEH_STATE_JS = """
+() => {
+  const images = [], titles = [];
+  for (const d of Bokeh.documents) {
+    for (const m of d.all_models) {
+      if (m.type === 'ColumnDataSource' && m.data && m.data.image !== undefined) {
+        const img = m.data.image[0];
+        let sum = 0, n = 0;
+        const flat = (img && typeof img[0] === 'number') ? img : Array.from(img).flat(2);
+        for (const v of flat) { if (Number.isFinite(v)) { sum += v; n += 1; } }
+        images.push({sum: sum, n: n});
+      }
+      if (m.type === 'Title' && m.text) titles.push(m.text);
+    }
+  }
+  return {images: images, titles: titles};
+}
+"""
+
+
+def _map_state(page) -> dict:
+    return page.evaluate(_BOKEH_STATE_JS)
+
+
+def _wait_for(page, predicate, what: str, timeout_ms: int = 30_000):
+    waited = 0
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if waited >= timeout_ms:
+            pytest.fail(f"dashboard: timed out waiting for {what}")
+        page.wait_for_timeout(200)
+        waited += 200
+
+
+def _shown_stats(page) -> dict[str, tuple[str, str]]:
+    cells = page.locator("td.tc-stat")
+    return {cells.nth(i).get_attribute("data-stat"): (cells.nth(i).get_attribute("data-value"),
+                                                      cells.nth(i).inner_text())
+            for i in range(cells.count())}
+
+
+def _map_title(state: dict, label: str) -> str | None:
+    return next((t for t in state["titles"] if t.startswith(label)), None)
+
+
+@pytest.fixture(scope="module")
+def dashboard(quick_run):
+    server = app.serve(quick_run)
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert not server._thread.is_alive(), "dashboard server thread still running after stop()"
+
+
+def test_dashboard_layers_years_and_pixel_query(quick_run, dashboard, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    watch = PageWatch(page)
+    page.goto(dashboard.url, wait_until="load")
+    screenshots.wait_for_bokeh(page, timeout_ms=60_000, min_canvases=3)
+    first = _map_state(page)
+    years = app.available_layers(quick_run)["total_density"].years
+    assert _map_title(first, f"Total carbon density, {years[-1]}"), first["titles"]
+
+    # layer: vegetation density; the image data must become that layer's values
+    page.locator("select").select_option(label="Vegetation carbon density")
+    veg = _wait_for(page, lambda: (s := _map_state(page)) and
+                    _map_title(s, f"Vegetation carbon density, {years[-1]}") and s,
+                    "the vegetation map")
+    expected = app.layer_array(quick_run, "veg_density", year=years[-1])
+    assert veg["images"][0]["n"] == int(np.isfinite(expected.values).sum())
+    assert veg["images"][0]["sum"] == pytest.approx(float(np.nansum(expected.values)), rel=1e-6)
+    assert veg["images"][0]["sum"] != pytest.approx(first["images"][0]["sum"], rel=1e-6)
+
+    # year: one step left on the slider (keyboard on the noUiSlider handle)
+    page.locator(".noUi-handle").first.focus()
+    page.keyboard.press("ArrowLeft")
+    earlier = _wait_for(page, lambda: (s := _map_state(page)) and
+                        _map_title(s, f"Vegetation carbon density, {years[-2]}") and s,
+                        "the map of the previous year")
+    expected = app.layer_array(quick_run, "veg_density", year=years[-2])
+    assert earlier["images"][0]["sum"] == pytest.approx(float(np.nansum(expected.values)),
+                                                         rel=1e-6)
+    assert "Vegetation carbon density, " + str(years[-2]) in page.locator(
+        ".tc-map-status").inner_text()
+
+    # pixel query by typing x and y: the numbers shown are sen_mk/hurst_rs of that pixel
+    carbon = io.open_cube(quick_run / "03_carbon_maps" / "carbon.zarr")
+    series = carbon["total_carbon_density"].isel(y=10, x=40).load()
+    assert np.isfinite(series.values).all(), "pick a pixel inside the boundary"
+    x, y = float(series["x"]), float(series["y"])
+    settings = app.trend_settings(quick_run)
+    mk = trends.sen_mk(series, alpha=settings["alpha"], min_valid=settings["min_valid"],
+                       method=settings["method"])
+    hurst = float(trends.hurst_rs(series, min_valid=settings["min_valid"],
+                                  correction=settings["hurst_correction"])["hurst"])
+    for label, value in (("x (m)", x), ("y (m)", y)):
+        box = page.locator(".bk-input-group", has_text=label).locator("input")
+        box.fill(f"{value:.1f}")
+        box.press("Enter")
+    want = {"slope": float(mk["slope"]), "intercept": float(mk["intercept"]),
+            "z": float(mk["z"]), "p": float(mk["p"]), "hurst": hurst}
+    shown = _wait_for(page, lambda: (s := _shown_stats(page)) and
+                      s.get("slope", ("", ""))[0] == repr(want["slope"]) and s,
+                      "the queried pixel's statistics")
+    for key, value in want.items():
+        exact, text = shown[key]
+        assert float(exact) == value, key  # the exact number behind the cell
+        assert text == f"{value:.4g}", key  # and what the reader sees
+    assert f"x={x:.0f} m" in " ".join(_map_state(page)["titles"])
+
+    # clicking the map (HoloViews Tap stream) fills x/y with the clicked location
+    x_box = page.locator(".bk-input-group", has_text="x (m)").locator("input")
+    before = x_box.input_value()
+    canvas = page.locator(".bk-Canvas").first
+    bounds = canvas.bounding_box()
+    page.mouse.click(bounds["x"] + bounds["width"] * 0.3, bounds["y"] + bounds["height"] * 0.4)
+    _wait_for(page, lambda: x_box.input_value() != before, "the tap to move the query")
+    tapped_x = float(x_box.input_value().replace(",", ""))
+    tapped_y = float(page.locator(".bk-input-group", has_text="y (m)").locator("input")
+                     .input_value().replace(",", ""))
+    result = app.pixel_query(quick_run, tapped_x, tapped_y)
+    if math.isfinite(result["slope"]):
+        _wait_for(page, lambda: _shown_stats(page).get("slope", ("", ""))[0]
+                  == repr(result["slope"]), "the tapped pixel's statistics")
+
+    server_origin = dashboard.url.rstrip("/")
+    local = re.compile(r"^(https?|wss?)://" + re.escape(urlparse(dashboard.url).netloc) + r"/")
+    foreign = watch.foreign(lambda u: bool(local.match(u)) or _local_file_or_data(u))
+    assert foreign == [], f"requests beyond {server_origin}: {foreign}"
+    assert watch.failed == [], watch.failed
+    assert watch.errors == [], watch.errors
+    page.close()
+
+
+def test_capture_writes_real_screenshots(quick_run, dashboard):
+    shots = screenshots.capture(quick_run, dashboard_url=dashboard.url)
+    names = [p.name for p in shots]
+    assert names == ["index.png", "03_carbon_maps.png", "dashboard.png"]
+    from PIL import Image
+
+    for path in shots:
+        assert path.parent == quick_run / "screenshots"
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("RGB"), dtype=float)
+        assert img.width >= 1000 and img.height >= 600, path.name
+        # a blank page is one colour; a map has many
+        assert pixels.std() > 5, f"{path.name} looks blank"
+    with Image.open(quick_run / "screenshots" / "dashboard.png") as img:
+        dash = np.asarray(img.convert("RGB"))
+    greens = ((dash[..., 1] > dash[..., 0] + 20) & (dash[..., 1] > dash[..., 2] + 20)).sum()
+    assert greens > 5_000, "the dashboard screenshot shows no (green) density map"

@@ -1,0 +1,61 @@
+"""The real-data params examples run end to end on ../shared/realdata."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from terracarbon.params import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+REALDATA = REPO_ROOT.parent / "shared" / "realdata"
+
+
+def run_example(name, runs_dir):
+    if not REALDATA.is_dir():
+        pytest.skip(f"{REALDATA} is absent: real-data examples need ../shared/realdata")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run_all.py"), "--params",
+         str(REPO_ROOT / "params" / "examples" / name), "--runs-dir", str(runs_dir)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_china_agb_random_forest_with_spatial_cv(tmp_path):
+    run_example("china_agb_rf.yaml", tmp_path)
+    stage = tmp_path / "china_agb" / "02_train_models"
+    metrics = pd.read_csv(stage / "metrics.csv")
+    assert list(metrics.columns) == ["model", "target", "cv_scheme", "split", "r2", "rmse", "mae",
+                                     "ssim"]
+    rf = metrics[(metrics.model == "rf") & (metrics.split == "cv_mean")]
+    assert set(rf.cv_scheme) == {"random", "spatial_block"}
+    assert set(rf.target) == {"veg"}  # AGB plots measure vegetation only
+    assert rf[["r2", "rmse", "mae"]].notna().all().all()
+    # carbon = 0.47 x AGB: RMSE in t C ha-1 is well below the AGB spread (sd ~ 68 t ha-1)
+    assert (rf.rmse < 40).all()
+    samples = pd.read_csv(tmp_path / "china_agb" / "01_data_prep" / "samples.csv")
+    raw = pd.read_csv(REALDATA / "china_npp_climate_agb" / "agbref" / "agbref_china_cells.csv")
+    assert 700 <= len(samples) <= len(raw) == 779
+    # the veg_factor turned biomass into carbon: the largest value is 0.47 x an AGB value
+    assert samples.veg_carbon_t_ha.max() <= 0.47 * raw.AGB_T_HA.max() + 1e-9
+    card = json.loads((stage / "models" / "rf" / "model_card.json").read_text())
+    assert card["features"] == ["npp", "precipitation", "temperature", "dem"]
+
+
+def test_vhp_ndvi_trends_over_china(tmp_path):
+    run_example("vhp_ndvi_trends.yaml", tmp_path)
+    from terracarbon.io import open_cube
+
+    run_dir = tmp_path / "vhp_ndvi_china"
+    cube = open_cube(run_dir / "01_data_prep" / "cube.zarr")
+    assert cube.sizes["year"] == 42 and int(cube.year[0]) == 1982
+    trends = open_cube(run_dir / "04_trends" / "trends.zarr")
+    assert trends["slope"].attrs["units"] == "yr-1"  # NDVI is dimensionless
+    shares = pd.read_csv(run_dir / "04_trends" / "trend_shares.csv").set_index("class_name")
+    # China has greened since 1982 (Chen et al. 2019, Nat. Sustain.): most land increases
+    assert shares.loc["significant_increase", "share_pct"] > 50
+    assert abs(shares.share_pct.sum() - 100) < 1e-6
