@@ -6,9 +6,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PARAMS ?= params/default.yaml
+RUN    ?= runs/quick
+PORT   ?= 5006
 export PYTHONHASHSEED := 0
 
-.PHONY: install run quick test test-fast explore bench clean-runs lab
+.PHONY: install run quick test test-fast explore bench clean-runs lab browser
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +28,20 @@ run: $(STAMP)
 quick: $(STAMP)
 	$(BIN)/python run_all.py --params params/quick.yaml
 
-test: $(STAMP)
+# Debian's chromium for the browser tests (playwright drives it; no browser download)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+explore: $(STAMP)
+	$(BIN)/python -m terracarbon.app $(RUN) --port $(PORT)
 
 lab: $(STAMP)
 	$(BIN)/python -m jupyter lab notebooks/

@@ -8,6 +8,7 @@ functions on a real ``params/quick.yaml`` run against the trend stage's own outp
 from __future__ import annotations
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -211,6 +212,8 @@ def test_build_app_has_the_widgets_and_rejects_empty_runs(mini_run, tmp_path):
 
 def quick_run_dir(tmp_path_factory) -> Path:
     """A ``params/quick.yaml`` run, made once per test session (shared with test_browser)."""
+    if os.environ.get("TERRACARBON_QUICK_RUN"):  # reuse a finished quick run while developing
+        return Path(os.environ["TERRACARBON_QUICK_RUN"])
     runs = tmp_path_factory.getbasetemp() / "app_quick_runs"
     run = runs / "quick"
     if not (run / "04_trends" / "manifest.json").is_file():

@@ -8,6 +8,7 @@ downloads a browser.
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 import subprocess
@@ -33,6 +34,8 @@ pytest.importorskip("playwright.sync_api", reason="the playwright package is not
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> Path:
     """A ``params/quick.yaml`` run (reused when test_app already made one this session)."""
+    if os.environ.get("TERRACARBON_QUICK_RUN"):  # reuse a finished quick run while developing
+        return Path(os.environ["TERRACARBON_QUICK_RUN"])
     runs = tmp_path_factory.getbasetemp() / "app_quick_runs"
     run = runs / "quick"
     if not (run / "04_trends" / "manifest.json").is_file():
@@ -62,7 +65,8 @@ class PageWatch:
         self.failed: list[str] = []
         self.errors: list[str] = []
         page.on("request", lambda r: self.requests.append(r.url))
-        page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        page.on("requestfailed",
+                lambda r: self.failed.append(f"{r.url} ({r.failure}) from {page.url}"))
         page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
@@ -106,28 +110,37 @@ def test_index_and_reports_render_offline(quick_run, browser):
 
 # --------------------------------------------------------------------------- dashboard
 
+# One entry per Bokeh figure: its title and the finite-value count and sum of its image.
 _BOKEH_STATE_JS = """
 () => {
-  const images = [], titles = [];
+  const plots = [];
   for (const d of Bokeh.documents) {
     for (const m of d.all_models) {
-      if (m.type === 'ColumnDataSource' && m.data && m.data.image !== undefined) {
-        const img = m.data.image[0];
-        let sum = 0, n = 0;
+      if (!(m.type === 'Figure' || m.type === 'Plot') || !m.title) continue;
+      const entry = {title: m.title.text || '', n: null, sum: null};
+      for (const r of m.renderers) {
+        if (!r.glyph || r.glyph.type !== 'Image') continue;
+        const img = r.data_source.data.image[0];
         const flat = (img && typeof img[0] === 'number') ? img : Array.from(img).flat(2);
+        let sum = 0, n = 0;
         for (const v of flat) { if (Number.isFinite(v)) { sum += v; n += 1; } }
-        images.push({sum: sum, n: n});
+        entry.n = n; entry.sum = sum;
       }
-      if (m.type === 'Title' && m.text) titles.push(m.text);
+      plots.push(entry);
     }
   }
-  return {images: images, titles: titles};
+  return plots;
 }
 """
 
 
-def _map_state(page) -> dict:
+def _map_state(page) -> list[dict]:
     return page.evaluate(_BOKEH_STATE_JS)
+
+
+def _map_with_title(page, label: str) -> dict | None:
+    """The figure whose title starts with ``label`` (e.g. "Total carbon density, 2021")."""
+    return next((p for p in _map_state(page) if p["title"].startswith(label)), None)
 
 
 def _wait_for(page, predicate, what: str, timeout_ms: int = 30_000):
@@ -149,10 +162,6 @@ def _shown_stats(page) -> dict[str, tuple[str, str]]:
             for i in range(cells.count())}
 
 
-def _map_title(state: dict, label: str) -> str | None:
-    return next((t for t in state["titles"] if t.startswith(label)), None)
-
-
 @pytest.fixture(scope="module")
 def dashboard(quick_run):
     server = app.serve(quick_run)
@@ -168,31 +177,28 @@ def test_dashboard_layers_years_and_pixel_query(quick_run, dashboard, browser):
     watch = PageWatch(page)
     page.goto(dashboard.url, wait_until="load")
     screenshots.wait_for_bokeh(page, timeout_ms=60_000, min_canvases=3)
-    first = _map_state(page)
     years = app.available_layers(quick_run)["total_density"].years
-    assert _map_title(first, f"Total carbon density, {years[-1]}"), first["titles"]
+    first = _map_with_title(page, f"Total carbon density, {years[-1]}")
+    assert first and first["n"] > 0, _map_state(page)
 
     # layer: vegetation density; the image data must become that layer's values
     page.locator("select").select_option(label="Vegetation carbon density")
-    veg = _wait_for(page, lambda: (s := _map_state(page)) and
-                    _map_title(s, f"Vegetation carbon density, {years[-1]}") and s,
+    veg = _wait_for(page, lambda: _map_with_title(page, f"Vegetation carbon density, {years[-1]}"),
                     "the vegetation map")
     expected = app.layer_array(quick_run, "veg_density", year=years[-1])
-    assert veg["images"][0]["n"] == int(np.isfinite(expected.values).sum())
-    assert veg["images"][0]["sum"] == pytest.approx(float(np.nansum(expected.values)), rel=1e-6)
-    assert veg["images"][0]["sum"] != pytest.approx(first["images"][0]["sum"], rel=1e-6)
+    assert veg["n"] == int(np.isfinite(expected.values).sum())
+    assert veg["sum"] == pytest.approx(float(np.nansum(expected.values)), rel=1e-6)
+    assert veg["sum"] != pytest.approx(first["sum"], rel=1e-6)
 
     # year: one step left on the slider (keyboard on the noUiSlider handle)
     page.locator(".noUi-handle").first.focus()
     page.keyboard.press("ArrowLeft")
-    earlier = _wait_for(page, lambda: (s := _map_state(page)) and
-                        _map_title(s, f"Vegetation carbon density, {years[-2]}") and s,
-                        "the map of the previous year")
+    earlier = _wait_for(page, lambda: _map_with_title(
+        page, f"Vegetation carbon density, {years[-2]}"), "the map of the previous year")
     expected = app.layer_array(quick_run, "veg_density", year=years[-2])
-    assert earlier["images"][0]["sum"] == pytest.approx(float(np.nansum(expected.values)),
-                                                         rel=1e-6)
-    assert "Vegetation carbon density, " + str(years[-2]) in page.locator(
-        ".tc-map-status").inner_text()
+    assert earlier["sum"] == pytest.approx(float(np.nansum(expected.values)), rel=1e-6)
+    status = page.locator(".tc-map-status").locator("p").inner_text()
+    assert f"Vegetation carbon density, {years[-2]}" in status, status
 
     # pixel query by typing x and y: the numbers shown are sen_mk/hurst_rs of that pixel
     carbon = io.open_cube(quick_run / "03_carbon_maps" / "carbon.zarr")
@@ -217,7 +223,7 @@ def test_dashboard_layers_years_and_pixel_query(quick_run, dashboard, browser):
         exact, text = shown[key]
         assert float(exact) == value, key  # the exact number behind the cell
         assert text == f"{value:.4g}", key  # and what the reader sees
-    assert f"x={x:.0f} m" in " ".join(_map_state(page)["titles"])
+    assert _map_with_title(page, f"Pixel x={x:.0f} m, y={y:.0f} m")
 
     # clicking the map (HoloViews Tap stream) fills x/y with the clicked location
     x_box = page.locator(".bk-input-group", has_text="x (m)").locator("input")
@@ -243,8 +249,8 @@ def test_dashboard_layers_years_and_pixel_query(quick_run, dashboard, browser):
     page.close()
 
 
-def test_capture_writes_real_screenshots(quick_run, dashboard):
-    shots = screenshots.capture(quick_run, dashboard_url=dashboard.url)
+def test_capture_writes_real_screenshots(quick_run, dashboard, browser):
+    shots = screenshots.capture(quick_run, dashboard_url=dashboard.url, browser=browser)
     names = [p.name for p in shots]
     assert names == ["index.png", "03_carbon_maps.png", "dashboard.png"]
     from PIL import Image

@@ -481,3 +481,15 @@ def test_bad_parameters(study, fitted_rf):
         fitted_rf.predict_map(cube, 1999)
     with pytest.raises(ModelError, match=r"cube lacks feature variables \['npp'\]"):
         fitted_rf.predict_map(cube.drop_vars("npp"), 2018)
+
+
+def test_linear_baseline_never_predicts_negative_carbon(study):
+    cube, samples = study
+    model = NdviLinear(targets=["veg"]).fit(samples, cube)
+    low_ndvi = samples.copy()
+    low_ndvi["ndvi"] = -5.0  # far below anything seen: the fitted line goes negative
+    slope_positive = model.predict_samples(samples)[:, 0].max() > 0
+    assert slope_positive
+    np.testing.assert_array_equal(model.predict_samples(low_ndvi)[:, 0], 0.0)
+    lower, upper = model.predict_interval_samples(low_ndvi, cube, interval=0.9)
+    assert (lower >= 0).all() and (upper >= 0).all()

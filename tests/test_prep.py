@@ -674,3 +674,20 @@ def test_read_plots_factor_converts_biomass_to_carbon(tmp_path):
     plots = read_plots(spec, grid)
     assert plots["veg_carbon_t_ha"].iloc[0] == pytest.approx(47.0)  # 100 t ha-1 x 0.47
     assert np.isnan(plots["veg_carbon_t_ha"].iloc[1]) and plots["soil_carbon_t_ha"].isna().all()
+
+
+def test_unit_raster_assigns_pixel_centres_to_units():
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from terracarbon.prep import GridSpec, unit_raster
+
+    grid = GridSpec.from_bounds((0, 0, 4000, 2000), crs="EPSG:32649", resolution=1000)
+    like = grid.template()
+    # west unit covers x < 2000 (two columns), east unit x in [2000, 3000) (one column)
+    units = gpd.GeoDataFrame({"name": ["west", "east"]},
+                             geometry=[box(0, 0, 2000, 2000), box(2000, 0, 3000, 2000)],
+                             crs="EPSG:32649")
+    regions, names = unit_raster(units, like)
+    assert names == {1: "west", 2: "east"}
+    np.testing.assert_array_equal(regions.values, [[1, 1, 2, 0], [1, 1, 2, 0]])

@@ -117,3 +117,11 @@ def test_stage_list_does_not_change_hashes(resolved):
                                        ["study.seed=7"])
     assert stages.params_hash(sections(other_seed, "01_data_prep")) != stages.params_hash(
         sections(resolved, "01_data_prep"))
+
+
+def test_external_reference_detector_sees_urls_inside_bokeh_json():
+    page = ('<script type="application/json">{"type":"object","name":"ImportedStyleSheet",'
+            '"id":"p1","attributes":{"url":"https://cdn.holoviz.org/panel/x.css"}}</script>')
+    assert report.external_references(page) == ["https://cdn.holoviz.org/panel/x.css"]
+    escaped = page.replace('"', '\\"')  # the same document embedded in a JS string
+    assert report.external_references(escaped) == ["https://cdn.holoviz.org/panel/x.css"]

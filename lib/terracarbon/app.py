@@ -47,8 +47,10 @@ __all__ = [
     "LayerSpec",
     "available_layers",
     "build_app",
+    "default_pixel",
     "field_plots",
     "layer_array",
+    "layer_stack",
     "layer_plot",
     "main",
     "pixel_plot",
@@ -255,6 +257,24 @@ def layer_array(run_dir: str | os.PathLike, layer: str, *, year: int | None = No
     return da.load()
 
 
+def layer_stack(run_dir: str | os.PathLike, layer: str) -> xr.DataArray:
+    """Every year of a layer, lazily (dask), e.g. for :func:`plot.interactive_map` sliders.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(year, y, x)`` for an annual layer, ``(y, x)`` for a static one; attributes
+        (``units``, ``long_name``) as stored.
+
+    Raises
+    ------
+    ParameterError
+        Unknown or unavailable ``layer``.
+    """
+    info = _layer_info(run_dir, layer)
+    return _open(info.path)[info.spec.variable]
+
+
 def trend_settings(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The Sen/MK and Hurst settings the run's ``04_trends`` stage used.
 
@@ -451,11 +471,23 @@ def layer_plot(
     when = f", {int(da['year'])}" if info.annual else ""
     units = f" ({info.units})" if info.units and info.units != "1" else ""
     title = f"{info.label}{when}{units}"
-    categorical: plot.ClassTable | bool = _display_table(da) if info.spec.categorical else False
-    image = plot.interactive_map(da.drop_vars("year", errors="ignore"), groupby=None,
-                                 categorical=categorical, width=width, height=height,
-                                 title=title, max_cells=max_cells)
+    shown = da.drop_vars("year", errors="ignore")
+    table = _display_table(da) if info.spec.categorical else None
+    if isinstance(table, plot.ClassTable):
+        # without its flag attributes the layer is drawn with our table (nodata dropped)
+        shown = shown.copy()
+        shown.attrs = {k: v for k, v in da.attrs.items()
+                       if k not in ("flag_values", "flag_meanings")}
+    image = plot.interactive_map(shown, groupby=None,
+                                 categorical=table if table is not None else False,
+                                 width=width, height=height, title=title, max_cells=max_cells)
     image = image.opts(tools=["hover", "tap"], active_tools=["wheel_zoom"])
+    if isinstance(table, plot.ClassTable):
+        from bokeh.models import FixedTicker
+
+        image = image.opts(colorbar_opts={
+            "ticker": FixedTicker(ticks=list(table.codes)),
+            "major_label_overrides": dict(zip(table.codes, table.labels))})
     samples = field_plots(run_dir) if show_plots else None
     if samples is None or samples.empty:
         return image
@@ -547,8 +579,11 @@ def pixel_stats_html(result: dict[str, Any]) -> str:
             f"</table><p style='color:#666'>{html.escape(note)}</p></div>")
 
 
-def _start_pixel(run_dir: str | os.PathLike) -> tuple[float, float]:
-    """Centre of the valid pixel nearest the grid centre (m), the dashboard's first query."""
+def default_pixel(run_dir: str | os.PathLike) -> tuple[float, float]:
+    """Centre ``(x, y)`` (m) of the valid pixel nearest the grid centre: the first query.
+
+    Valid means a finite total carbon density in the last year.
+    """
     da = layer_array(run_dir, _SERIES_LAYER)
     xs, ys = np.meshgrid(da["x"].values, da["y"].values)
     cx, cy = float(np.mean(da["x"].values)), float(np.mean(da["y"].values))
@@ -584,7 +619,7 @@ class _Dashboard:
         self.show_plots = pn.widgets.Checkbox(label="Show field plots", value=True)
         self.status = pn.pane.Markdown("", css_classes=["tc-map-status"])
         self.map = pn.pane.HoloViews(None, linked_axes=False)
-        x0, y0 = _start_pixel(self.run_dir) if "total_density" in self.layers else (0.0, 0.0)
+        x0, y0 = default_pixel(self.run_dir) if "total_density" in self.layers else (0.0, 0.0)
         self.x_in = pn.widgets.FloatInput(label="x (m)", value=x0, step=500.0, width=160)
         self.y_in = pn.widgets.FloatInput(label="y (m)", value=y0, step=500.0, width=160)
         self.pixel_stats = pn.pane.HTML("", css_classes=["tc-pixel"])
@@ -607,7 +642,8 @@ class _Dashboard:
         tap = plot._hvplot().streams.Tap(source=shown, x=None, y=None)
         tap.add_subscriber(self._on_tap)
         when = f", {year or info.years[-1]}" if info.annual else " (static layer)"
-        self.status.object = f"**Showing:** {info.label}{when}; units: {info.units or 'class'}"
+        units = "class codes" if info.spec.categorical else info.units
+        self.status.object = f"**Showing:** {info.label}{when}; units: {units}"
         self.map.object = shown
 
     def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
@@ -833,7 +869,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true", help="open a browser tab")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    server = serve(args.run_dir, port=args.port, address=args.address, show=args.show)
+    try:
+        server = serve(args.run_dir, port=args.port, address=args.address, show=args.show)
+    except (InputDataError, ParameterError) as err:
+        parser.exit(2, f"error: {err}\n")
     log.info("terracarbon explorer: %s (Ctrl-C stops)", server.url)
     try:
         server.join()

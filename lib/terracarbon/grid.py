@@ -557,3 +557,57 @@ def region_mask(boundary: "geopandas.GeoDataFrame", grid: GridSpec) -> xr.DataAr
                   "history": history_line("region_mask", n_polygons=len(geoms),
                                           resolution_m=grid.resolution)}
     return mask
+
+
+def unit_raster(
+    boundary: "geopandas.GeoDataFrame",
+    like: xr.DataArray | xr.Dataset,
+    *,
+    name_column: str | None = None,
+) -> tuple[xr.DataArray, dict[int, str]]:
+    """Rasterise the units of a multi-unit boundary (provinces, counties) onto a grid.
+
+    Parameters
+    ----------
+    boundary : geopandas.GeoDataFrame
+        One row per reporting unit, in any CRS (reprojected to the grid's).
+    like : xarray.DataArray or Dataset
+        A layer on the target grid (x/y pixel centres, CRS via rioxarray).
+    name_column : str, optional
+        Column naming the units; default the first text column, else ``unit <id>``.
+
+    Returns
+    -------
+    regions : xarray.DataArray
+        ``int32`` unit ids 1..n on ``(y, x)`` (row order of ``boundary``), 0 outside every
+        unit; a pixel belongs to the unit containing its centre.
+    names : dict
+        Unit id -> name.
+    """
+    import rasterio.features
+
+    if boundary.crs is None:
+        raise InputDataError("unit_raster: the boundary has no CRS; read it with "
+                             "prep.read_boundary")
+    crs = like.rio.crs
+    if crs is None:
+        raise GridMismatchError("unit_raster: the target layer has no CRS (rio.write_crs)")
+    units = boundary.to_crs(crs).reset_index(drop=True)
+    if name_column is None:
+        import pandas as pd
+
+        text = [c for c in units.columns
+                if c != "geometry" and pd.api.types.is_string_dtype(units[c])]
+        name_column = text[0] if text else None
+    if name_column is not None and name_column not in units.columns:
+        raise ParameterError(f"unit_raster: column {name_column!r} not in the boundary "
+                             f"(columns: {[c for c in units.columns if c != 'geometry']})")
+    names = {i + 1: (str(units.loc[i, name_column]) if name_column else f"unit {i + 1}")
+             for i in range(len(units))}
+    shapes = ((geom, i + 1) for i, geom in enumerate(units.geometry) if geom is not None)
+    ids = rasterio.features.rasterize(
+        shapes, out_shape=(like.sizes["y"], like.sizes["x"]), transform=like.rio.transform(),
+        fill=0, dtype="int32", all_touched=False)
+    regions = xr.DataArray(ids, dims=("y", "x"), coords={"y": like["y"], "x": like["x"]},
+                           name="region", attrs={"units": "1", "long_name": "reporting unit id"})
+    return regions.rio.write_crs(crs), names

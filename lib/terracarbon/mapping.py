@@ -24,6 +24,41 @@ def choose_model(choice: str, best_model_file: str | os.PathLike) -> str:
     return best
 
 
+def _is_lazy(cube: xr.Dataset) -> bool:
+    return any(var.chunks is not None for var in cube.data_vars.values())
+
+
+def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
+                      interval: float | None) -> xr.Dataset:
+    """One dask task per year; the first year is predicted on a 1-row strip for the layout."""
+    import dask
+    import dask.array as dsa
+
+    strip = model.predict_map(cube.isel(y=slice(0, 1)).compute(), years[0], interval=interval)
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    spatial = {d: c for d, c in cube.chunksizes.items() if d in ("y", "x")}
+
+    def year_map(year: int) -> xr.Dataset:
+        # each task loads only the features of its year (predict_map reads row blocks)
+        return model.predict_map(cube, year, interval=interval)
+
+    variables = {}
+    for year in years:
+        maps = dask.delayed(year_map, pure=True)(year)
+        for name, template in strip.data_vars.items():
+            layer = dsa.from_delayed(dask.delayed(lambda ds, n: ds[n].values)(maps, name),
+                                     shape=(ny, nx), dtype=template.dtype)
+            variables.setdefault(name, []).append(layer)
+    coords = {"year": years, "y": cube["y"], "x": cube["x"]}
+    out = xr.Dataset(
+        {name: (("year", "y", "x"), dsa.stack(layers), strip[name].attrs)
+         for name, layers in variables.items()},
+        coords=coords,
+        attrs=strip.attrs,
+    )
+    return out.chunk({"year": 1, **spatial}) if spatial else out
+
+
 def predict_years(
     model,
     cube: xr.Dataset,
@@ -48,7 +83,9 @@ def predict_years(
     -------
     xarray.Dataset
         ``veg_carbon_density``, ``soil_carbon_density`` (and bounds) on ``(year, y, x)`` in
-        t C ha-1, with the cube's CRS.
+        t C ha-1, with the cube's CRS. When the cube is dask-backed the result is lazy: one
+        task per year (the model predicts that year's grid in bounded row blocks), chunked
+        like the cube in space, so writing it to Zarr holds only a few years in memory.
 
     Raises
     ------
@@ -68,9 +105,12 @@ def predict_years(
     if absent:
         raise ParameterError(f"years {absent} have no covariates in the cube (cube years: "
                              f"{available}); add the rasters for those years or drop them")
-    maps = [model.predict_map(cube, year, interval=interval).expand_dims(year=[year])
-            for year in years]
-    out = xr.concat(maps, dim="year", coords="minimal", compat="override")
+    if _is_lazy(cube):
+        out = _lazy_predictions(model, cube, years, interval)
+    else:
+        maps = [model.predict_map(cube, year, interval=interval).expand_dims(year=[year])
+                for year in years]
+        out = xr.concat(maps, dim="year", coords="minimal", compat="override")
     for name in out.data_vars:
         out[name].attrs.setdefault("units", DENSITY_UNITS)
     out.attrs["history"] = history_line("mapping.predict_years", model=model.name,

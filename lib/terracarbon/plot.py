@@ -1805,30 +1805,9 @@ _REMOTE_STYLESHEET = re.compile(r'"url":\s*"(https?://[^"]+\.css[^"]*)"')
 
 
 def _inline_panel_stylesheets(page: str) -> str:
-    """Replace Panel's CDN stylesheet references in a saved page by the CSS it ships.
+    from terracarbon.report import inline_panel_stylesheets
 
-    Panel keeps its component stylesheets as ``ImportedStyleSheet(url=<CDN>)`` even when
-    saved with inline resources; each is swapped for an ``InlineStyleSheet`` holding the
-    same file from the installed package (the Bokeh document is plain JSON in the page).
-    """
-    import json
-
-    from panel.io.resources import CDN_DIST, DIST_DIR
-
-    pattern = re.compile(
-        r'\{"type":"object","name":"ImportedStyleSheet","id":"(?P<id>[^"]+)",'
-        r'"attributes":\{"url":"' + re.escape(CDN_DIST) + r'(?P<rel>[^"?]+)(?:\?[^"]*)?"\}\}'
-    )
-
-    def inline(match: re.Match[str]) -> str:
-        local = Path(DIST_DIR) / match["rel"]
-        if not local.is_file():
-            return match[0]
-        css = json.dumps(local.read_text(encoding="utf-8")).replace("</", "<\\/")
-        return ('{"type":"object","name":"InlineStyleSheet","id":"' + match["id"]
-                + '","attributes":{"css":' + css + "}}")
-
-    return pattern.sub(inline, page)
+    return inline_panel_stylesheets(page)
 
 
 _REMOTE_ICON_LINK = re.compile(r'<link rel="(?:icon|apple-touch-icon)"[^>]*href="https?://[^"]*"'

@@ -47,6 +47,7 @@ from terracarbon.grid import (
     crs_label,
     default_resampling,
     region_mask,
+    unit_raster,
 )
 from terracarbon.io import history_line
 from terracarbon.fieldplots import (
@@ -64,7 +65,7 @@ from terracarbon.fieldplots import (
 
 __all__ = [
     "cube_summary", "prepare_samples", "PreparedSamples", "random_pixels", "collinearity",
-    "GridSpec", "align_to_grid", "default_resampling", "region_mask",
+    "GridSpec", "align_to_grid", "default_resampling", "region_mask", "unit_raster",
     "read_boundary", "read_layer", "available_years", "normalise_layer_spec", "build_cube",
     "read_plots", "drop_outside", "remove_outliers", "extract_covariates", "augment_npp_ratio",
     "correlation_matrix", "vif_table", "flag_collinear",

@@ -27,6 +27,8 @@ _EXTERNAL = re.compile(
     re.IGNORECASE,
 )
 _CSS_URL = re.compile(r"""(?:@import\s+|url\()\s*["']?((?:https?:)?//[^"')]+)""", re.IGNORECASE)
+# URLs inside embedded JSON (Bokeh documents: ImportedStyleSheet, JS modules), plain or escaped
+_JSON_URL = re.compile(r"""\\?"(?:url|src|href)\\?"\s*:\s*\\?"(https?://[^"\\]+)""", re.IGNORECASE)
 
 
 def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike) -> Path:
@@ -46,15 +48,44 @@ def notebook_to_html(notebook: str | os.PathLike, html_path: str | os.PathLike) 
                                         remove_cell_tags=REMOVE_CELL_TAGS, enabled=True)
     exporter.register_preprocessor(tag_remover, enabled=True)
     body, _ = exporter.from_notebook_node(nb)
+    body = inline_panel_stylesheets(body)
     html_path = Path(html_path)
     with atomic_path(html_path) as tmp:
         tmp.write_text(body, encoding="utf-8")
     return html_path
 
 
+def inline_panel_stylesheets(page: str) -> str:
+    """Replace Panel's CDN stylesheet references in a saved page by the CSS it ships.
+
+    Panel keeps its component stylesheets as ``ImportedStyleSheet(url=<CDN>)`` even when
+    saved with inline resources; each is swapped for an ``InlineStyleSheet`` holding the
+    same file from the installed package (the Bokeh document is plain JSON in the page).
+    """
+    import json
+
+    from panel.io.resources import CDN_DIST, DIST_DIR
+
+    pattern = re.compile(
+        r'\{"type":"object","name":"ImportedStyleSheet","id":"(?P<id>[^"]+)",'
+        r'"attributes":\{"url":"' + re.escape(CDN_DIST) + r'(?P<rel>[^"?]+)(?:\?[^"]*)?"\}\}'
+    )
+
+    def inline(match: re.Match[str]) -> str:
+        local = Path(DIST_DIR) / match["rel"]
+        if not local.is_file():
+            return match[0]
+        css = json.dumps(local.read_text(encoding="utf-8")).replace("</", "<\\/")
+        return ('{"type":"object","name":"InlineStyleSheet","id":"' + match["id"]
+                + '","attributes":{"css":' + css + "}}")
+
+    return pattern.sub(inline, page)
+
+
 def external_references(page: str) -> list[str]:
     """Every network URL a page would load (scripts, stylesheets, images, CSS imports)."""
-    return sorted(set(_EXTERNAL.findall(page)) | set(_CSS_URL.findall(page)))
+    found = set(_EXTERNAL.findall(page)) | set(_CSS_URL.findall(page)) | set(_JSON_URL.findall(page))
+    return sorted(found)
 
 
 _STATUS_COLOUR = {"complete": "#1a7f37", "skipped": "#1a7f37", "failed": "#cf222e",

@@ -209,6 +209,7 @@ def capture(
     report_stage: str | None = None,
     viewport: tuple[int, int] = (1400, 1000),
     timeout_ms: int = 60_000,
+    browser: Any | None = None,
 ) -> list[Path]:
     """Screenshots of a run's index page, one stage report and (optionally) the dashboard.
 
@@ -228,6 +229,9 @@ def capture(
         Browser window width and height (CSS pixels); pages are shot full length.
     timeout_ms : int
         Longest wait for a page's plots (ms).
+    browser : playwright Browser, optional
+        Reuse an open browser (e.g. from :func:`launch`); Playwright's sync API cannot be
+        started twice in one thread. Default: launch the system Chromium for this call.
 
     Returns
     -------
@@ -258,17 +262,22 @@ def capture(
     if dashboard_url:
         pages.append(("dashboard", dashboard_url))
     out_dir = run / "screenshots"
-    written = []
-    with launch() as browser:
+    with contextlib.ExitStack() as stack:
+        if browser is None:
+            browser = stack.enter_context(launch())
         page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-        for name, url in pages:
-            page.goto(url, wait_until="load", timeout=timeout_ms)
-            # the dashboard builds its plots over the websocket after load
-            wait_for_bokeh(page, timeout_ms=timeout_ms,
-                           min_canvases=1 if name == "dashboard" else None)
-            written.append(_shoot(page, out_dir / f"{name}.png"))
-            log.info("screenshot %s", written[-1])
-    return written
+        stack.callback(page.close)
+        return [_visit_and_shoot(page, url, out_dir / f"{name}.png", timeout_ms=timeout_ms,
+                                 served=name == "dashboard") for name, url in pages]
+
+
+def _visit_and_shoot(page: Any, url: str, path: Path, *, timeout_ms: int, served: bool) -> Path:
+    page.goto(url, wait_until="load", timeout=timeout_ms)
+    # a served app builds its plots over the websocket after the page has loaded
+    wait_for_bokeh(page, timeout_ms=timeout_ms, min_canvases=1 if served else None)
+    _shoot(page, path)
+    log.info("screenshot %s", path)
+    return path
 
 
 def _cli(argv: Sequence[str] | None = None) -> int:  # pragma: no cover  (thin wrapper)

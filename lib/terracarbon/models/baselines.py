@@ -306,6 +306,15 @@ class TabularCarbonModel:
         self.fitted_ = True
         return self
 
+    def _density(self, target: str, X: np.ndarray) -> np.ndarray:
+        # carbon density cannot be negative; a linear model can extrapolate below zero
+        return np.maximum(self._predict_target(target, X), 0.0)
+
+    def _density_bounds(self, target: str, X: np.ndarray, q_low: float, q_high: float
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        low, high = self._interval_target(target, X, q_low, q_high)
+        return np.maximum(low, 0.0), np.maximum(high, 0.0)
+
     def _require_fitted(self) -> None:
         if not self.fitted_:
             raise ModelError(f"model {self.name!r} is not fitted; call fit(samples, cube) first.")
@@ -315,7 +324,7 @@ class TabularCarbonModel:
         ok = np.isfinite(X).all(axis=1)
         if ok.any():
             for j, t in enumerate(self.targets):
-                out[ok, j] = self._predict_target(t, X[ok])
+                out[ok, j] = self._density(t, X[ok])
         return out
 
     def predict_samples(self, samples: pd.DataFrame, cube: xr.Dataset | None = None) -> np.ndarray:
@@ -350,7 +359,7 @@ class TabularCarbonModel:
         ok = np.isfinite(X).all(axis=1)
         if ok.any():
             for j, t in enumerate(self.targets):
-                lower[ok, j], upper[ok, j] = self._interval_target(t, X[ok], q_low, q_high)
+                lower[ok, j], upper[ok, j] = self._density_bounds(t, X[ok], q_low, q_high)
         return lower, upper
 
     def predict_map(
@@ -414,10 +423,10 @@ class TabularCarbonModel:
             nrows = rows.stop - rows.start
             for t, n in zip(self.targets, names):
                 flat = np.full(nrows * nx, np.nan, np.float32)
-                flat[valid] = self._predict_target(t, Xv)
+                flat[valid] = self._density(t, Xv)
                 arrays[n][rows] = flat.reshape(nrows, nx)
                 if quantiles is not None:
-                    lo, hi = self._interval_target(t, Xv, *quantiles)
+                    lo, hi = self._density_bounds(t, Xv, *quantiles)
                     for suffix, vals in (("_lower", lo), ("_upper", hi)):
                         flat = np.full(nrows * nx, np.nan, np.float32)
                         flat[valid] = vals

@@ -1,0 +1,157 @@
+"""compute: the study's ``compute:`` parameters become a dask scheduler and back."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import dask
+import dask.array as dsa
+import numpy as np
+import pytest
+import xarray as xr
+
+from terracarbon import compute
+from terracarbon.errors import ParameterError, TerracarbonError
+
+BASE = {"scheduler": "threads", "address": None, "n_workers": 2, "memory_limit": "1GB",
+        "chunk_px": 32}
+
+
+def where_tasks_ran() -> set[tuple[int, int]]:
+    """(process id, thread id) of every task of a 4-chunk graph, computed by the default scheduler."""
+    def stamp(block):
+        return np.array([[os.getpid(), threading.get_ident()]], dtype=np.int64)
+
+    ids = dsa.zeros((4, 2), chunks=(1, 2)).map_blocks(stamp, dtype=np.int64).compute()
+    return {tuple(row) for row in ids}
+
+
+def test_threads_runs_in_this_process_and_restores_config():
+    before = dask.config.get("scheduler", None)
+    with compute.compute_context(BASE) as session:
+        assert session.client is None and session.dashboard_link is None
+        assert session.chunks == {"y": 32, "x": 32} and session.n_workers == 2
+        assert dask.config.get("scheduler") == "threads"
+        assert {pid for pid, _ in where_tasks_ran()} == {os.getpid()}
+    assert dask.config.get("scheduler", None) == before
+
+
+def test_synchronous_runs_in_the_calling_thread():
+    with compute.compute_context({**BASE, "scheduler": "synchronous"}) as session:
+        assert session.n_workers == 1
+        assert where_tasks_ran() == {(os.getpid(), threading.get_ident())}
+
+
+@pytest.mark.slow
+def test_processes_runs_in_other_processes():
+    with compute.compute_context({**BASE, "scheduler": "processes"}):
+        pids = {pid for pid, _ in where_tasks_ran()}
+    assert os.getpid() not in pids and len(pids) >= 1
+
+
+@pytest.mark.slow
+def test_distributed_local_cluster_on_loopback_is_closed_on_exit():
+    with compute.compute_context({**BASE, "scheduler": "distributed"}) as session:
+        client = session.client
+        assert client is not None and session.n_workers == 2
+        assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+        workers = client.scheduler_info()["workers"]
+        assert len(workers) == 2
+        assert all(w["nthreads"] == 1 and w["memory_limit"] == 10**9 for w in workers.values())
+        assert session.dashboard_link is None or session.dashboard_link.startswith("http://127.0.0.1:")
+        assert "distributed" in session.describe()
+        pids = {pid for pid, _ in where_tasks_ran()}
+        assert os.getpid() not in pids
+    assert client.status == "closed"
+    session.close()  # closing twice is harmless
+
+
+def test_bad_address_fails_fast_naming_the_parameter():
+    t0 = time.time()
+    # port 1 on loopback: nothing listens there
+    with pytest.raises(ParameterError, match=r"compute\.address='tcp://127\.0\.0\.1:1'.*"
+                                             r"no dask scheduler answered") as info:
+        compute.start({**BASE, "address": "tcp://127.0.0.1:1"}, timeout_s=1.0)
+    assert isinstance(info.value, TerracarbonError)
+    assert time.time() - t0 < 15
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("scheduler", "gpu", r"compute\.scheduler='gpu': expected one of"),
+    ("n_workers", 0, r"compute\.n_workers=0: expected an integer >= 1"),
+    ("memory_limit", "lots", r"compute\.memory_limit='lots': expected a size"),
+    ("chunk_px", 4, r"compute\.chunk_px=4: expected an integer >= 16"),
+    ("address", "", r"compute\.address='': expected a scheduler address"),
+])
+def test_invalid_parameters_are_named(key, value, message):
+    with pytest.raises(ParameterError, match=message):
+        compute.start({**BASE, key: value})
+
+
+def test_missing_keys_and_every_problem_listed():
+    with pytest.raises(ParameterError, match=r"missing keys \['address'") as info:
+        compute.validate_compute({"scheduler": "gpu", "n_workers": 0})
+    assert "compute.scheduler" in str(info.value) and "compute.n_workers" in str(info.value)
+    with pytest.raises(ParameterError, match="expected a mapping"):
+        compute.validate_compute(["threads"])
+
+
+def test_memory_limit_parsed_to_bytes():
+    assert compute.validate_compute({**BASE, "memory_limit": "4GB"})["memory_limit"] == 4 * 10**9
+    assert compute.validate_compute({**BASE, "memory_limit": 123})["memory_limit"] == 123
+
+
+def cube() -> xr.Dataset:
+    rng = np.random.default_rng(3)
+    return xr.Dataset(
+        {"ndvi": (("year", "y", "x"), rng.random((5, 70, 50)).astype(np.float32),
+                  {"units": "1"}),
+         "dem": (("y", "x"), rng.random((70, 50)), {"units": "m"})},
+        coords={"year": np.arange(2000, 2005)})
+
+
+def test_chunked_whole_time_for_trends_single_for_maps():
+    ds = cube()
+    trend_ready = compute.chunked(ds, BASE, time="whole")
+    # 70 rows in chunks of 32 -> 32, 32, 6; years in one chunk
+    assert trend_ready["ndvi"].chunks == ((5,), (32, 32, 6), (32, 18))
+    assert trend_ready["dem"].chunks == ((32, 32, 6), (32, 18))
+    per_year = compute.chunked(ds["ndvi"], BASE, time="single")
+    assert per_year.chunks == ((1,) * 5, (32, 32, 6), (32, 18))
+    assert ds["ndvi"].chunks is None  # input untouched
+    xr.testing.assert_identical(trend_ready.compute(), ds)
+
+
+def test_chunked_rejects_bad_arguments():
+    with pytest.raises(ParameterError, match="time='monthly': expected 'whole'"):
+        compute.chunked(cube(), BASE, time="monthly")
+    with pytest.raises(ParameterError, match="obj: expected an xarray"):
+        compute.chunked(np.zeros((3, 3)), BASE)
+
+
+def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
+    """mapping.predict_years: one task per year on a chunked cube, same numbers as in memory."""
+    import pandas as pd
+
+    from terracarbon import mapping
+    from terracarbon.models.rf import RandomForestCarbon
+
+    rng = np.random.default_rng(11)
+    n, years = 37, [2018, 2019, 2020]
+    ds = xr.Dataset(
+        {"a": (("year", "y", "x"), rng.random((3, n, n)).astype(np.float32), {"units": "1"}),
+         "b": (("y", "x"), rng.random((n, n)).astype(np.float32), {"units": "1"}),
+         "region_mask": (("y", "x"), rng.random((n, n)) > 0.1, {"units": "1"})},
+        coords={"year": years, "y": -500.0 * np.arange(n), "x": 500.0 * np.arange(n)})
+    X = rng.random((300, 2))
+    samples = pd.DataFrame(X, columns=["a", "b"]).assign(
+        year=2020, veg_carbon_t_ha=30 * X[:, 0] + rng.normal(0, 1, 300),
+        soil_carbon_t_ha=50 * X[:, 1] + rng.normal(0, 1, 300))
+    rf = RandomForestCarbon(["a", "b"], n_estimators=10).fit(samples, ds)
+    eager = mapping.predict_years(rf, ds, interval=0.9)
+    lazy = mapping.predict_years(rf, compute.chunked(ds, {**BASE, "chunk_px": 16}, time="single"),
+                                 interval=0.9)
+    assert lazy["veg_carbon_density"].chunks == ((1, 1, 1), (16, 16, 5), (16, 16, 5))
+    xr.testing.assert_identical(eager, lazy.compute())
