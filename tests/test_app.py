@@ -210,28 +210,15 @@ def test_build_app_has_the_widgets_and_rejects_empty_runs(mini_run, tmp_path):
 
 # --------------------------------------------------------------------------- real quick run
 
-def quick_run_dir(tmp_path_factory) -> Path:
-    """A ``params/quick.yaml`` run, made once per test session (shared with test_browser)."""
-    if os.environ.get("TERRACARBON_QUICK_RUN"):  # reuse a finished quick run while developing
-        return Path(os.environ["TERRACARBON_QUICK_RUN"])
-    runs = tmp_path_factory.getbasetemp() / "app_quick_runs"
-    run = runs / "quick"
-    if not (run / "04_trends" / "manifest.json").is_file():
-        result = subprocess.run(
-            [sys.executable, "run_all.py", "--params", "params/quick.yaml", "--runs-dir",
-             str(runs)], cwd=REPO, capture_output=True, text=True, timeout=1800)
-        for stage in ("03_carbon_maps", "04_trends"):
-            manifest = json.loads((run / stage / "manifest.json").read_text()) \
-                if (run / stage / "manifest.json").is_file() else {}
-            if manifest.get("status") != "complete":
-                pytest.fail(f"quick run: {stage} did not complete\n{result.stdout[-3000:]}"
-                            f"\n{result.stderr[-3000:]}")
-    return run
+@pytest.fixture()
+def quick_run_dir(quick_run_session) -> Path:
+    """The session's quick run (tests/conftest.py)."""
+    return quick_run_session[0]
 
 
 @pytest.mark.slow
-def test_pixel_query_matches_the_trend_stage_on_a_quick_run(tmp_path_factory):
-    run = quick_run_dir(tmp_path_factory)
+def test_pixel_query_matches_the_trend_stage_on_a_quick_run(quick_run_dir):
+    run = quick_run_dir
     stage = io.open_cube(run / "04_trends" / "trends.zarr").load()
     # the pixel with the steepest significant increase (independent of our lookup)
     best = trends.steepest_pixel(stage)

@@ -32,23 +32,9 @@ pytest.importorskip("playwright.sync_api", reason="the playwright package is not
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory) -> Path:
-    """A ``params/quick.yaml`` run (reused when test_app already made one this session)."""
-    if os.environ.get("TERRACARBON_QUICK_RUN"):  # reuse a finished quick run while developing
-        return Path(os.environ["TERRACARBON_QUICK_RUN"])
-    runs = tmp_path_factory.getbasetemp() / "app_quick_runs"
-    run = runs / "quick"
-    if not (run / "04_trends" / "manifest.json").is_file():
-        result = subprocess.run(
-            [sys.executable, "run_all.py", "--params", "params/quick.yaml", "--runs-dir",
-             str(runs)], cwd=REPO, capture_output=True, text=True, timeout=1800)
-        if not (run / "index.html").is_file():
-            pytest.fail(f"quick run wrote no index.html\n{result.stdout[-3000:]}"
-                        f"\n{result.stderr[-3000:]}")
-    for stage in ("03_carbon_maps", "04_trends"):
-        manifest = json.loads((run / stage / "manifest.json").read_text())
-        assert manifest["status"] == "complete", f"{stage} did not complete in the quick run"
-    return run
+def quick_run(quick_run_session) -> Path:
+    """The session's quick run (tests/conftest.py)."""
+    return quick_run_session[0]
 
 
 @pytest.fixture(scope="module")
