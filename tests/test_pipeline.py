@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from terracarbon import report, stages
@@ -43,7 +44,9 @@ def test_every_stage_complete_with_units_and_report(quick_run):
         html_path = run_dir / manifest["report"]
         page = html_path.read_text()
         assert report.external_references(page) == [], f"{html_path.name} loads from the network"
-        assert "Traceback" not in page
+        executed = nbformat.read(run_dir / manifest["notebook"], as_version=4)
+        assert not [o for c in executed.cells for o in c.get("outputs", [])
+                    if o.output_type == "error"], f"{stage_id} notebook holds an error output"
     index = (run_dir / "index.html").read_text()
     assert report.external_references(index) == []
     for stage_id in stages.STAGES:
