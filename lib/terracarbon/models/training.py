@@ -91,6 +91,12 @@ def check_features(cube: xr.Dataset, samples: pd.DataFrame, features: Sequence[s
                          "data.plots.veg_column / soil_column")
 
 
+def has_repeated_sites(samples: pd.DataFrame) -> bool:
+    """True when some site (``plot_id``) was measured more than once (leave-one-site-out CV
+    then differs from random CV)."""
+    return "plot_id" in samples and bool(samples["plot_id"].duplicated().any())
+
+
 def measured_targets(samples: pd.DataFrame) -> list[str]:
     """The targets (``veg``, ``soil``) with at least one measured value in the plots."""
     return [t for t, col in TARGETS.items() if col in samples and samples[col].notna().any()]
@@ -159,7 +165,10 @@ def train_candidates(
         factory = model_factory(name, features=features, settings=settings, seed=seed,
                                 targets=measured_targets(samples))
         k = settings["cv_folds_deep"] if name in DEEP_MODELS else settings["cv_folds"]
-        for scheme in ("random", "spatial_block"):
+        schemes = ["random", "spatial_block"]
+        if has_repeated_sites(samples) and name not in DEEP_MODELS:
+            schemes.append("loso")
+        for scheme in schemes:
             say(f"{name}: {scheme} {k}-fold CV")
             metrics, oof = validation.cross_validate(
                 factory, samples, cube, scheme=scheme, k=k, seed=seed,
