@@ -155,3 +155,22 @@ def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
                                  interval=0.9)
     assert lazy["veg_carbon_density"].chunks == ((1, 1, 1), (16, 16, 5), (16, 16, 5))
     xr.testing.assert_identical(eager, lazy.compute())
+
+
+def test_build_cube_lazily_is_identical_to_in_memory(tmp_path):
+    """prep.build_cube(chunks=...): one task per layer and year, same cube as in memory."""
+    from terracarbon import inputs, prep
+    from terracarbon.params import DEFAULT_PARAMS, load_params
+
+    params = load_params(None, ["synthetic.nx_pixels=30", "synthetic.ny_pixels=24",
+                                "synthetic.first_year=2019", "synthetic.last_year=2021",
+                                "synthetic.n_veg_plots=20", "synthetic.n_soil_plots=20",
+                                "synthetic.plot_years=[2021]"], defaults=DEFAULT_PARAMS)
+    study = inputs.resolve_inputs(synthetic=params["synthetic"], grid=params["grid"],
+                                  data=params["data"], seed=1, workdir=tmp_path)
+    eager = prep.build_cube(study.data, study.grid)
+    lazy = prep.build_cube(study.data, study.grid, chunks={"y": 16, "x": 16})
+    # 24 x 30 px in 16-px chunks, one year per chunk; nothing read yet beyond the layout
+    assert lazy["ndvi"].chunks == ((1, 1, 1), (16, 8), (16, 14))
+    assert lazy["dem"].chunks == ((16, 8), (16, 14))
+    xr.testing.assert_identical(eager, lazy.compute())

@@ -129,7 +129,9 @@ def open_cube(path: str | os.PathLike) -> xr.Dataset:
         ds = xr.open_dataset(path, engine="h5netcdf")
     import rioxarray  # noqa: F401  registers the .rio accessor
 
-    if "spatial_ref" in ds.coords:
+    if "spatial_ref" in ds.data_vars:  # the CF grid mapping is a coordinate, not data
+        ds = ds.set_coords("spatial_ref")
+    if "spatial_ref" in ds.coords and ds.rio.crs is not None:
         ds = ds.rio.write_crs(ds.rio.crs)
     return ds
 

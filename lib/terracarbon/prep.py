@@ -400,11 +400,43 @@ def _annual_stack(s: dict[str, Any], years: list[int], grid: GridSpec) -> xr.Dat
     return stack
 
 
+def _lazy_layer(s: dict[str, Any], years: list[int], grid: GridSpec, inside: xr.DataArray,
+                fill: Any, chunks: Mapping[str, int]) -> xr.DataArray:
+    """One layer as dask: a task per year; the first year is aligned now for the layout."""
+    import dask
+    import dask.array as dsa
+
+    def aligned(year: int | None) -> xr.DataArray:
+        raw = read_layer(s, name=s["name"]) if year is None else \
+            read_layer(s, year=year, name=s["name"])
+        da = align_to_grid(raw, grid, kind=s["kind"], resampling=s["resampling"])
+        return da.drop_vars("spatial_ref", errors="ignore")
+
+    def clipped(year: int | None) -> np.ndarray:
+        da = aligned(year)
+        return np.asarray(da.where(inside, fill).astype(da.dtype).values)
+
+    steps = [None] if s["static"] else list(years)
+    template = aligned(steps[0])
+    blocks = [dsa.from_delayed(dask.delayed(clipped, pure=True)(year), shape=template.shape,
+                               dtype=template.dtype) for year in steps]
+    space = {d: int(chunks.get(d, -1)) for d in ("y", "x")}
+    coords = {"y": template["y"], "x": template["x"]}
+    if s["static"]:
+        out = xr.DataArray(blocks[0], dims=("y", "x"), coords=coords, attrs=template.attrs)
+        return out.chunk(space)
+    out = xr.DataArray(dsa.stack(blocks), dims=("year", "y", "x"),
+                       coords={"year": ("year", list(years)), **coords},
+                       attrs={**template.attrs, "source": s["path"]})
+    return out.chunk({"year": 1, **space})
+
+
 def build_cube(
     data_spec: Mapping[str, Any],
     grid: GridSpec,
     *,
     years: Sequence[int] | None = None,
+    chunks: Mapping[str, int] | None = None,
 ) -> xr.Dataset:
     """Read every layer of the ``data:`` block, align it to ``grid`` and clip to the boundary.
 
@@ -417,6 +449,12 @@ def build_cube(
         Target grid (projected CRS, metres).
     years : sequence of int, optional
         Calendar years to build; default ``data_spec['years']``.
+    chunks : mapping, optional
+        ``{"y": px, "x": px}`` (pixels; e.g. ``compute.start(...).chunks``): build the cube
+        lazily, one dask task per layer and year (read, align, clip), chunked one year by
+        ``px`` x ``px``. Writing it (:func:`terracarbon.io.write_cube`) then streams layer
+        by layer and year by year instead of holding the cube in memory. Default: in
+        memory (NumPy). Both give identical values.
 
     Returns
     -------
@@ -460,14 +498,17 @@ def build_cube(
     inside = mask.drop_vars("spatial_ref", errors="ignore")
     variables: dict[str, xr.DataArray] = {}
     for name, s in layers.items():
-        if s["static"]:
-            da = align_to_grid(read_layer(s, name=name), grid, kind=s["kind"],
-                               resampling=s["resampling"])
-        else:
-            da = _annual_stack(s, cube_years, grid)
         fill = np.float32(np.nan) if s["kind"] == "continuous" else np.int16(CATEGORICAL_NODATA)
-        da = da.drop_vars("spatial_ref", errors="ignore")
-        da = da.where(inside, fill).astype(da.dtype)
+        if chunks is not None:
+            da = _lazy_layer(s, cube_years, grid, inside, fill, chunks)
+        else:
+            if s["static"]:
+                da = align_to_grid(read_layer(s, name=name), grid, kind=s["kind"],
+                                   resampling=s["resampling"])
+            else:
+                da = _annual_stack(s, cube_years, grid)
+            da = da.drop_vars("spatial_ref", errors="ignore")
+            da = da.where(inside, fill).astype(da.dtype)
         da.attrs = {
             "units": s["units"], "long_name": s["long_name"], "kind": s["kind"],
             "source": s["path"], "resampling": da.attrs.get("resampling", s["resampling"] or ""),
