@@ -93,6 +93,7 @@ RULES: dict[str, Rule] = {
     "compute.address": Rule(types=(str,), nullable=True),
     "compute.n_workers": Rule(types=(int,), minimum=1),
     "compute.chunk_px": Rule(types=(int,), minimum=16),
+    "compute.memory_limit": Rule(types=(str, int)),
 }
 
 OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots")
