@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs"),
                         help="folder holding run folders (default: runs/)")
     parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
+    parser.add_argument("--screenshots", action="store_true",
+                        help="after the run, save PNGs of the index, a report and the dashboard "
+                             "to runs/<name>/screenshots/ (needs Debian's chromium)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--from", dest="start", metavar="STAGE", help="run from this stage on")
     group.add_argument("--only", metavar="STAGE", help="run only this stage")
@@ -47,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params, args.overrides, defaults=DEFAULT_PARAMS)
         run_dir, _ = run_study(params, runs_dir=args.runs_dir, force=args.force,
                                start=args.start, only=args.only, progress=progress)
+        if args.screenshots:
+            from terracarbon.screenshots import capture_with_dashboard
+
+            for path in capture_with_dashboard(run_dir):
+                progress(f"screenshot {path}")
     except TerracarbonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -252,3 +252,22 @@ def test_capture_writes_real_screenshots(quick_run, dashboard, browser):
         dash = np.asarray(img.convert("RGB"))
     greens = ((dash[..., 1] > dash[..., 0] + 20) & (dash[..., 1] > dash[..., 2] + 20)).sum()
     assert greens > 5_000, "the dashboard screenshot shows no (green) density map"
+
+
+@pytest.mark.slow
+def test_run_all_screenshots_flag(quick_run):
+    """`run_all.py --screenshots` on a finished run adds the three PNGs to its folder."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run_all.py"), "--params", "params/quick.yaml",
+         "--runs-dir", str(quick_run.parent), "--screenshots"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("up to date, skipped") == 5  # nothing recomputed
+    for name in ("index.png", "03_carbon_maps.png", "dashboard.png"):
+        image = Image.open(quick_run / "screenshots" / name)
+        assert image.width >= 800 and len(set(image.convert("L").getdata())) > 20, name

@@ -294,3 +294,21 @@ def _cli(argv: Sequence[str] | None = None) -> int:  # pragma: no cover  (thin w
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(_cli())
+
+
+def capture_with_dashboard(run_dir: str | os.PathLike) -> list[Path]:
+    """Screenshots of the index, a report and the dashboard (started and stopped here).
+
+    Raises
+    ------
+    StageError
+        When the system Chromium is not installed (``apt-get install chromium``).
+    """
+    from terracarbon import app
+    from terracarbon.errors import StageError
+
+    if chromium_path() is None:
+        raise StageError("screenshots need Debian's chromium (apt-get install -y chromium); "
+                         "rerun without --screenshots or install it")
+    with app.serve(run_dir, port=0) as server:
+        return capture(run_dir, dashboard_url=server.url)
