@@ -99,14 +99,6 @@ def test_shipped_param_files_are_valid():
         params.load_params(path, validate_files=False)
 
 
-def test_section_hash_order_independent():
-    a = {"trends": {"alpha": 0.05, "fdr": False}, "study": {"name": "q"}}
-    b = {"study": {"name": "q"}, "trends": {"fdr": False, "alpha": 0.05}}
-    assert params.section_hash(a, ["trends", "study"]) == params.section_hash(b, ["study", "trends"])
-    b["trends"]["alpha"] = 0.01
-    assert params.section_hash(a, ["trends"]) != params.section_hash(b, ["trends"])
-
-
 def test_deep_merge_does_not_mutate():
     base = {"a": {"b": 1, "c": [1]}}
     out = params.deep_merge(base, {"a": {"b": 2}})

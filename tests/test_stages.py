@@ -125,3 +125,11 @@ def test_external_reference_detector_sees_urls_inside_bokeh_json():
     assert report.external_references(page) == ["https://cdn.holoviz.org/panel/x.css"]
     escaped = page.replace('"', '\\"')  # the same document embedded in a JS string
     assert report.external_references(escaped) == ["https://cdn.holoviz.org/panel/x.css"]
+
+
+def test_params_hash_is_order_independent_and_sensitive():
+    a = {"trends": {"alpha": 0.05, "fdr": False}, "study": {"name": "q"}}
+    b = {"study": {"name": "q"}, "trends": {"fdr": False, "alpha": 0.05}}
+    assert stages.params_hash(a) == stages.params_hash(b)
+    b["trends"]["alpha"] = 0.01
+    assert stages.params_hash(a) != stages.params_hash(b)

@@ -13,8 +13,7 @@ Sections whose sub-keys are free (``data.layers``: one entry per user layer) are
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -394,17 +393,16 @@ def validate(
     problems.raise_if_any(source)
 
 
-def section_hash(params: Mapping, sections: Iterable[str]) -> str:
-    """A stable SHA-256 of the named sections (order-independent JSON)."""
-    subset = {name: params.get(name) for name in sorted(sections)}
-    blob = json.dumps(subset, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+@functools.lru_cache(maxsize=4)
+def _cached_schema(defaults: str) -> dict:
+    """The defaults file, read once per process (every stage validates several sections)."""
+    return read_yaml(defaults)
 
 
 def validate_section(name: str, values: Mapping, *, defaults: str | os.PathLike = DEFAULT_PARAMS
                      ) -> None:
     """Validate one section (as a notebook receives it) against the defaults' schema."""
-    schema = read_yaml(defaults)
+    schema = _cached_schema(str(defaults))
     if name not in schema:
         raise ParameterError(f"unknown parameter section {name!r}; known: {sorted(schema)}")
     problems = Problems()
