@@ -137,6 +137,28 @@ def test_permutation_shuffle_is_uniform():
     assert len(seen) == 24 and ((freq - 2000) ** 2 / 2000).sum() < 49.7
 
 
+def test_permutation_shuffle_mixes_within_buckets():
+    # 2048 values in 256 buckets (~8 each): a shuffle that kept arrival order inside a
+    # bucket would leave ~7/8 of neighbours ascending. For a uniform permutation the
+    # number of ascents has mean (n - 1) / 2 and variance (n + 1) / 12.
+    from terracarbon import _lisa_kernels as kernels
+
+    n, trials = 2048, 1500
+    values, pos = np.arange(float(n)), np.arange(n)
+    out, grid = np.empty(n), np.zeros(n)
+    bucket, counts, jumps = np.empty(n, np.uint8), np.zeros(256, np.int64), np.empty(n, np.int32)
+    state = np.uint64(kernels.stream_start(3, 0))
+    ascents = np.empty(trials)
+    for t in range(trials):
+        state = np.uint64(
+            kernels._scatter_shuffle(values, out, bucket, counts, jumps, state, grid, pos)
+        )
+        assert np.array_equal(np.sort(grid), values)
+        ascents[t] = (np.diff(grid) > 0).sum()
+    se = np.sqrt((n + 1) / 12 / trials)
+    assert abs(ascents.mean() - (n - 1) / 2) < 5 * se
+
+
 def test_moran_dask_equals_numpy(field):
     whole = spatial.moran(field, permutations=99, seed=2)
     chunked = spatial.moran(field.chunk({"y": 7, "x": 11}), permutations=99, seed=2)

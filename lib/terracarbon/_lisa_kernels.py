@@ -289,7 +289,9 @@ def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
     cache) is then Fisher-Yates shuffled. Equivalent to sorting by iid random keys, hence
     uniform, but streams through memory instead of swapping at random across it. The
     Fisher-Yates draws are made before the swaps so the random-number latency does not
-    serialise with the memory swaps.
+    serialise with the memory swaps, and each slot is written to the grid as soon as the
+    swap makes it final. Indices are unsigned so numba emits no negative-index
+    wraparound code in these hot loops.
     """
     n = vals.shape[0]
     counts[:] = 0
@@ -298,21 +300,26 @@ def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
         if i % 8 == 0:
             state = state + _GOLDEN
             r = _mix64(state)
-        u = np.int64(r & _BYTE)
+        u = r & _BYTE
         r = r >> _S8
         bucket[i] = u
         counts[u] += 1
-    starts = np.empty(_BUCKETS + 1, dtype=np.int64)
+    starts = np.empty(_BUCKETS + 1, dtype=np.uint64)
     starts[0] = 0
     for b in range(_BUCKETS):
-        starts[b + 1] = starts[b] + counts[b]
+        starts[b + 1] = starts[b] + np.uint64(counts[b])
     cursor = starts[:-1].copy()
+    one = np.uint64(1)
     for i in range(n):
-        out[cursor[bucket[i]]] = vals[i]
-        cursor[bucket[i]] += 1
+        b = np.uint64(bucket[i])
+        c = cursor[b]
+        out[c] = vals[i]
+        cursor[b] = c + one
     for b in range(_BUCKETS):
         lo = starts[b]
-        size = starts[b + 1] - lo
+        size = np.int64(starts[b + 1] - lo)
+        if size == 0:
+            continue
         # jumps[i] uniform in [0, i]; two draws per 64 random bits
         for i in range(size - 1, 0, -2):
             state = state + _GOLDEN
@@ -326,18 +333,22 @@ def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
                 if j < 0:
                     state, j = _next_bounded(state, i)
                 jumps[i - 1] = j
+        # Fisher-Yates swap of slot i with slot jumps[i] <= i; slot i is then final and
+        # goes straight to the grid while the bucket is in cache
         for i in range(size - 1, 0, -1):
-            j = lo + jumps[i]
-            t = out[lo + i]
-            out[lo + i] = out[j]
-            out[j] = t
-        # write the bucket to the grid while it is still in cache
-        for i in range(lo, lo + size):
-            grid[pos[i]] = out[i]
+            ui = np.uint64(i)
+            slot = lo + ui
+            j = lo + np.uint64(jumps[ui])
+            value = out[j]
+            out[j] = out[slot]
+            grid[np.uint64(pos[slot])] = value
+        grid[np.uint64(pos[lo])] = out[lo]
     return state
 
 
-@numba.njit(cache=True, parallel=True)
+# reassociation lets LLVM vectorise the float64 row reductions (summation order is then
+# fixed by the compiled code, still independent of the thread count)
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc"})
 def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, width,
                                  permutations, seed):
     """Moran numerators sum_i z_i * lag_i for random permutations of ``z`` over the cells.
@@ -384,15 +395,20 @@ def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, w
             num = 0.0
             for r in range(rows[0], rows[1]):
                 first = r * width + cols[0]
+                # offsets outermost over row slices: unit-stride loops over views with
+                # non-negative indices, which LLVM vectorises (indexing grid[first + c]
+                # directly carries numba's wraparound check and runs ~10x slower)
                 acc[:] = 0.0
-                # offsets outermost: unit-stride inner loops that LLVM vectorises
                 for o in range(n_off):
                     shift = first + flat_offsets[o]
+                    neighbour_row = grid[shift : shift + row_len]
                     for c in range(row_len):
-                        acc[c] += grid[shift + c]
+                        acc[c] += neighbour_row[c]
+                own_row = grid[first : first + row_len]
+                weight_row = inv_k_grid[first : first + row_len]
                 row_num = 0.0
                 for c in range(row_len):
-                    row_num += np.float64(grid[first + c] * inv_k_grid[first + c] * acc[c])
+                    row_num += np.float64(own_row[c] * weight_row[c] * acc[c])
                 num += row_num
             sims[p] = num
     return sims
