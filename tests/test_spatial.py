@@ -187,6 +187,21 @@ def test_moran_by_year_matches_moran():
     assert table["I"].iloc[1] == spatial.moran(stack.sel(year=2010), permutations=0).I
 
 
+def test_moran_permutations_do_not_depend_on_thread_count(field):
+    import numba
+
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = spatial.moran(field, permutations=99, seed=5)
+        numba.set_num_threads(before)
+        many = spatial.moran(field, permutations=99, seed=5)
+    finally:
+        numba.set_num_threads(before)
+    assert one.z_sim == many.z_sim and one.p_sim == many.p_sim
+    assert spatial.moran(field, permutations=99, seed=6).z_sim != many.z_sim
+
+
 # ------------------------------------------------------------------ LISA
 
 

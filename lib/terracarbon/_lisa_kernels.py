@@ -350,7 +350,7 @@ def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
 # fixed by the compiled code, still independent of the thread count)
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc"})
 def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, width,
-                                 permutations, seed):
+                                 permutations, seed, n_threads):
     """Moran numerators sum_i z_i * lag_i for random permutations of ``z`` over the cells.
 
     Parameters
@@ -367,6 +367,9 @@ def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, w
     rows, cols : int64 arrays
         Padded-grid row range [rows[0], rows[1]) and column range [cols[0], cols[1]) of
         the raster.
+    n_threads : int
+        Worker threads to use (``numba.get_num_threads()``; passed in because calling it
+        inside the kernel would stop numba from caching the compiled code).
 
     Notes
     -----
@@ -380,35 +383,37 @@ def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, w
     sims = np.empty(permutations)
     n_off = flat_offsets.shape[0]
     row_len = cols[1] - cols[0]
-    for b in numba.prange(MORAN_STREAMS):
-        if b >= permutations:
-            continue
+    # one set of scratch arrays per worker thread (allocated and page-faulted once); each
+    # worker runs whole streams, so the draws depend on the stream only
+    workers = max(1, min(n_threads, MORAN_STREAMS, permutations))
+    for w in numba.prange(workers):
         vals = np.empty(n, dtype=z.dtype)
         bucket = np.empty(n, dtype=np.uint8)
         jumps = np.empty(n, dtype=np.int32)
         counts = np.zeros(_BUCKETS, dtype=np.int64)
         grid = np.zeros(inv_k_grid.shape[0], dtype=z.dtype)
         acc = np.empty(row_len, dtype=z.dtype)
-        state = stream_start(seed, b)
-        for p in range(b, permutations, MORAN_STREAMS):
-            state = _scatter_shuffle(z, vals, bucket, counts, jumps, state, grid, pos)
-            num = 0.0
-            for r in range(rows[0], rows[1]):
-                first = r * width + cols[0]
-                # offsets outermost over row slices: unit-stride loops over views with
-                # non-negative indices, which LLVM vectorises (indexing grid[first + c]
-                # directly carries numba's wraparound check and runs ~10x slower)
-                acc[:] = 0.0
-                for o in range(n_off):
-                    shift = first + flat_offsets[o]
-                    neighbour_row = grid[shift : shift + row_len]
+        for b in range(w, MORAN_STREAMS, workers):
+            state = stream_start(seed, b)
+            for p in range(b, permutations, MORAN_STREAMS):
+                state = _scatter_shuffle(z, vals, bucket, counts, jumps, state, grid, pos)
+                num = 0.0
+                for r in range(rows[0], rows[1]):
+                    first = r * width + cols[0]
+                    # offsets outermost over row slices: unit-stride loops over views with
+                    # non-negative indices, which LLVM vectorises (indexing grid[first + c]
+                    # directly carries numba's wraparound check and runs ~10x slower)
+                    acc[:] = 0.0
+                    for o in range(n_off):
+                        shift = first + flat_offsets[o]
+                        neighbour_row = grid[shift : shift + row_len]
+                        for c in range(row_len):
+                            acc[c] += neighbour_row[c]
+                    own_row = grid[first : first + row_len]
+                    weight_row = inv_k_grid[first : first + row_len]
+                    row_num = 0.0
                     for c in range(row_len):
-                        acc[c] += neighbour_row[c]
-                own_row = grid[first : first + row_len]
-                weight_row = inv_k_grid[first : first + row_len]
-                row_num = 0.0
-                for c in range(row_len):
-                    row_num += np.float64(own_row[c] * weight_row[c] * acc[c])
-                num += row_num
-            sims[p] = num
+                        row_num += np.float64(own_row[c] * weight_row[c] * acc[c])
+                    num += row_num
+                sims[p] = num
     return sims

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import dask.array as dsa
+import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -463,7 +464,7 @@ def _moran_permutation_numerators(
         (values[valid] - mean).astype(np.float32), pos, inv_k.ravel().astype(np.float32),
         flat_offsets,
         np.array([h, h + ny], dtype=np.int64), np.array([h, h + nx], dtype=np.int64), width,
-        permutations, seed,
+        permutations, seed, numba.get_num_threads(),
     )
 
 
