@@ -103,3 +103,13 @@ def test_deep_merge_does_not_mutate():
     base = {"a": {"b": 1, "c": [1]}}
     out = params.deep_merge(base, {"a": {"b": 2}})
     assert out == {"a": {"b": 2, "c": [1]}} and base == {"a": {"b": 1, "c": [1]}}
+
+
+def test_composite_window_must_be_odd(tmp_path):
+    study = write(tmp_path / "s.yaml", {"prep": {"composite_window": 4,
+                                                 "composite_variables": "ndvi"}})
+    with pytest.raises(ParameterError) as err:
+        params.load_params(study)
+    msg = str(err.value)
+    assert "prep.composite_window: = 4: use an odd number of years" in msg
+    assert "prep.composite_variables" in msg

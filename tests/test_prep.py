@@ -691,3 +691,71 @@ def test_unit_raster_assigns_pixel_centres_to_units():
     regions, names = unit_raster(units, like)
     assert names == {1: "west", 2: "east"}
     np.testing.assert_array_equal(regions.values, [[1, 1, 2, 0], [1, 1, 2, 0]])
+
+
+# ---------------------------------------------------------------- temporal composites
+
+
+def _annual_cube(values: np.ndarray) -> xr.Dataset:
+    years = np.arange(2000, 2000 + values.shape[0])
+    coords = {"year": years, "y": [1.0, 0.0], "x": [0.0, 1.0, 2.0]}
+    cube = xr.Dataset({
+        "ndvi": (("year", "y", "x"), values.astype("float32"), {"units": "1", "long_name": "NDVI"}),
+        "landuse": (("year", "y", "x"), np.ones(values.shape, "int16"), {"units": "1"}),
+        "dem": (("y", "x"), np.zeros(values.shape[1:], "float32"), {"units": "m"}),
+    }, coords=coords)
+    return cube
+
+
+def test_temporal_composite_is_the_centred_mean_truncated_at_the_ends():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(6, 2, 3))
+    values[2, 0, 0] = np.nan
+    out = prep.add_temporal_composites(_annual_cube(values), 3)
+    got = out["ndvi_3yr"].values
+    v = values.astype("float32").astype(float)
+    for k in range(6):
+        window = v[max(k - 1, 0): k + 2]
+        np.testing.assert_allclose(got[k], np.nanmean(window, axis=0), rtol=1e-6)
+    assert got[0, 1, 2] == pytest.approx((v[0, 1, 2] + v[1, 1, 2]) / 2, rel=1e-6)
+    assert "landuse_3yr" not in out and "dem_3yr" not in out
+    attrs = out["ndvi_3yr"].attrs
+    assert attrs["units"] == "1" and attrs["cell_methods"] == "year: mean"
+    assert attrs["composite_of"] == "ndvi" and attrs["composite_window_years"] == 3
+    np.testing.assert_array_equal(out["ndvi"].values, values.astype("float32"))  # kept
+    assert prep.screening_covariates(out) == ["dem", "ndvi_3yr"]
+
+
+def test_temporal_composite_damps_an_anomaly_and_keeps_a_trend():
+    years = 11
+    trend = 0.01 * np.arange(years)
+    anomaly = np.zeros(years)
+    anomaly[5] = 0.09
+    values = np.broadcast_to((trend + anomaly)[:, None, None], (years, 2, 3)).copy()
+    out = prep.add_temporal_composites(_annual_cube(values), 3)["ndvi_3yr"].values[:, 0, 0]
+    assert out[5] - trend[5] == pytest.approx(0.03, abs=1e-6)  # a third of the anomaly
+    np.testing.assert_allclose(out[1:4], trend[1:4], atol=1e-6)  # a linear trend is kept
+
+
+def test_temporal_composite_dask_equals_numpy_and_window_one_is_identity():
+    values = np.random.default_rng(1).normal(size=(7, 2, 3))
+    cube = _annual_cube(values)
+    eager = prep.add_temporal_composites(cube, 5)
+    lazy = prep.add_temporal_composites(cube.chunk({"year": 1}), 5)
+    np.testing.assert_array_equal(lazy["ndvi_5yr"].compute().values, eager["ndvi_5yr"].values)
+    assert prep.add_temporal_composites(cube, 1) is cube
+
+
+@pytest.mark.parametrize("window, variables, match", [
+    (2, None, "odd"), (0, None, "odd"), (3.0, None, "odd"),
+    (3, ["landuse"], "not annual continuous"), (3, ["nope"], "nope"),
+])
+def test_temporal_composite_bad_parameters(window, variables, match):
+    with pytest.raises(ParameterError, match=match):
+        prep.add_temporal_composites(_annual_cube(np.zeros((4, 2, 3))), window, variables)
+
+
+def test_temporal_composite_keeps_the_source_chunks():
+    cube = _annual_cube(np.zeros((7, 2, 3))).chunk({"year": 1, "y": 1, "x": 2})
+    out = prep.add_temporal_composites(cube, 3)
+    assert out["ndvi_3yr"].chunks == cube["ndvi"].chunks

@@ -71,6 +71,8 @@ RULES: dict[str, Rule] = {
     "prep.corr_threshold": Rule(types=NUM, minimum=0, maximum=1),
     "prep.vif_threshold": Rule(types=NUM, minimum=1),
     "prep.cube_format": Rule(choices=("zarr", "netcdf")),
+    "prep.composite_window": Rule(types=(int,), minimum=1, maximum=15),
+    "prep.composite_variables": Rule(items=(str,), nullable=True),
     "models.candidates": Rule(items=(str,), item_choices=MODEL_NAMES),
     "models.cv_folds": Rule(types=(int,), minimum=2, maximum=100),
     "models.cv_folds_deep": Rule(types=(int,), minimum=2, maximum=100),
@@ -375,6 +377,10 @@ def validate(
     """Check ``params`` against ``schema`` (the defaults); raise one error listing all problems."""
     problems = Problems()
     _walk("", params, schema, problems)
+    window = (params.get("prep") or {}).get("composite_window", 1)
+    if isinstance(window, int) and window % 2 == 0:
+        problems.add("prep.composite_window", f"= {window}: use an odd number of years "
+                     "(centred window; 1 = no composites)")
     synthetic = params.get("synthetic", {})
     if synthetic.get("first_year", 0) > synthetic.get("last_year", 0):
         problems.add("synthetic.first_year", "must not be after synthetic.last_year")

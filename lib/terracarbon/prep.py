@@ -67,6 +67,7 @@ __all__ = [
     "cube_summary", "prepare_samples", "PreparedSamples", "random_pixels", "collinearity",
     "GridSpec", "align_to_grid", "default_resampling", "region_mask", "unit_raster",
     "read_boundary", "read_layer", "available_years", "normalise_layer_spec", "build_cube",
+    "add_temporal_composites", "composite_name", "screening_covariates",
     "read_plots", "drop_outside", "remove_outliers", "extract_covariates", "augment_npp_ratio",
     "correlation_matrix", "vif_table", "flag_collinear",
 ]
@@ -537,6 +538,112 @@ def build_cube(
                                 resolution_m=grid.resolution),
     }
     return ds
+
+
+COMPOSITE_SUFFIX = "_{window}yr"
+"""Name of a composite variable: ``<variable>_<window>yr`` (e.g. ``ndvi_3yr``)."""
+
+
+def composite_name(variable: str, window: int) -> str:
+    """Cube name of the centred ``window``-year mean of ``variable`` (``ndvi`` -> ``ndvi_3yr``)."""
+    return variable + COMPOSITE_SUFFIX.format(window=window)
+
+
+def add_temporal_composites(
+    cube: xr.Dataset,
+    window: int,
+    variables: Sequence[str] | None = None,
+) -> xr.Dataset:
+    """Add centred multi-year means of annual covariates as ``<name>_<window>yr`` variables.
+
+    Carbon stocks follow the multi-year state of vegetation and climate, while single-year
+    indices and weather carry interannual anomalies (a wet, green year) that a model
+    calibrated on plots from one or two campaign years would map as carbon gains. A
+    centred composite (the mean of years ``t - h .. t + h``, ``h = (window - 1) / 2``) damps
+    those anomalies by about ``1 / sqrt(window)`` while keeping the slower trends. At the
+    ends of the period the window is truncated (2000 is the mean of 2000..2000 + h).
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        Data-prep cube (:func:`build_cube`), NumPy or dask backed.
+    window : int
+        Odd number of years, >= 1. ``1`` returns ``cube`` unchanged. A window longer than
+        the cube's period is truncated like the ends (one year: the composite equals it).
+    variables : sequence of str, optional
+        Annual continuous variables to composite; default every float variable with a
+        ``year`` dimension.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``cube`` plus one float32 variable per composited input, with the input's
+        ``units``, ``long_name`` "centred <window>-year mean of ...", CF ``cell_methods``
+        ``"year: mean"``, ``composite_window_years`` and ``composite_of`` (the input's
+        name) attributes. The original annual
+        variables are kept (the trend stage correlates carbon with single-year climate).
+        NaN years inside a window are skipped; a pixel NaN in every year of a window stays
+        NaN.
+
+    Raises
+    ------
+    ParameterError
+        ``window`` not an odd positive integer; a listed variable missing, not annual or
+        categorical.
+    """
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1 \
+            or window % 2 == 0:
+        raise ParameterError(f"prep.composite_window = {window!r}: expected an odd whole number "
+                             "of years >= 1 (1 = no composites, 3 = centred 3-year mean).")
+    window = int(window)
+    if window == 1:
+        return cube
+    annual = [str(n) for n, v in cube.data_vars.items()
+              if "year" in v.dims and np.issubdtype(v.dtype, np.floating)]
+    if variables is None:
+        chosen = annual
+    else:
+        chosen = [str(v) for v in variables]
+        bad = [v for v in chosen if v not in annual]
+        if bad:
+            raise ParameterError(
+                f"prep.composite_variables: {bad} are not annual continuous cube variables; "
+                f"choose among {annual} or set null for all of them.")
+    out = cube.copy()
+    for name in chosen:
+        da = cube[name]
+        composite = da.rolling(year=window, center=True, min_periods=1).mean()
+        attrs = {k: v for k, v in da.attrs.items() if k not in ("history", "cell_methods")}
+        long_name = da.attrs.get("long_name", name)
+        attrs.update({
+            "long_name": f"centred {window}-year mean of {long_name}",
+            "cell_methods": "year: mean",
+            "composite_window_years": window,
+            "composite_of": name,
+            "comment": "mean over years t-h..t+h, h=(window-1)/2, truncated at the ends of "
+                       "the period; NaN years skipped",
+            "history": history_line("add_temporal_composites", variable=name, window=window),
+        })
+        if da.chunks is not None:  # rolling re-chunks along year; Zarr wants the source's
+            composite = composite.chunk(dict(zip(da.dims, da.chunks)))
+        new = composite.astype("float32").assign_attrs(attrs)
+        new.encoding = {k: v for k, v in da.encoding.items() if k == "grid_mapping"}
+        out[composite_name(name, window)] = new
+    return out
+
+
+def screening_covariates(cube: xr.Dataset) -> list[str]:
+    """Continuous cube variables to screen for collinearity, composites in place of raw.
+
+    A single-year layer whose centred composite (:func:`add_temporal_composites`) is in the
+    cube is left out: the pair is collinear by construction, and the composite is the one
+    a model would use.
+    """
+    continuous = [str(n) for n, v in cube.data_vars.items()
+                  if np.issubdtype(v.dtype, np.floating) and n != "region_mask"]
+    composited = {cube[n].attrs["composite_of"] for n in continuous
+                  if "composite_of" in cube[n].attrs}
+    return [n for n in continuous if n not in composited]
 
 
 def cube_summary(cube: xr.Dataset) -> "pd.DataFrame":
