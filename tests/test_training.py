@@ -80,3 +80,16 @@ def test_residual_table_signs(result):
     oof = result.oof[("mlr", "spatial_block")]
     np.testing.assert_allclose(table["veg_residual_t_ha"], oof["veg_pred"] - oof["veg_obs"])
     assert isinstance(table, pd.DataFrame)
+
+
+def test_training_variables_keep_what_the_candidates_read(study):
+    cube, _ = study
+    extra = cube.assign(unused=cube["npp"] * 2)
+    mask = {"region_mask"} & set(cube.data_vars)
+    settings = {**SETTINGS, "features": ["npp", "dem"]}
+    subset = training.training_variables(extra, settings)
+    assert set(subset.data_vars) == {"npp", "dem", "ndvi", "landuse"} | mask  # + baselines
+    only_rf = training.training_variables(extra, {**settings, "candidates": ["rf"]})
+    assert set(only_rf.data_vars) == {"npp", "dem"} | mask
+    with pytest.raises(ModelError, match=r"\['evi'\] are not in the data-prep cube.*unused"):
+        training.training_variables(extra, {**SETTINGS, "features": ["evi"]})

@@ -73,16 +73,39 @@ def model_factory(
                          "rf, cnn, cnn_tcn, ndvi_lr, mlr, lookup")
 
 
-def check_features(cube: xr.Dataset, samples: pd.DataFrame, features: Sequence[str],
-                   candidates: Sequence[str]) -> None:
-    """Fail early, naming the parameter, when a feature or a baseline's input is missing."""
+BASELINE_INPUTS = {"ndvi_lr": "ndvi", "lookup": "landuse"}
+"""Cube variable each baseline reads besides ``models.features``."""
+
+
+def training_variables(cube: xr.Dataset, settings: Mapping[str, Any]) -> xr.Dataset:
+    """The part of the data-prep cube that model training reads.
+
+    ``models.features``, the baselines' inputs (:data:`BASELINE_INPUTS`) and
+    ``region_mask``, where present; missing ones are left for :func:`check_features` to
+    report. Loading only these keeps stage 02's memory independent of cube layers no model
+    uses (single-year layers next to their composites, for instance).
+    """
+    wanted = list(dict.fromkeys(
+        [*settings["features"],
+         *(var for name, var in BASELINE_INPUTS.items() if name in settings["candidates"]),
+         "region_mask"]))
+    _check_features_present(cube, settings["features"])
+    return cube[[v for v in wanted if v in cube.data_vars]]
+
+
+def _check_features_present(cube: xr.Dataset, features: Sequence[str]) -> None:
     missing = [f for f in features if f not in cube.data_vars]
     if missing:
         raise ModelError(f"models.features: {missing} are not in the data-prep cube (it has "
                          f"{sorted(v for v in cube.data_vars if v != 'region_mask')}); remove "
                          "them from models.features or add the layers to data.layers")
-    needs = {"ndvi_lr": "ndvi", "lookup": "landuse"}
-    for name, var in needs.items():
+
+
+def check_features(cube: xr.Dataset, samples: pd.DataFrame, features: Sequence[str],
+                   candidates: Sequence[str]) -> None:
+    """Fail early, naming the parameter, when a feature or a baseline's input is missing."""
+    _check_features_present(cube, features)
+    for name, var in BASELINE_INPUTS.items():
         if name in candidates and var not in cube.data_vars:
             raise ModelError(f"models.candidates: {name} needs the cube variable {var!r}; "
                              f"drop {name} from models.candidates")
