@@ -575,3 +575,26 @@ def test_chart_bad_inputs(tmp_path):
         plot.scatter_obs_pred([1.0, np.nan], [1.0, 2.0])
     with pytest.raises(ParameterError, match=r"ending in \.html"):
         plot.save_html(object(), tmp_path / "map.png")
+
+
+def test_layer_gallery_shows_input_layers_not_composites():
+    from terracarbon import prep
+
+    rng = np.random.default_rng(3)
+    ndvi = _grid(rng.random((3, 8, 10)).astype("float32"), name="ndvi",
+                 attrs={"units": "1", "long_name": "NDVI"})
+    landuse = _grid(rng.integers(1, 4, (3, 8, 10)).astype("int16"), name="landuse",
+                    attrs={"units": "1", "long_name": "land use"})
+    dem = _grid(rng.random((8, 10)).astype("float32") * 500, name="dem",
+                attrs={"units": "m", "long_name": "elevation"})
+    cube = prep.add_temporal_composites(xr.Dataset({"ndvi": ndvi, "landuse": landuse,
+                                                    "dem": dem}), 3)
+    assert "ndvi_3yr" in cube
+
+    def titles(fig):
+        return sorted(ax.get_title() for ax in fig.axes if ax.get_title())
+
+    default = titles(plot.layer_gallery(cube, year=2005))
+    assert len(default) == 3 and not any("3-year" in t or "3yr" in t for t in default)
+    chosen = titles(plot.layer_gallery(cube, year=2005, variables=["ndvi_3yr"]))
+    assert len(chosen) == 1

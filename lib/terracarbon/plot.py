@@ -1837,9 +1837,11 @@ def layer_gallery(
     boundary : GeoDataFrame, optional
         Outline drawn on every panel.
     variables : sequence of str, optional
-        Layers to show; default every variable but ``region_mask``.
+        Layers to show; default every input layer: not ``region_mask`` and not the derived
+        multi-year composites (variables with a ``composite_of`` attribute).
     """
-    names = [v for v in (variables or cube.data_vars) if v != "region_mask"]
+    names = [v for v in (variables or cube.data_vars) if v != "region_mask"
+             and (variables is not None or "composite_of" not in cube[v].attrs)]
     if not names:
         raise InputDataError("layer_gallery: the cube has no layers to show")
     nrows = int(np.ceil(len(names) / ncols))
