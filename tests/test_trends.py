@@ -414,10 +414,17 @@ def test_coefficient_of_variation_and_stability_classes():
     series = rng.normal(10, 1, size=(50, 22))
     series[0, :] = np.nan
     series[1, 5] = np.nan
-    cv = trends.coefficient_of_variation(as_pixels(series))
-    expected = np.nanstd(series, axis=1, ddof=1) / np.nanmean(series, axis=1)
-    np.testing.assert_allclose(cv.values[1:], expected[1:], rtol=1e-12)
-    assert np.isnan(cv.values[0]) and cv.attrs["units"] == "1"
+    series[2, :] = np.r_[1.0, -1.0] .repeat(11)  # mean 0
+    series[3, 1:] = np.nan  # one valid year
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all-NaN pixels must not warn (reports show warnings)
+        cv = trends.coefficient_of_variation(as_pixels(series))
+        lazy = trends.coefficient_of_variation(as_pixels(series).chunk({"pixel": 7})).compute()
+    expected = np.nanstd(series[4:], axis=1, ddof=1) / np.nanmean(series[4:], axis=1)
+    np.testing.assert_allclose(cv.values[4:], expected, rtol=1e-12)
+    np.testing.assert_allclose(lazy.values, cv.values, rtol=1e-12)
+    assert cv.values[1] == pytest.approx(np.nanstd(series[1], ddof=1) / np.nanmean(series[1]))
+    assert np.isnan(cv.values[[0, 2, 3]]).all() and cv.attrs["units"] == "1"
     values = xr.DataArray([0.0, 0.05, 0.0500001, 0.1, 0.15, 0.2, 0.25, np.nan], dims="pixel")
     classes = trends.stability_classes(values)
     np.testing.assert_array_equal(classes, [1, 1, 2, 2, 3, 4, 5, 0])

@@ -544,6 +544,22 @@ def area_shares(
 
 
 # --------------------------------------------------------------------------- stability
+def _cv_kernel(series: np.ndarray) -> np.ndarray:
+    """sd (ddof=1) / mean along the last axis, NaN-skipping; NaN below 2 values or mean 0.
+
+    Done by hand under ``np.errstate`` because NumPy's and dask's nan-reductions warn on the
+    all-NaN pixels outside the study region, and those warnings would end up in the reports.
+    """
+    valid = np.isfinite(series)
+    n = valid.sum(axis=-1)
+    filled = np.where(valid, series, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=-1) / n
+        squares = np.where(valid, (series - mean[..., None]) ** 2, 0.0).sum(axis=-1)
+        cv = np.sqrt(squares / (n - 1)) / mean
+    return np.where((n >= 2) & (mean != 0), cv, np.nan)
+
+
 def coefficient_of_variation(da: xr.DataArray, *, dim: str = "year") -> xr.DataArray:
     """Coefficient of variation Cv = sd / mean over ``dim`` (sample sd, ddof=1).
 
@@ -566,11 +582,9 @@ def coefficient_of_variation(da: xr.DataArray, *, dim: str = "year") -> xr.DataA
     """
     da = _check_dataarray(da, name="da", dim=dim)
     time_in_years(da, dim)
-    data = _float_data(da)
-    n = data.notnull().sum(dim)
-    mean = data.mean(dim, skipna=True)
-    sd = data.std(dim, ddof=1, skipna=True)
-    cv = xr.where((n >= 2) & (mean != 0), sd / mean.where(mean != 0), np.nan)
+    data = _single_time_chunk(_float_data(da), dim)
+    cv = xr.apply_ufunc(_cv_kernel, data, input_core_dims=[[dim]], dask="parallelized",
+                        output_dtypes=[np.float64])
     cv.attrs = {"units": "1", "long_name": "coefficient of variation (sd/mean, ddof=1)",
                 "history": history_line("trends.coefficient_of_variation", dim=dim)}
     return cv.rename("cv")
