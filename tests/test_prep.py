@@ -209,6 +209,22 @@ def test_align_average_of_4x4_onto_2x2(tmp_path):
     np.testing.assert_allclose(out.y, [1500, 500])
 
 
+def test_align_silences_only_the_spurious_threaded_warp_warning(tmp_path):
+    # threaded reprojection makes rasterio.warp warn "no geotransform" for arrays that have
+    # one; align_to_grid filters exactly that warning, not the same text from elsewhere
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    prep.align_to_grid(_layer(tmp_path, SIXTEEN), GRID_2x2, kind="continuous")
+    text = "Dataset has no geotransform, gcps, or rpcs. The identity matrix will be returned."
+    with warnings.catch_warnings(record=True) as caught:
+        for module in ("rasterio.warp", "rasterio.io"):
+            warnings.warn_explicit(text, NotGeoreferencedWarning, "x.py", 1, module=module,
+                                   registry={})
+    assert [w.filename for w in caught] == ["x.py"]  # the rasterio.io one only
+
+
 def test_align_average_skips_nodata(tmp_path):
     # pixel 1 is nodata -> TL = (2+5+6)/3 = 4.3333
     data = SIXTEEN.copy()

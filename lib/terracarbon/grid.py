@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -410,6 +411,24 @@ def _check_choice(value: Any, choices: tuple[str, ...], *, what: str) -> None:
         raise ParameterError(f"{what}: got {value!r}, expected one of {list(choices)}.")
 
 
+def _ignore_spurious_warp_warning() -> None:
+    """Silence rasterio's NotGeoreferencedWarning raised inside ``rasterio.warp``.
+
+    When several threads reproject in-memory arrays at once (dask tasks of
+    :func:`terracarbon.prep.build_cube`), GDAL's thread-shared error state makes
+    ``rasterio.warp.reproject`` warn "Dataset has no geotransform" for arrays that do have
+    one (odc-geo#131, geoutils#851); results are unaffected (tests compare chunked and
+    in-memory cubes) and the warning would only clutter the reports. Every source reaching
+    the warp here has a CRS (checked above) and coordinates from which rioxarray derives its
+    transform. A global filter because ``warnings.catch_warnings`` is not thread-safe; it is
+    limited to that message from ``rasterio.warp`` and installing it twice is a no-op.
+    """
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform",
+                            category=NotGeoreferencedWarning, module=r"rasterio\.warp")
+
+
 def align_to_grid(
     da: xr.DataArray,
     grid: GridSpec,
@@ -483,6 +502,7 @@ def align_to_grid(
     method = resampling or default_resampling(da, grid, kind=kind)
     if footprint is not None:
         da = _crop_to_footprint(da, footprint)
+    _ignore_spurious_warp_warning()
     if kind == "continuous":
         src = da if np.issubdtype(da.dtype, np.floating) else da.astype("float32")
         src = src.rio.write_nodata(np.nan, encoded=False)
