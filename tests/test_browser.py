@@ -270,4 +270,4 @@ def test_run_all_screenshots_flag(quick_run):
     assert result.stdout.count("up to date, skipped") == 5  # nothing recomputed
     for name in ("index.png", "03_carbon_maps.png", "dashboard.png"):
         image = Image.open(quick_run / "screenshots" / name)
-        assert image.width >= 800 and len(set(image.convert("L").getdata())) > 20, name
+        assert image.width >= 800 and len(set(image.convert("L").get_flattened_data())) > 20, name
