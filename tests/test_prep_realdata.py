@@ -74,6 +74,14 @@ def test_vhp_ndvi_stack_onto_a_china_albers_grid():
     # the same-size equal-area source defaults to interpolation, not aggregation
     one = prep.read_layer(ndvi, year=2008)
     assert prep.default_resampling(one, grid, kind="continuous") == "bilinear"
+    # 5-year composites of the real series: the sampled cells' own 5-year means, ocean NaN
+    composite = prep.add_temporal_composites(cube, 5)["ndvi_5yr"]
+    stack = np.stack([_sample(VHP / f"VHP_SMN_annual_ndvi_{y}.tif", ex, ey)
+                      for y in range(2006, 2011)])
+    np.testing.assert_allclose(composite.sel(year=2008).values[rows, cols],
+                               stack.astype(np.float64).mean(axis=0), rtol=1e-5)
+    assert np.isnan(composite.values[:, ocean_r, ocean_c]).all()
+    assert composite.attrs["units"] == "1" and composite.attrs["composite_of"] == "ndvi"
 
 
 def test_china_npp_custom_wkt_band_and_scale_average_to_20km():
