@@ -36,45 +36,43 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def bench_esda(sub: xr.DataArray, permutations: int) -> tuple[float, float]:
-    import esda
+def _valid_values_and_queen_w(sub: xr.DataArray):
+    """Valid cell values, their queen W (libpysal) and the seconds the W took to build."""
     import libpysal
 
     a = sub.values
     ny, nx = a.shape
     valid = np.isfinite(a).ravel()
+    t0 = time.perf_counter()
+    w = libpysal.weights.w_subset(
+        libpysal.weights.lat2W(ny, nx, rook=False), list(np.nonzero(valid)[0])
+    )
+    return a.ravel()[valid], w, time.perf_counter() - t0
+
+
+def bench_esda(sub: xr.DataArray, permutations: int) -> tuple[float, float]:
+    """Seconds to build the queen W and to run ``esda.Moran_Local`` (after a warm-up)."""
+    import esda
+    import libpysal
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         w_small = libpysal.weights.lat2W(5, 5, rook=False)
         esda.Moran_Local(np.arange(25.0), w_small, permutations=9, seed=0)  # compile
-        t0 = time.perf_counter()
-        w = libpysal.weights.w_subset(
-            libpysal.weights.lat2W(ny, nx, rook=False), list(np.nonzero(valid)[0])
-        )
-        t_w = time.perf_counter() - t0
-        _, t_lisa = timed(
-            esda.Moran_Local, a.ravel()[valid], w, transformation="r",
-            permutations=permutations, seed=0,
-        )
+        values, w, t_w = _valid_values_and_queen_w(sub)
+        _, t_lisa = timed(esda.Moran_Local, values, w, transformation="r",
+                          permutations=permutations, seed=0)
     return t_w, t_lisa
 
 
 def bench_esda_global(sub: xr.DataArray, permutations: int) -> tuple[float, float]:
     """Seconds to build the queen W and to run ``esda.Moran`` with ``permutations``."""
     import esda
-    import libpysal
 
-    a = sub.values
-    ny, nx = a.shape
-    valid = np.isfinite(a).ravel()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        w = libpysal.weights.w_subset(
-            libpysal.weights.lat2W(ny, nx, rook=False), list(np.nonzero(valid)[0])
-        )
-        t_w = time.perf_counter() - t0
-        _, t_moran = timed(esda.Moran, a.ravel()[valid], w, transformation="r",
+        values, w, t_w = _valid_values_and_queen_w(sub)
+        _, t_moran = timed(esda.Moran, values, w, transformation="r",
                            permutations=permutations)
     return t_w, t_moran
 
