@@ -580,10 +580,9 @@ def add_temporal_composites(
         ``cube`` plus one float32 variable per composited input, with the input's
         ``units``, ``long_name`` "centred <window>-year mean of ...", CF ``cell_methods``
         ``"year: mean"``, ``composite_window_years`` and ``composite_of`` (the input's
-        name) attributes. The original annual
-        variables are kept (the trend stage correlates carbon with single-year climate).
-        NaN years inside a window are skipped; a pixel NaN in every year of a window stays
-        NaN.
+        name) attributes. The original annual variables are kept (the trend stage
+        correlates carbon with single-year climate). NaN years inside a window are
+        skipped; a pixel NaN in every year of a window stays NaN.
 
     Raises
     ------
