@@ -41,7 +41,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 explore: $(STAMP)
-	$(BIN)/python -m terracarbon.app $(RUN) --port $(PORT)
+	$(BIN)/python -m terracarbon.viz.app $(RUN) --port $(PORT)
 
 lab: $(STAMP)
 	$(BIN)/python -m jupyter lab notebooks/

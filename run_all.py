@@ -16,8 +16,8 @@ import sys
 import time
 
 from terracarbon.errors import TerracarbonError
-from terracarbon.params import DEFAULT_PARAMS, REPO_ROOT, load_params
-from terracarbon.runner import run_study
+from terracarbon.pipeline.params import DEFAULT_PARAMS, REPO_ROOT, load_params
+from terracarbon.pipeline.runner import run_study
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, _ = run_study(params, runs_dir=args.runs_dir, force=args.force,
                                start=args.start, only=args.only, progress=progress)
         if args.screenshots:
-            from terracarbon.screenshots import capture_with_dashboard
+            from terracarbon.viz.screenshots import capture_with_dashboard
 
             for path in capture_with_dashboard(run_dir):
                 progress(f"screenshot {path}")

@@ -28,8 +28,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
-from terracarbon.params import DEFAULT_PARAMS, load_params  # noqa: E402
-from terracarbon.stages import STAGES, read_manifest  # noqa: E402
+from terracarbon.pipeline.params import DEFAULT_PARAMS, load_params  # noqa: E402
+from terracarbon.pipeline.stages import STAGES, read_manifest  # noqa: E402
 
 
 def tree_rss(root: psutil.Process) -> int:

@@ -25,7 +25,8 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from terracarbon import compute, spatial, trends  # noqa: E402
+from terracarbon import spatial, trends
+from terracarbon.pipeline import compute  # noqa: E402
 from terracarbon.models.rf import RandomForestCarbon  # noqa: E402
 
 FEATURES = [f"f{i}" for i in range(12)]

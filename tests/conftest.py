@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from terracarbon.params import REPO_ROOT
+from terracarbon.pipeline.params import REPO_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from terracarbon import app, io, trends
+from terracarbon import trends
+from terracarbon.viz import app
+from terracarbon.data import io
 from terracarbon.errors import InputDataError, ParameterError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,10 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 
-from terracarbon import app, io, screenshots, trends
+from terracarbon import trends
+from terracarbon.viz import app
+from terracarbon.data import io
+from terracarbon.viz import screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 import terracarbon as tc
-from terracarbon import params as P
+from terracarbon.pipeline import params as P
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from terracarbon import compute
+from terracarbon.pipeline import compute
 from terracarbon.errors import ParameterError, TerracarbonError
 
 BASE = {"scheduler": "threads", "address": None, "n_workers": 2, "memory_limit": "1GB",
@@ -135,7 +135,7 @@ def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
     """mapping.predict_years: one task per year on a chunked cube, same numbers as in memory."""
     import pandas as pd
 
-    from terracarbon import mapping
+    from terracarbon.carbon import mapping
     from terracarbon.models.rf import RandomForestCarbon
 
     rng = np.random.default_rng(11)
@@ -159,8 +159,9 @@ def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
 
 def test_build_cube_lazily_is_identical_to_in_memory(tmp_path):
     """prep.build_cube(chunks=...): one task per layer and year, same cube as in memory."""
-    from terracarbon import inputs, prep
-    from terracarbon.params import DEFAULT_PARAMS, load_params
+    from terracarbon.data import inputs
+    from terracarbon.data import prep
+    from terracarbon.pipeline.params import DEFAULT_PARAMS, load_params
 
     params = load_params(None, ["synthetic.nx_pixels=30", "synthetic.ny_pixels=24",
                                 "synthetic.first_year=2019", "synthetic.last_year=2021",

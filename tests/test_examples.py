@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from terracarbon.params import REPO_ROOT
+from terracarbon.pipeline.params import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 REALDATA = REPO_ROOT.parent / "shared" / "realdata"
@@ -48,7 +48,7 @@ def test_china_agb_random_forest_with_spatial_cv(tmp_path):
 
 def test_vhp_ndvi_trends_over_china(tmp_path):
     run_example("vhp_ndvi_trends.yaml", tmp_path)
-    from terracarbon.io import open_cube
+    from terracarbon.data.io import open_cube
 
     run_dir = tmp_path / "vhp_ndvi_china"
     cube = open_cube(run_dir / "01_data_prep" / "cube.zarr")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from terracarbon import units
+from terracarbon import conventions as units
 from terracarbon.models.rf import RandomForestCarbon
 from terracarbon.models.validation import cross_validate
 

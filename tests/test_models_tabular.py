@@ -20,7 +20,7 @@ from scipy.ndimage import gaussian_filter
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.models.base import CarbonModel
 from terracarbon.models.baselines import LanduseLookup, MultipleLinear, NdviLinear
-from terracarbon.models.io import (
+from terracarbon.models.persistence import (
     MODEL_CLASSES,
     load_model,
     read_model_card,

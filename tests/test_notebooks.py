@@ -8,8 +8,8 @@ from __future__ import annotations
 import papermill
 import pytest
 
-from terracarbon import report
-from terracarbon.params import REPO_ROOT
+from terracarbon.pipeline import report
+from terracarbon.pipeline.params import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 

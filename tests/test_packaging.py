@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from terracarbon.params import REPO_ROOT
+from terracarbon.pipeline.params import REPO_ROOT
 
 
 def normalise(name: str) -> str:

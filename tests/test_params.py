@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from terracarbon import params
+from terracarbon.pipeline import params
 from terracarbon.errors import ParameterError
 
 

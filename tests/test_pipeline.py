@@ -10,8 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from terracarbon import report, stages
-from terracarbon.params import REPO_ROOT
+from terracarbon.pipeline import report
+from terracarbon.pipeline import stages
+from terracarbon.pipeline.params import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 RUN_ALL = [sys.executable, str(REPO_ROOT / "run_all.py")]
@@ -58,7 +59,7 @@ def test_every_stage_complete_with_units_and_report(quick_run):
 def test_cube_and_tables_carry_units(quick_run):
     import pandas as pd
 
-    from terracarbon.io import open_cube
+    from terracarbon.data.io import open_cube
 
     run_dir, _ = quick_run
     cube = open_cube(run_dir / "01_data_prep" / "cube.zarr")
@@ -112,8 +113,9 @@ def test_planted_truth_recovered_end_to_end(quick_run):
     """The synthetic study's planted zones come out of the whole pipeline as planted."""
     import pandas as pd
 
-    from terracarbon import synthetic, trends
-    from terracarbon.io import open_cube
+    from terracarbon import trends
+    from terracarbon.data import synthetic
+    from terracarbon.data.io import open_cube
 
     run_dir, _ = quick_run
     truth = synthetic.open_truth(run_dir / "01_data_prep" / "synthetic_inputs" / "truth" /
@@ -151,7 +153,7 @@ def test_no_overlap_fails_stage_without_partial_output(tmp_path):
     """A study whose grid misses its rasters stops in data prep and writes no cube."""
     import yaml
 
-    from terracarbon import synthetic
+    from terracarbon.data import synthetic
 
     files = synthetic.make_study(tmp_path / "inputs", nx=20, ny=16, years=range(2018, 2022),
                                  n_veg_plots=30, n_soil_plots=30, seed=1)

@@ -24,7 +24,7 @@ from cartopy.mpl.geoaxes import GeoAxes  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from terracarbon import plot  # noqa: E402
+from terracarbon import viz as plot  # noqa: E402
 from terracarbon.errors import InputDataError, ParameterError  # noqa: E402
 
 # Any attempt by cartopy to fetch Natural Earth data fails the test.
@@ -578,7 +578,7 @@ def test_chart_bad_inputs(tmp_path):
 
 
 def test_layer_gallery_shows_input_layers_not_composites():
-    from terracarbon import prep
+    from terracarbon.data import prep
 
     rng = np.random.default_rng(3)
     ndvi = _grid(rng.random((3, 8, 10)).astype("float32"), name="ndvi",

@@ -17,7 +17,7 @@ import rasterio
 import xarray as xr
 from affine import Affine
 
-from terracarbon import prep
+from terracarbon.data import prep
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
 UTM = "EPSG:32649"
@@ -403,7 +403,7 @@ def study(tmp_path, provinces):
 
 
 def test_build_cube_layout_units_and_clipping(study, tmp_path):
-    from terracarbon import io
+    from terracarbon.data import io
 
     cube = prep.build_cube(study, GRID_2x2)
     assert cube["ndvi"].dims == ("year", "y", "x") and cube["dem"].dims == ("y", "x")
@@ -680,7 +680,7 @@ def test_correlation_and_flags():
 
 
 def test_read_plots_factor_converts_biomass_to_carbon(tmp_path):
-    from terracarbon.prep import GridSpec, read_plots
+    from terracarbon.data.prep import GridSpec, read_plots
 
     csv = tmp_path / "agb.csv"
     csv.write_text("x,y,year,agb\n500,500,2008,100.0\n1500,500,2008,\n")
@@ -696,7 +696,7 @@ def test_unit_raster_assigns_pixel_centres_to_units():
     import geopandas as gpd
     from shapely.geometry import box
 
-    from terracarbon.prep import GridSpec, unit_raster
+    from terracarbon.data.prep import GridSpec, unit_raster
 
     grid = GridSpec.from_bounds((0, 0, 4000, 2000), crs="EPSG:32649", resolution=1000)
     like = grid.template()

@@ -15,7 +15,7 @@ import pyproj
 import pytest
 import rasterio
 
-from terracarbon import prep
+from terracarbon.data import prep
 from terracarbon.errors import InputDataError
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"

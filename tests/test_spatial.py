@@ -121,7 +121,7 @@ def test_permutation_shuffle_is_uniform():
     # chi-square with 23 df exceeds 49.7 with probability 0.001
     import collections
 
-    from terracarbon import _lisa_kernels as kernels
+    from terracarbon.spatial import kernels
 
     values, pos = np.arange(4.0), np.arange(4)
     out, grid = np.empty(4), np.zeros(4)
@@ -141,7 +141,7 @@ def test_permutation_shuffle_mixes_within_buckets():
     # 2048 values in 256 buckets (~8 each): a shuffle that kept arrival order inside a
     # bucket would leave ~7/8 of neighbours ascending. For a uniform permutation the
     # number of ascents has mean (n - 1) / 2 and variance (n + 1) / 12.
-    from terracarbon import _lisa_kernels as kernels
+    from terracarbon.spatial import kernels
 
     n, trials = 2048, 1500
     values, pos = np.arange(float(n)), np.arange(n)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from terracarbon import params as tc_params
-from terracarbon import report, stages
+from terracarbon.pipeline import params as tc_params
+from terracarbon.pipeline import report
+from terracarbon.pipeline import stages
 from terracarbon.errors import ParameterError, StageError
 
 

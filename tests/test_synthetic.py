@@ -12,7 +12,7 @@ import rasterio
 import shapely
 from pyproj import Transformer
 
-from terracarbon import synthetic
+from terracarbon.data import synthetic
 from terracarbon.errors import InputDataError, ParameterError
 
 TINY = dict(

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from terracarbon import _trend_kernels as kernels
+from terracarbon.trends import kernels
 from terracarbon import trends
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 

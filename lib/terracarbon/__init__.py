@@ -1,12 +1,21 @@
 """terracarbon: a notebook-driven workbench for terrestrial-ecosystem carbon storage.
 
-Modules (one concern each): ``params`` (YAML parameters), ``stages`` (run folders and
-manifests), ``io`` (reading/writing rasters and tables with units, atomically),
-``synthetic`` (the built-in study area), ``grid`` (target grid, alignment), ``prep``
-(the data-prep facade), ``fieldplots`` (field plots: cleaning, extraction, augmentation, VIF), ``models``
-(RF, CNN, CNN-TCN, baselines, validation), ``carbon`` (density, storage, change),
-``trends`` (Sen/MK, Cv, Hurst, partial correlation), ``spatial`` (Moran, LISA, zoning),
-``plot`` and ``report`` (figures and HTML).
+Subpackages by concern (docs/architecture.md):
+
+* ``conventions`` (units, class-code tables), ``checks`` (argument validation), ``errors``
+* ``pipeline`` — ``params`` (schema, validation), ``stages`` (stage specs, contexts,
+  manifests), ``runner``, ``report`` (HTML, index), ``compute`` (dask sessions)
+* ``data`` — ``io`` (atomic writes, CF attributes), ``grid``, ``prep`` (data-prep facade),
+  ``survey`` (field plots), ``inputs`` (synthetic or user data), ``synthetic`` (the built-in
+  study area and its truth)
+* ``models`` — registry, base, each family, validation, metrics, AOA, persistence, training
+* ``carbon`` — area, storage, totals, change, transitions, lookup, products, mapping
+* ``trends`` — Sen/MK, persistence (Hurst, Cv), drivers; ``spatial`` — Moran, LISA, zoning
+* ``viz`` — maps, charts, interactive maps, the dashboard (``viz.app``), screenshots
+
+Notebooks reach the library as ``tc.<name>`` (they name their parameter sections ``study``,
+``trends`` …, so a module name never clashes with a parameter): :data:`PUBLIC_MODULES` maps
+each short name to its module, imported on first use.
 """
 
 from __future__ import annotations
@@ -15,18 +24,20 @@ __version__ = "0.1.0"
 
 import importlib as _importlib
 
-_SUBMODULES = {
-    "errors", "units", "classes", "params", "stages", "io", "report", "runner", "inputs", "synthetic",
-    "grid", "prep", "fieldplots", "mapping", "models", "carbon", "trends", "spatial", "plot", "compute", "app",
+PUBLIC_MODULES: dict[str, str] = {
+    "errors": "errors", "conventions": "conventions", "checks": "checks",
+    "pipeline": "pipeline", "params": "pipeline.params", "stages": "pipeline.stages",
+    "runner": "pipeline.runner", "report": "pipeline.report", "compute": "pipeline.compute",
+    "data": "data", "io": "data.io", "grid": "data.grid", "prep": "data.prep",
+    "survey": "data.survey", "inputs": "data.inputs", "synthetic": "data.synthetic",
+    "models": "models", "carbon": "carbon", "trends": "trends", "spatial": "spatial",
+    "viz": "viz",
 }
+"""Short name -> module (relative to ``terracarbon``) of everything ``tc.<name>`` reaches."""
 
 
 def __getattr__(name: str):
-    """Import submodules on first use: ``import terracarbon as tc; tc.trends.sen_mk(...)``.
-
-    Notebooks name their parameter sections ``study``, ``prep``, ``trends`` …, so they reach
-    the library through ``tc.<module>`` and the names never clash.
-    """
-    if name in _SUBMODULES:
-        return _importlib.import_module(f"{__name__}.{name}")
+    """Import a public module on first use: ``import terracarbon as tc; tc.trends.sen_mk(...)``."""
+    if name in PUBLIC_MODULES:
+        return _importlib.import_module(f"{__name__}.{PUBLIC_MODULES[name]}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib as _importlib
 
-_SUBMODULES = {"base", "rf", "cnn", "patches", "baselines", "validation", "metrics", "aoa", "io",
+_SUBMODULES = {"base", "rf", "cnn", "patches", "baselines", "validation", "metrics", "aoa", "persistence",
                "training"}
 
 

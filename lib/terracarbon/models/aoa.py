@@ -30,7 +30,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from terracarbon.errors import ModelError, ParameterError
-from terracarbon.io import history_line
+from terracarbon.data.io import history_line
 from terracarbon.models.baselines import (
     DEFAULT_CHUNK_PIXELS,
     check_cube_features,

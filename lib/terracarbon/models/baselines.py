@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from terracarbon import units
+from terracarbon import conventions as units
 from terracarbon.errors import ModelError, ParameterError
-from terracarbon.io import history_line
+from terracarbon.data.io import history_line
 from terracarbon.models.base import OUTPUT_VARIABLES, TARGETS
 
 log = logging.getLogger(__name__)

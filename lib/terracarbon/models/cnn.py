@@ -48,7 +48,7 @@ import xarray as xr
 from torch import nn
 
 from terracarbon import __version__
-from terracarbon import io as tcio
+from terracarbon.data import io as tcio
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.models.base import OUTPUT_VARIABLES, TARGETS
 from terracarbon.models.patches import (
@@ -61,7 +61,7 @@ from terracarbon.models.patches import (
     raw_layers,
     year_index,
 )
-from terracarbon.units import DENSITY_UNITS
+from terracarbon.conventions import DENSITY_UNITS
 
 logger = logging.getLogger(__name__)
 
@@ -933,7 +933,7 @@ class _ConvCarbonModel:
         if card.get("name") != cls.name:
             raise ModelError(
                 f"{cls.__name__}.load: {card_path} describes model {card.get('name')!r}, not "
-                f"{cls.name!r}; load it with the matching class (terracarbon.models.io)."
+                f"{cls.name!r}; load it with the matching class (terracarbon.models.persistence)."
             )
         model = cls(**card["hyperparameters"])
         model.features = list(card["features"])

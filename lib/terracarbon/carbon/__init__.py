@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from terracarbon import io
+from terracarbon.data import io
 from terracarbon.errors import GridMismatchError, InputDataError, ModelError, ParameterError
-from terracarbon.units import (
+from terracarbon.conventions import (
     AREA_HA_UNITS,
     DENSITY_UNITS,
     M2_PER_HA,
@@ -56,7 +56,7 @@ from terracarbon.units import (
     T_PER_TG,
 )
 
-from terracarbon.classes import LANDUSE_CLASSES  # noqa: E402  re-exported
+from terracarbon.conventions import LANDUSE_CLASSES  # noqa: E402  re-exported
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import yaml
 
 from terracarbon.errors import ParameterError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PARAMS = REPO_ROOT / "params" / "default.yaml"
 
 
@@ -313,8 +313,8 @@ def _walk(prefix: str, values: Mapping, schema: Mapping, problems: Problems) -> 
             _check_value(dotted, value, default, problems)
 
 
-from terracarbon.prep import LAYER_KEYS, REQUIRED_LAYER_KEYS  # noqa: E402  one definition
-from terracarbon.fieldplots import PLOT_KEYS  # noqa: E402  one definition of the plot options
+from terracarbon.data.prep import LAYER_KEYS, REQUIRED_LAYER_KEYS  # noqa: E402  one definition
+from terracarbon.data.survey import PLOT_KEYS  # noqa: E402  one definition of the plot options
 
 
 def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:

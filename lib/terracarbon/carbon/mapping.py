@@ -10,8 +10,8 @@ from pathlib import Path
 import xarray as xr
 
 from terracarbon.errors import ModelError, ParameterError
-from terracarbon.io import history_line
-from terracarbon.units import DENSITY_UNITS
+from terracarbon.data.io import history_line
+from terracarbon.conventions import DENSITY_UNITS
 
 
 def choose_model(choice: str, best_model_file: str | os.PathLike) -> str:

@@ -49,8 +49,8 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from terracarbon import io
-from terracarbon._lisa_kernels import (
+from terracarbon.data import io
+from terracarbon.spatial.kernels import (
     MODE_INDEPENDENT,
     MODE_LOOKUP,
     MODE_SHARED,
@@ -60,7 +60,7 @@ from terracarbon._lisa_kernels import (
     shared_draws,
 )
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
-from terracarbon.units import AREA_HA_UNITS, M2_PER_HA, T_PER_TG
+from terracarbon.conventions import AREA_HA_UNITS, M2_PER_HA, T_PER_TG
 
 logger = logging.getLogger(__name__)
 

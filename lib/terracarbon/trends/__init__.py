@@ -29,10 +29,10 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from terracarbon import _trend_kernels as _k
+from terracarbon.trends import kernels as _k
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
-from terracarbon.io import history_line
-from terracarbon.units import AREA_HA_UNITS, M2_PER_HA, per_year
+from terracarbon.data.io import history_line
+from terracarbon.conventions import AREA_HA_UNITS, M2_PER_HA, per_year
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +468,7 @@ def _pixel_area_ha(classes: xr.DataArray, pixel_area_ha: float | None) -> float:
 
 
 def _landuse_names() -> dict[int, str]:
-    from terracarbon.classes import LANDUSE_CLASSES
+    from terracarbon.conventions import LANDUSE_CLASSES
 
     return dict(LANDUSE_CLASSES)
 

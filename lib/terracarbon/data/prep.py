@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
-from terracarbon.grid import (
+from terracarbon.data.grid import (
     CATEGORICAL_NODATA,
     KINDS,
     RESAMPLING_NAMES,
@@ -49,8 +49,8 @@ from terracarbon.grid import (
     region_mask,
     unit_raster,
 )
-from terracarbon.io import history_line
-from terracarbon.fieldplots import (
+from terracarbon.data.io import history_line
+from terracarbon.data.survey import (
     augment_npp_ratio,
     correlation_matrix,
     drop_outside,

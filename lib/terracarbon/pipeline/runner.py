@@ -14,10 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from terracarbon import report, stages
+from terracarbon.pipeline import report
+from terracarbon.pipeline import stages
 from terracarbon.errors import ParameterError, StageError
-from terracarbon.io import atomic_path
-from terracarbon.params import REPO_ROOT
+from terracarbon.data.io import atomic_path
+from terracarbon.pipeline.params import REPO_ROOT
 
 log = logging.getLogger(__name__)
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"

@@ -48,9 +48,9 @@ def resolve_inputs(
     complete) under ``workdir`` and its files describe the study; otherwise ``data`` and
     ``grid`` (CRS, pixel size in metres, optional bounds in metres) are used as given.
     """
-    from terracarbon import synthetic as synth
-    from terracarbon.grid import GridSpec
-    from terracarbon.prep import read_boundary
+    from terracarbon.data import synthetic as synth
+    from terracarbon.data.grid import GridSpec
+    from terracarbon.data.prep import read_boundary
 
     if synthetic.get("enabled"):
         files = synth.make_study(

@@ -36,7 +36,7 @@ import pandas as pd
 
 from terracarbon import __version__
 from terracarbon.errors import InputDataError, ModelError, ParameterError
-from terracarbon.io import atomic_path
+from terracarbon.data.io import atomic_path
 from terracarbon.models.base import CarbonModel
 
 MODEL_CLASSES: dict[str, str] = {
@@ -76,7 +76,7 @@ def _resolve(key: str) -> type:
     if key not in MODEL_CLASSES:
         raise ModelError(
             f"model card class {key!r} is not registered; known classes {sorted(MODEL_CLASSES)}."
-            " Register it with terracarbon.models.io.register_model_class."
+            " Register it with terracarbon.models.persistence.register_model_class."
         )
     module, _, attr = MODEL_CLASSES[key].partition(":")
     try:

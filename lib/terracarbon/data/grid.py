@@ -24,7 +24,7 @@ import xarray as xr
 from affine import Affine
 
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
-from terracarbon.io import history_line
+from terracarbon.data.io import history_line
 
 if TYPE_CHECKING:
     import geopandas

@@ -35,7 +35,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from terracarbon import io, plot, stages, trends
+from terracarbon import trends
+from terracarbon.data import io
+from terracarbon import viz as plot
+from terracarbon.pipeline import stages
 from terracarbon.errors import InputDataError, ParameterError
 
 log = logging.getLogger(__name__)

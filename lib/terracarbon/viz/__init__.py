@@ -56,8 +56,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from terracarbon.errors import InputDataError, ParameterError
-from terracarbon.io import atomic_path
-from terracarbon.units import DENSITY_UNITS
+from terracarbon.data.io import atomic_path
+from terracarbon.conventions import DENSITY_UNITS
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -1805,7 +1805,7 @@ _REMOTE_STYLESHEET = re.compile(r'"url":\s*"(https?://[^"]+\.css[^"]*)"')
 
 
 def _inline_panel_stylesheets(page: str) -> str:
-    from terracarbon.report import inline_panel_stylesheets
+    from terracarbon.pipeline.report import inline_panel_stylesheets
 
     return inline_panel_stylesheets(page)
 

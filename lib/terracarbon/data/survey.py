@@ -20,11 +20,11 @@ import pyproj
 import xarray as xr
 
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
-from terracarbon.io import history_line
-from terracarbon.units import DENSITY_UNITS
+from terracarbon.data.io import history_line
+from terracarbon.conventions import DENSITY_UNITS
 
 if TYPE_CHECKING:
-    from terracarbon.grid import GridSpec
+    from terracarbon.data.grid import GridSpec
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from terracarbon import __version__
 from terracarbon.errors import StageError
-from terracarbon.io import write_json
-from terracarbon.params import REPO_ROOT, validate_section
+from terracarbon.data.io import write_json
+from terracarbon.pipeline.params import REPO_ROOT, validate_section
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from terracarbon import stages
+from terracarbon.pipeline import stages
 from terracarbon.errors import InputDataError, ParameterError
-from terracarbon.io import atomic_path
+from terracarbon.data.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def capture_with_dashboard(run_dir: str | os.PathLike) -> list[Path]:
     StageError
         When the system Chromium is not installed (``apt-get install chromium``).
     """
-    from terracarbon import app
+    from terracarbon.viz import app
     from terracarbon.errors import StageError
 
     if chromium_path() is None:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from terracarbon.io import atomic_path
+from terracarbon.data.io import atomic_path
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 HIDE_INPUT_TAGS = {"hide-input", "parameters", "injected-parameters"}

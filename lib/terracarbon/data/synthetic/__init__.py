@@ -152,11 +152,12 @@ import pandas as pd
 import xarray as xr
 from scipy import ndimage
 
-from terracarbon import __version__, io
+from terracarbon import __version__
+from terracarbon.data import io
 from terracarbon.errors import InputDataError, ParameterError
-from terracarbon.units import DENSITY_UNITS, NPP_UNITS
+from terracarbon.conventions import DENSITY_UNITS, NPP_UNITS
 
-from terracarbon.classes import LANDUSE_CLASSES  # noqa: E402  re-exported
+from terracarbon.conventions import LANDUSE_CLASSES  # noqa: E402  re-exported
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,8 @@
-"""Unit-named constants and the unit strings written into output attributes.
+"""Conventions every stage shares: unit constants and strings, class-code tables.
 
-Unit strings follow UDUNITS/CF spelling so xarray/cf-xarray can read them back.
+One source for each fact. Unit strings follow UDUNITS/CF spelling so xarray/cf-xarray can read
+them back; class tables give every categorical layer its codes, names and colours
+(see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -35,3 +37,18 @@ def per_year(units: str) -> str:
     't C ha-1 yr-1'
     """
     return f"{units} yr-1" if units and units != "1" else "yr-1"
+
+
+
+
+LANDUSE_CLASSES: dict[int, str] = {
+    1: "forest",
+    2: "shrub",
+    3: "grassland",
+    4: "cropland",
+    5: "wetland",
+    6: "water",
+    7: "built-up",
+    8: "bare",
+}
+"""Land-use code -> class name; 0 = nodata. Reclassify real land-cover products to these."""

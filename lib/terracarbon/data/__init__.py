@@ -1,0 +1,1 @@
+"""Data: atomic I/O with CF attributes, the target grid, data prep, field plots, synthetic study."""

@@ -1,0 +1,1 @@
+"""The study pipeline: parameters, stage specs and manifests, the runner, reports, compute."""
