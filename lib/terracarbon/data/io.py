@@ -57,6 +57,30 @@ def history_line(function: str, **params: Any) -> str:
     return f"terracarbon {__version__}: {function}({args})"
 
 
+def update_history(line: str, *inputs: xr.Dataset | xr.DataArray | None) -> str:
+    """A CF ``history`` that keeps the lineage: the inputs' entries, then ``line``.
+
+    As xclim's ``update_history``: an output derived from inputs inherits their ``history``
+    (each distinct entry once, in order of first appearance) and appends its own entry,
+    so nothing upstream is lost.
+
+    >>> a = xr.DataArray([1.0], attrs={"history": "made by a"})
+    >>> print(update_history("made by f(a)", a))
+    made by a
+    made by f(a)
+    """
+    entries: list[str] = []
+    for obj in inputs:
+        if obj is None:
+            continue
+        for entry in str(obj.attrs.get("history", "")).splitlines():
+            if entry and entry not in entries:
+                entries.append(entry)
+    if line not in entries:
+        entries.append(line)
+    return "\n".join(entries)
+
+
 def require_units(obj: xr.Dataset | xr.DataArray, *, where: str = "") -> None:
     """Raise :class:`InputDataError` if any data variable lacks a ``units`` attribute."""
     arrays = obj.data_vars.values() if isinstance(obj, xr.Dataset) else [obj]

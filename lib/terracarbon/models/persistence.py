@@ -34,9 +34,9 @@ from typing import Any
 
 import pandas as pd
 
-from terracarbon import __version__
 from terracarbon.errors import InputDataError, ModelError, ParameterError
 from terracarbon.data.io import atomic_path
+from terracarbon.pipeline.provenance import package_versions
 from terracarbon.models.base import CarbonModel
 
 MODEL_CLASSES: dict[str, str] = {
@@ -51,8 +51,6 @@ MODEL_CLASSES: dict[str, str] = {
 
 CARD_NAME = "model_card.json"
 JOBLIB_NAME = "model.joblib"
-VERSIONED_PACKAGES = ("numpy", "pandas", "xarray", "scikit-learn", "scipy", "joblib", "numba",
-                      "torch")
 
 
 def register_model_class(key: str, import_path: str) -> None:
@@ -83,17 +81,6 @@ def _resolve(key: str) -> type:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
         raise ModelError(f"cannot import {MODEL_CLASSES[key]!r} for class {key!r}: {err}") from err
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages a saved model depends on (None = not installed)."""
-    out: dict[str, str | None] = {"terracarbon": __version__}
-    for pkg in VERSIONED_PACKAGES:
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def _jsonable(obj: Any) -> Any:

@@ -19,18 +19,16 @@ import hashlib
 import json
 import logging
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terracarbon import __version__
 from terracarbon.errors import StageError
 from terracarbon.data.io import write_json
-from terracarbon.pipeline.params import REPO_ROOT, validate_section
+from terracarbon.pipeline.provenance import provenance
+from terracarbon.pipeline.params import validate_section
 
 log = logging.getLogger(__name__)
 
@@ -65,41 +63,8 @@ STAGES: dict[str, StageSpec] = {
 }
 
 MANIFEST = "manifest.json"
-PACKAGES = ("numpy", "pandas", "xarray", "rioxarray", "rasterio", "dask", "scipy", "scikit-learn",
-            "torch", "numba", "esda", "libpysal", "papermill", "matplotlib", "hvplot", "panel")
-
-
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def provenance() -> dict:
-    """Git commit and dirty flag of the workbench, Python and package versions."""
-    from importlib import metadata
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                 timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "terracarbon": __version__,
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-    }
 
 
 UNHASHED = {"study": ("stages",)}
