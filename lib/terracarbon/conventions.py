@@ -7,6 +7,8 @@ them back; class tables give every categorical layer its codes, names and colour
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 M2_PER_HA = 10_000.0
 """Square metres per hectare."""
 HA_PER_KM2 = 100.0
@@ -39,16 +41,130 @@ def per_year(units: str) -> str:
     return f"{units} yr-1" if units and units != "1" else "yr-1"
 
 
+# --------------------------------------------------------------------------- class tables
+@dataclass(frozen=True)
+class ClassTable:
+    """Codes, names and colours of one categorical layer.
+
+    ``names`` are the identifiers written to CF ``flag_meanings`` and to tables (no spaces);
+    ``labels`` are the same words for legends. ``nodata`` is the code of "no value" (not a
+    class, not drawn), or None when every code is a class.
+
+    >>> FUTURE_TREND.name_of(1)
+    'continuous_improvement'
+    >>> LISA_CLUSTER.code_of("HH")
+    1
+    """
+
+    name: str
+    codes: tuple[int, ...]
+    names: tuple[str, ...]
+    colors: tuple[str, ...]
+    nodata: int | None = 0
+    abbreviations: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (len(self.codes) == len(self.names) == len(self.colors)) or not self.codes:
+            raise ValueError(f"ClassTable {self.name!r}: codes, names and colors must be "
+                             "non-empty and of equal length")
+        if len(set(self.codes)) != len(self.codes):
+            raise ValueError(f"ClassTable {self.name!r}: duplicate codes {self.codes}")
+        if self.abbreviations and len(self.abbreviations) != len(self.codes):
+            raise ValueError(f"ClassTable {self.name!r}: one abbreviation per code")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Legend labels: the names with underscores as spaces."""
+        return tuple(n.replace("_", " ") for n in self.names)
+
+    def as_dict(self) -> dict[int, str]:
+        """``{code: name}``."""
+        return dict(zip(self.codes, self.names))
+
+    def name_of(self, code: int) -> str:
+        return self.names[self.codes.index(int(code))]
+
+    def code_of(self, name: str) -> int:
+        """Code of a name or an abbreviation (KeyError naming the choices otherwise)."""
+        for i, candidates in enumerate(zip(self.names, self.abbreviations or self.names)):
+            if name in candidates:
+                return self.codes[i]
+        raise KeyError(f"{self.name}: no class {name!r}; classes are {list(self.names)}")
+
+    def color_of(self, code: int) -> str | None:
+        """Colour of ``code``, or None when the table has no such code."""
+        try:
+            return self.colors[self.codes.index(int(code))]
+        except ValueError:
+            return None
+
+    def flag_attrs(self, *, with_nodata: bool = True) -> dict[str, object]:
+        """CF ``flag_values`` / ``flag_meanings`` (with the nodata code first, if any)."""
+        import numpy as np
+
+        codes, names = list(self.codes), list(self.names)
+        if with_nodata and self.nodata is not None and self.nodata not in codes:
+            codes, names = [self.nodata, *codes], ["nodata", *names]
+        return {"flag_values": np.array(codes), "flag_meanings": " ".join(names)}
 
 
-LANDUSE_CLASSES: dict[int, str] = {
-    1: "forest",
-    2: "shrub",
-    3: "grassland",
-    4: "cropland",
-    5: "wetland",
-    6: "water",
-    7: "built-up",
-    8: "bare",
+LANDUSE = ClassTable(
+    "landuse", (1, 2, 3, 4, 5, 6, 7, 8),
+    ("forest", "shrub", "grassland", "cropland", "wetland", "water", "built-up", "bare"),
+    ("#1a7a33", "#8cc269", "#d9e68a", "#f3c34a", "#5fb3b3", "#2c7fb8", "#d7301f", "#c2b59b"),
+)
+"""Land-use codes of the synthetic study (0 = nodata)."""
+LANDUSE_CLASSES: dict[int, str] = LANDUSE.as_dict()
+"""Land-use code -> class name; 0 = nodata."""
+
+TREND3 = ClassTable(
+    "trend3", (-1, 0, 1),
+    ("significant_decrease", "no_significant_trend", "significant_increase"),
+    ("#d6604d", "#d9d9d9", "#4393c3"),  # RdBu as the change maps: red = decrease
+    nodata=None,
+)
+"""Mann–Kendall 3-class trend (sign of a significant Theil–Sen slope)."""
+
+TREND5 = ClassTable(
+    "trend5", (1, 2, 3, 4, 5),
+    ("extremely_significant_decrease", "significant_decrease", "not_significant",
+     "significant_increase", "extremely_significant_increase"),
+    ("#b2182b", "#f4a582", "#d9d9d9", "#92c5de", "#2166ac"),
+)
+"""Mann–Kendall 5-class trend (|Z| >= 2.58, >= 1.96); 0 = nodata."""
+
+STABILITY = ClassTable(
+    "stability", (1, 2, 3, 4, 5),
+    ("low_fluctuation", "relatively_low_fluctuation", "medium_fluctuation",
+     "relatively_high_fluctuation", "high_fluctuation"),
+    ("#1a9641", "#a6d96a", "#ffffbf", "#fdae61", "#d7191c"),
+)
+"""Coefficient-of-variation stability classes; 0 = nodata."""
+
+FUTURE_TREND = ClassTable(
+    "future_trend", (1, 2, 3, 4, 5),
+    ("continuous_improvement", "future_degradation", "continuous_degradation",
+     "future_improvement", "no_significant_trend"),
+    ("#1a9850", "#fdae61", "#d73027", "#a6d96a", "#d9d9d9"),
+)
+"""Sen/MK trend x Hurst persistence; 0 = nodata (too few years)."""
+
+LISA_CLUSTER = ClassTable(
+    "lisa", (0, 1, 2, 3, 4),
+    ("not_significant", "high_high", "low_high", "low_low", "high_low"),
+    ("#d3d3d3", "#e31a1c", "#a6cee3", "#1f4fbf", "#f4a6b7"),  # GeoDa's LISA colours
+    nodata=None, abbreviations=("NS", "HH", "LH", "LL", "HL"),
+)
+"""LISA cluster codes, esda's quadrant numbering; 0 = not significant (or nodata)."""
+
+LISA_QUADRANT = ClassTable(
+    "lisa_quadrant", (1, 2, 3, 4), ("high_high", "low_high", "low_low", "high_low"),
+    ("#e31a1c", "#a6cee3", "#1f4fbf", "#f4a6b7"), abbreviations=("HH", "LH", "LL", "HL"),
+)
+"""Moran-scatterplot quadrant of every valid cell; 0 = nodata."""
+
+CLASS_TABLES: dict[str, ClassTable] = {
+    t.name: t for t in (LANDUSE, TREND3, TREND5, STABILITY, FUTURE_TREND, LISA_CLUSTER,
+                        LISA_QUADRANT)
 }
-"""Land-use code -> class name; 0 = nodata. Reclassify real land-cover products to these."""
+"""Every categorical layer's table, by name."""
