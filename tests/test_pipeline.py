@@ -14,6 +14,8 @@ from terracarbon.pipeline import report
 from terracarbon.pipeline import stages
 from terracarbon.pipeline.params import REPO_ROOT
 
+from helpers import assert_complete_stage
+
 pytestmark = pytest.mark.slow
 RUN_ALL = [sys.executable, str(REPO_ROOT / "run_all.py")]
 
@@ -34,8 +36,7 @@ def quick_run(quick_run_session):
 def test_every_stage_complete_with_units_and_report(quick_run):
     run_dir, result = quick_run
     for stage_id in stages.STAGES:
-        manifest = json.loads((run_dir / stage_id / "manifest.json").read_text())
-        assert manifest["status"] == "complete", stage_id
+        manifest = assert_complete_stage(run_dir, stage_id)
         assert manifest["provenance"]["packages"]["numpy"]
         assert manifest["outputs"], f"{stage_id} recorded no outputs"
         for output_id, out in manifest["outputs"].items():

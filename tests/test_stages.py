@@ -11,6 +11,8 @@ from terracarbon.pipeline import report
 from terracarbon.pipeline import stages
 from terracarbon.errors import ParameterError, StageError
 
+from helpers import assert_complete_stage, write_placeholder_outputs
+
 
 @pytest.fixture()
 def resolved():
@@ -23,9 +25,7 @@ def sections(p, stage_id):
 
 def complete_stage(run_dir, p, stage_id, payload="x"):
     ctx = stages.open_stage(run_dir, stage_id, params=sections(p, stage_id))
-    out = ctx.path("table.csv")
-    out.write_text(payload)
-    ctx.record("table", out, units="t C", description="a table")
+    write_placeholder_outputs(ctx, payload)
     ctx.headline("total", 1.5, units="Pg C", text="Total carbon")
     stages.finish_stage(ctx)
     return ctx
@@ -35,8 +35,9 @@ def test_manifest_contents(tmp_path, resolved):
     ctx = complete_stage(tmp_path, resolved, "01_data_prep")
     m = json.loads((tmp_path / "01_data_prep" / "manifest.json").read_text())
     assert m["status"] == "complete" and m["stage"] == "01_data_prep"
-    assert m["outputs"]["table"] == {"path": "01_data_prep/table.csv", "units": "t C",
-                                     "description": "a table"}
+    assert m["outputs"]["samples"] == {"path": "01_data_prep/samples.csv", "units": "t C ha-1",
+                                       "description": "field plots with same-year covariates"}
+    assert_complete_stage(tmp_path, "01_data_prep", check_datasets=False)
     assert set(m["params"]) == set(stages.STAGES["01_data_prep"].sections)
     assert m["params_hash"] == stages.params_hash(sections(resolved, "01_data_prep"))
     assert m["stage_hash"] == ctx.stage_hash
@@ -51,9 +52,12 @@ def test_downstream_needs_complete_upstream(tmp_path, resolved):
         stages.open_stage(tmp_path, "02_train_models", params=sections(resolved, "02_train_models"))
     complete_stage(tmp_path, resolved, "01_data_prep")
     ctx = stages.open_stage(tmp_path, "02_train_models", params=sections(resolved, "02_train_models"))
-    assert ctx.input("01_data_prep", "table").read_text() == "x"
-    with pytest.raises(StageError, match="has no output 'cube'"):
-        ctx.input("01_data_prep", "cube")
+    assert ctx.input("01_data_prep", "samples").read_text() == "x"
+    with pytest.raises(StageError, match="has no output 'truth'"):
+        ctx.input("01_data_prep", "truth")
+    assert ctx.input("01_data_prep", "truth", required=False) is None
+    with pytest.raises(StageError, match="does not declare as an input"):
+        ctx.input("01_data_prep", "vif")
 
 
 def test_up_to_date_follows_params_and_upstream(tmp_path, resolved):
@@ -69,7 +73,7 @@ def test_up_to_date_follows_params_and_upstream(tmp_path, resolved):
                                   stages.upstream_hashes(tmp_path, "02_train_models"))
     assert not stages.is_up_to_date(tmp_path, "02_train_models", expected2)
     # a deleted output makes a stage stale even with matching hashes
-    (tmp_path / "01_data_prep" / "table.csv").unlink()
+    (tmp_path / "01_data_prep" / "samples.csv").unlink()
     assert not stages.is_up_to_date(tmp_path, "01_data_prep", ctx1b.stage_hash)
 
 
@@ -83,10 +87,31 @@ def test_invalid_section_rejected(tmp_path, resolved):
 def test_record_requires_written_file_and_finish_requires_outputs(tmp_path, resolved):
     ctx = stages.open_stage(tmp_path, "01_data_prep", params=sections(resolved, "01_data_prep"))
     with pytest.raises(StageError, match="was not written"):
-        ctx.record("cube", tmp_path / "nothing.zarr", units="1", description="")
-    with pytest.raises(StageError, match="no outputs recorded"):
+        ctx.record("cube", ctx.stage_dir / "cube.zarr")
+    with pytest.raises(StageError, match=r"required outputs \['cube', 'samples', 'vif', 'correlation'\]"):
         stages.finish_stage(ctx)
     assert stages.read_manifest(ctx.stage_dir)["status"] == "running"
+
+
+def test_outputs_are_checked_against_the_stage_spec(tmp_path, resolved):
+    import pandas as pd
+
+    ctx = stages.open_stage(tmp_path, "01_data_prep", params=sections(resolved, "01_data_prep"))
+    with pytest.raises(StageError, match="declares no output 'table'"):
+        ctx.save("table", pd.DataFrame({"a": [1]}))
+    stray = ctx.path("elsewhere.csv")
+    stray.write_text("a\n1\n")
+    with pytest.raises(StageError, match="declares 'vif.csv'"):
+        ctx.record("vif", stray)
+    # save writes by the declared kind, at the declared path, with the declared units
+    path = ctx.save("correlation", pd.DataFrame({"r": [1.0]}, index=["ndvi"]))
+    assert path == tmp_path / "01_data_prep" / "correlation.csv"
+    assert pd.read_csv(path, index_col=0).loc["ndvi", "r"] == 1.0  # index kept (spec index=True)
+    assert ctx.outputs["correlation"]["units"] == "1"
+    # a NetCDF cube is the same output as the declared Zarr one
+    assert ctx.path_of("cube", suffix=".nc").name == "cube.nc"
+    with pytest.raises(StageError, match="cannot be written as"):
+        ctx.path_of("cube", suffix=".tif")
 
 
 def test_index_page_offline_and_links(tmp_path, resolved):

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from terracarbon.errors import ParameterError
+from terracarbon.pipeline.stage_specs import STAGE_IDS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PARAMS = REPO_ROOT / "params" / "default.yaml"
@@ -41,7 +42,6 @@ class Rule:
     item_choices: tuple[Any, ...] | None = None
 
 
-STAGE_IDS = ("01_data_prep", "02_train_models", "03_carbon_maps", "04_trends", "05_zoning")
 MODEL_NAMES = ("rf", "cnn", "cnn_tcn", "ndvi_lr", "mlr", "lookup")
 NUM = (int, float)
 
@@ -78,7 +78,7 @@ RULES: dict[str, Rule] = {
     "models.cv_folds_deep": Rule(types=(int,), minimum=2, maximum=100),
     "models.cv_block_size_m": Rule(types=NUM, minimum=0),
     "models.holdout": Rule(choices=("10pct", "7:2:1")),
-    "models.interval": Rule(types=NUM, minimum=0.5, maximum=0.99),
+    "maps.interval": Rule(types=NUM, minimum=0.5, maximum=0.99),
     "maps.model": Rule(choices=("best",) + MODEL_NAMES),
     "maps.interval_method": Rule(choices=("correlated", "independent")),
     "maps.lookup_table": Rule(types=(str,), nullable=True),

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from terracarbon.data.io import atomic_path
+from terracarbon.pipeline.stage_specs import STAGES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 HIDE_INPUT_TAGS = {"hide-input", "parameters", "injected-parameters"}
@@ -98,6 +99,23 @@ def _fmt_value(value: object) -> str:
     return html.escape(str(value))
 
 
+def _outputs_html(run_dir: Path, manifest: Mapping) -> str:
+    """The stage's declared outputs that it wrote: id (linked), units and description."""
+    spec = STAGES.get(manifest.get("stage", ""))
+    written = manifest.get("outputs") or {}
+    if spec is None or not written:
+        return ""
+    items = []
+    for out in spec.outputs:
+        entry = written.get(out.id)
+        if entry is None:
+            continue
+        units = f" <small>[{html.escape(out.units)}]</small>" if out.units else ""
+        items.append(f'<li><a href="{html.escape(entry["path"])}"><code>{html.escape(out.id)}'
+                     f'</code></a>{units} {html.escape(out.description)}</li>')
+    return f'<ul class="outputs">{"".join(items)}</ul>'
+
+
 def render_index(
     run_dir: str | os.PathLike,
     manifests: Sequence[Mapping],
@@ -129,12 +147,14 @@ def render_index(
             headline_items.append(
                 f"<li>{html.escape(h.get('text') or k)}: <b>{_fmt_value(h.get('value'))}</b> "
                 f"{html.escape(h.get('units') or '')}</li>")
+        outputs_html = _outputs_html(run_dir, m)
         error = m.get("error")
         err_html = f'<div class="err">{html.escape(error)}</div>' if error else ""
         rows.append(
             f"<tr><td><code>{html.escape(m['stage'])}</code></td><td>{link}{err_html}</td>"
             f'<td style="color:{colour}"><b>{html.escape(status)}</b></td>'
-            f"<td>{'' if duration is None else f'{duration:,.1f} s'}</td><td>{head_html}</td></tr>"
+            f"<td>{'' if duration is None else f'{duration:,.1f} s'}</td><td>{head_html}</td>"
+            f"<td>{outputs_html}</td></tr>"
         )
     prov = provenance or {}
     prov_html = html.escape(json.dumps(prov, indent=2, default=str))
@@ -152,6 +172,7 @@ th {{ background: #f6f8fa; }}
 .err {{ color: #cf222e; font-size: .9em; white-space: pre-wrap; }}
 pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85em; }}
 .headlines li {{ margin: .2rem 0; }}
+.outputs {{ margin: 0; padding-left: 1rem; font-size: .85em; }}
 </style></head>
 <body>
 <h1>{html.escape(title)}</h1>
@@ -161,7 +182,7 @@ Resolved parameters: <a href="{html.escape(params_file)}">{html.escape(params_fi
 <ul class="headlines">{''.join(headline_items) or '<li>none yet</li>'}</ul>
 <h2>Stages</h2>
 <table><thead><tr><th>id</th><th>report</th><th>status</th><th>duration</th>
-<th>headlines</th></tr></thead>
+<th>headlines</th><th>outputs</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <h2>Provenance</h2>
 <pre>{prov_html}</pre>

@@ -29,38 +29,10 @@ from terracarbon.errors import StageError
 from terracarbon.data.io import write_json
 from terracarbon.pipeline.provenance import provenance
 from terracarbon.pipeline.params import validate_section
+from terracarbon.pipeline.stage_specs import STAGES, OutputSpec, StageSpec
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class StageSpec:
-    """What a stage is: its notebook, the parameter sections it reads, its upstream stages."""
-
-    stage_id: str
-    notebook: str
-    sections: tuple[str, ...]
-    upstream: tuple[str, ...]
-    title: str
-    optional_upstream: tuple[str, ...] = ()
-
-
-STAGES: dict[str, StageSpec] = {
-    spec.stage_id: spec
-    for spec in (
-        StageSpec("01_data_prep", "01_data_prep.ipynb",
-                  ("study", "synthetic", "grid", "data", "prep", "compute"), (),
-                  "Data preparation"),
-        StageSpec("02_train_models", "02_train_models.ipynb", ("study", "models", "compute"),
-                  ("01_data_prep",), "Model training"),
-        StageSpec("03_carbon_maps", "03_carbon_maps.ipynb", ("study", "maps", "compute"),
-                  ("01_data_prep", "02_train_models"), "Carbon maps"),
-        StageSpec("04_trends", "04_trends.ipynb", ("study", "trends", "compute"),
-                  ("01_data_prep",), "Trends", optional_upstream=("03_carbon_maps",)),
-        StageSpec("05_zoning", "05_zoning.ipynb", ("study", "zoning", "compute"),
-                  ("01_data_prep", "03_carbon_maps", "04_trends"), "Zoning"),
-    )
-}
 
 MANIFEST = "manifest.json"
 def _now() -> str:
@@ -167,7 +139,11 @@ class StageContext:
         return self.stage_dir / name
 
     def input(self, stage_id: str, output_id: str, *, required: bool = True) -> Path | None:
-        """Resolve an upstream artifact by stage and output id."""
+        """Resolve an upstream artifact by stage and output id (declared in the stage spec)."""
+        if not any(i.stage == stage_id and i.output == output_id for i in self.spec.inputs):
+            raise StageError(f"{self.stage_id}: reads {stage_id}/{output_id}, which its spec "
+                             "does not declare as an input; add it to "
+                             "terracarbon/pipeline/stage_specs.py")
         manifest = self.upstream.get(stage_id)
         if manifest is None:
             spec = STAGES[self.stage_id]
@@ -192,15 +168,70 @@ class StageContext:
     def upstream_units(self, stage_id: str, output_id: str) -> str | None:
         return self.upstream[stage_id]["outputs"][output_id].get("units")
 
-    def record(self, output_id: str, path: str | os.PathLike, *, units: str | None,
-               description: str) -> Path:
-        """Register an artifact already written (atomically) into the stage folder."""
+    @property
+    def spec(self) -> StageSpec:
+        return STAGES[self.stage_id]
+
+    def path_of(self, output_id: str, *, suffix: str | None = None) -> Path:
+        """Where declared output ``output_id`` lives (its parent folder is created).
+
+        ``suffix`` picks the other container of a dataset (``".nc"`` for ``cube.zarr``).
+        """
+        out = self._declared(output_id)
+        rel = out.path if suffix is None else out.path.rsplit(".", 1)[0] + suffix
+        if not out.matches(rel):
+            raise StageError(f"{self.stage_id}: output {output_id!r} cannot be written as {rel!r}")
+        path = self.stage_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _declared(self, output_id: str) -> OutputSpec:
+        try:
+            return self.spec.output(output_id)
+        except KeyError as err:
+            raise StageError(f"{err.args[0]}; declare it in "
+                             "terracarbon/pipeline/stage_specs.py") from None
+
+    def record(self, output_id: str, path: str | os.PathLike) -> Path:
+        """Register an artifact already written (atomically) at its declared path."""
+        out = self._declared(output_id)
         path = Path(path)
         if not path.exists():
             raise StageError(f"{self.stage_id}: output {output_id!r} at {path} was not written")
+        inside = os.path.relpath(path, self.stage_dir)
+        if not out.matches(inside.replace(os.sep, "/")):
+            raise StageError(f"{self.stage_id}: output {output_id!r} written to {inside!r}, but "
+                             f"stage_specs declares {out.path!r}")
         rel = os.path.relpath(path, self.run_dir)
-        self.outputs[output_id] = {"path": rel, "units": units, "description": description}
+        self.outputs[output_id] = {"path": rel, "units": out.units,
+                                   "description": out.description}
         return path
+
+    def save(self, output_id: str, obj: Any = None) -> Path:
+        """Write ``obj`` as declared output ``output_id`` (atomically) and record it.
+
+        By the output's kind: ``table`` a DataFrame (CSV), ``json`` a mapping, ``vector`` a
+        GeoDataFrame (GeoJSON), ``dataset`` an xarray Dataset (Zarr or NetCDF by the declared
+        suffix). A path (or None for a ``folder``) records what is already written there.
+        """
+        from terracarbon.data import io
+
+        out = self._declared(output_id)
+        if obj is None or isinstance(obj, (str, os.PathLike)):
+            return self.record(output_id, self.path_of(output_id) if obj is None else obj)
+        path = self.path_of(output_id)
+        if out.kind == "table":
+            written = io.write_table(obj, path, index=out.index)
+        elif out.kind == "json":
+            written = io.write_json(obj, path)
+        elif out.kind == "vector":
+            written = io.write_vector(obj, path)
+        elif out.kind == "dataset":
+            written = io.write_cube(obj, path)
+        else:
+            raise StageError(f"{self.stage_id}: output {output_id!r} is a {out.kind}; write it "
+                             "to ctx.path_of(...) and pass the path")
+        return self.record(output_id, written)
 
     def headline(self, key: str, value: Any, *, units: str = "", text: str = "") -> None:
         """A headline number shown on the run's index page."""
@@ -277,18 +308,18 @@ def _write_manifest(ctx: StageContext, *, status: str, **extra: Any) -> Path:
     return write_json(manifest, ctx.stage_dir / MANIFEST)
 
 
-def finish_stage(ctx: StageContext, *, outputs: Mapping[str, dict] | None = None) -> Path:
-    """Mark the stage complete and write its manifest.
-
-    ``outputs`` may add ``{id: {"path", "units", "description"}}`` entries not yet recorded
-    with :meth:`StageContext.record`. Every output must exist and say its units (use
-    ``units: "1"`` for dimensionless, ``None`` only for figures/reports).
+def finish_stage(ctx: StageContext, **artifacts: Any) -> Path:
+    """Save ``artifacts`` (``output_id=object``, see :meth:`StageContext.save`; None values
+    are outputs this run does not create), check the stage wrote every output its spec
+    requires, and mark it complete.
     """
-    for output_id, out in (outputs or {}).items():
-        ctx.record(output_id, out["path"], units=out.get("units"),
-                   description=out.get("description", ""))
-    if not ctx.outputs:
-        raise StageError(f"{ctx.stage_id}: finish_stage called with no outputs recorded")
+    for output_id, obj in artifacts.items():
+        if obj is not None:
+            ctx.save(output_id, obj)
+    missing = [o.id for o in ctx.spec.outputs if o.required and o.id not in ctx.outputs]
+    if missing:
+        raise StageError(f"{ctx.stage_id}: required outputs {missing} were not written; "
+                         "see terracarbon/pipeline/stage_specs.py")
     return _write_manifest(ctx, status="complete")
 
 

@@ -38,7 +38,7 @@ import xarray as xr
 from terracarbon import trends
 from terracarbon.data import io
 from terracarbon import viz as plot
-from terracarbon.pipeline import stages
+from terracarbon.pipeline import stage_specs, stages
 from terracarbon.errors import InputDataError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ __all__ = [
     "LAYERS",
     "DashboardServer",
     "LayerInfo",
-    "LayerSpec",
+    "DashboardLayer",
     "available_layers",
     "build_app",
     "default_pixel",
@@ -70,41 +70,22 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class LayerSpec:
-    """Where a dashboard layer lives: stage, manifest output id and variable name."""
+class DashboardLayer:
+    """A dashboard layer: the stage and output (manifest id) holding it, and its spec."""
 
-    key: str
-    label: str
     stage: str
     output: str
-    variable: str
-    categorical: bool = False
+    layer: stage_specs.LayerSpec
+
+    key = property(lambda self: self.layer.key)
+    label = property(lambda self: self.layer.label)
+    variable = property(lambda self: self.layer.variable)
+    categorical = property(lambda self: self.layer.categorical)
 
 
-LAYERS: tuple[LayerSpec, ...] = (
-    LayerSpec("total_density", "Total carbon density", "03_carbon_maps", "carbon",
-              "total_carbon_density"),
-    LayerSpec("veg_density", "Vegetation carbon density", "03_carbon_maps", "carbon",
-              "veg_carbon_density"),
-    LayerSpec("soil_density", "Soil carbon density", "03_carbon_maps", "carbon",
-              "soil_carbon_density"),
-    LayerSpec("storage", "Total carbon storage per pixel", "03_carbon_maps", "carbon",
-              "total_carbon_storage"),
-    LayerSpec("lower", "Total carbon density, lower bound", "03_carbon_maps", "carbon",
-              "total_carbon_density_lower"),
-    LayerSpec("upper", "Total carbon density, upper bound", "03_carbon_maps", "carbon",
-              "total_carbon_density_upper"),
-    LayerSpec("trend_class", "Trend class (Mann–Kendall, 5 classes)", "04_trends", "trends",
-              "trend5", categorical=True),
-    LayerSpec("slope", "Theil–Sen slope", "04_trends", "trends", "slope"),
-    LayerSpec("hurst", "Hurst exponent (R/S)", "04_trends", "trends", "hurst"),
-    LayerSpec("future", "Future trend (Sen + Hurst)", "04_trends", "trends", "future",
-              categorical=True),
-    LayerSpec("lisa_cluster", "LISA cluster", "05_zoning", "zoning", "cluster_by_year",
-              categorical=True),
-    LayerSpec("zone", "Management zone", "05_zoning", "zoning", "zone", categorical=True),
-)
-"""Every layer the dashboard knows, in menu order; :func:`available_layers` filters them."""
+LAYERS: tuple[DashboardLayer, ...] = tuple(
+    DashboardLayer(stage, output, layer) for stage, output, layer in stage_specs.dashboard_layers())
+"""Every layer the stage specs declare, in menu order; :func:`available_layers` filters them."""
 
 _SPECS = {spec.key: spec for spec in LAYERS}
 _SERIES_LAYER = "total_density"
@@ -119,7 +100,7 @@ class LayerInfo:
 
     Attributes
     ----------
-    spec : LayerSpec
+    spec : DashboardLayer
     path : pathlib.Path
         The cube holding the variable.
     units : str
@@ -128,7 +109,7 @@ class LayerInfo:
         Calendar years of an annual layer; empty for a static ``(y, x)`` layer.
     """
 
-    spec: LayerSpec
+    spec: DashboardLayer
     path: Path
     units: str
     years: tuple[int, ...]

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "CHROMIUM_ARGS",
-    "REPORT_STAGES",
     "bokeh_canvas_report",
     "capture",
     "chromium_path",
@@ -45,8 +44,6 @@ CHROMIUM_ARGS: tuple[str, ...] = (
 )
 """Chromium flags: no sandbox (root in containers), and no background traffic of its own."""
 
-REPORT_STAGES: tuple[str, ...] = ("01_data_prep", "02_train_models", "03_carbon_maps",
-                                  "04_trends", "05_zoning")
 
 _CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
@@ -188,7 +185,7 @@ def stage_reports(run_dir: str | os.PathLike) -> list[Path]:
     """The HTML report of each stage that has one (``<NN_stage>/<NN_stage>.html``)."""
     run = Path(run_dir)
     reports = []
-    for stage in REPORT_STAGES:
+    for stage in stages.STAGES:
         manifest = stages.read_manifest(run / stage)
         page = run / stage / f"{stage}.html"
         if manifest is not None and page.is_file():

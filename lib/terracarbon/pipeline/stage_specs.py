@@ -1,0 +1,282 @@
+"""What each stage is: its notebook, parameter sections, inputs and outputs — declared once.
+
+Modelled on InVEST's ``MODEL_SPEC``: every output a stage can write is declared here with its
+id, path (relative to the stage folder), kind, units, description and when it is created.
+The stage context checks what a notebook records against this table
+(:meth:`terracarbon.pipeline.stages.StageContext.save`), the runner orders and hashes
+stages by it, the run index and the dashboard read it, and the test helper
+``assert_complete_stage`` (tests/helpers.py) checks a finished stage folder against it.
+Nothing else lists stage ids, output paths or output units.
+
+Kinds: ``dataset`` (Zarr or NetCDF; the suffix follows ``prep.cube_format`` for the cube),
+``table`` (CSV), ``json``, ``vector`` (GeoJSON), ``folder`` (a directory of files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+OutputKind = Literal["dataset", "table", "json", "vector", "folder"]
+
+ALWAYS = "always"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A map layer of a dataset output, as the dashboard offers it.
+
+    ``key`` is the dashboard's name for the layer; ``variable`` the data variable.
+    """
+
+    key: str
+    label: str
+    variable: str
+    categorical: bool = False
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One artifact of a stage.
+
+    ``created`` says when the stage writes it: :data:`ALWAYS`, or a sentence naming the
+    condition ("when the study has a boundary"); only ``always`` outputs are required for the
+    stage to be complete.
+    """
+
+    id: str
+    path: str
+    kind: OutputKind
+    units: str | None
+    description: str
+    created: str = ALWAYS
+    layers: tuple[LayerSpec, ...] = ()
+    index: bool = False
+    """Tables only: write the DataFrame's index (a matrix with row labels)."""
+
+    @property
+    def required(self) -> bool:
+        return self.created == ALWAYS
+
+    def matches(self, relative_path: str) -> bool:
+        """True if ``relative_path`` (inside the stage folder) is where this output lives.
+
+        A dataset may be Zarr or NetCDF: ``cube.zarr`` and ``cube.nc`` both match ``cube.zarr``.
+        """
+        if relative_path == self.path:
+            return True
+        if self.kind == "dataset":
+            stem = self.path.rsplit(".", 1)[0]
+            return relative_path in (f"{stem}.zarr", f"{stem}.nc")
+        return False
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An upstream output a stage reads, by stage and output id."""
+
+    stage: str
+    output: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage: notebook, parameter sections, inputs (upstream outputs) and outputs."""
+
+    stage_id: str
+    notebook: str
+    title: str
+    sections: tuple[str, ...]
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[OutputSpec, ...]
+    optional_upstream: tuple[str, ...] = ()
+    _by_id: dict = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        ids = [o.id for o in self.outputs]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{self.stage_id}: duplicate output ids {ids}")
+        object.__setattr__(self, "_by_id", {o.id: o for o in self.outputs})
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Stages this one cannot run without (those of its inputs, minus optional ones)."""
+        seen: list[str] = []
+        for inp in self.inputs:
+            if inp.stage not in seen and inp.stage not in self.optional_upstream:
+                seen.append(inp.stage)
+        return tuple(seen)
+
+    def output(self, output_id: str) -> OutputSpec:
+        """The declared output ``output_id`` (KeyError listing the declared ids otherwise)."""
+        try:
+            return self._by_id[output_id]
+        except KeyError:
+            raise KeyError(f"{self.stage_id} declares no output {output_id!r}; it declares "
+                           f"{sorted(self._by_id)}") from None
+
+
+_FIGURES = OutputSpec("figures", "figures", "folder", None,
+                      "publication figures (PNG 300 dpi, SVG, PDF)")
+_CLASS_SHARE_UNITS = "area_ha: ha; share_pct: %"
+
+STAGES: dict[str, StageSpec] = {
+    spec.stage_id: spec
+    for spec in (
+        StageSpec(
+            "01_data_prep", "01_data_prep.ipynb", "Data preparation",
+            ("study", "synthetic", "grid", "data", "prep", "compute"),
+            inputs=(),
+            outputs=(
+                OutputSpec("cube", "cube.zarr", "dataset", "see variable attributes",
+                           "aligned covariate cube (year, y, x)"),
+                OutputSpec("samples", "samples.csv", "table", "t C ha-1",
+                           "field plots with same-year covariates"),
+                OutputSpec("vif", "vif.csv", "table", "1",
+                           "variance inflation factor per covariate"),
+                OutputSpec("correlation", "correlation.csv", "table", "1",
+                           "Pearson correlation of the continuous covariates", index=True),
+                OutputSpec("boundary", "boundary.geojson", "vector", None,
+                           "study boundary in the grid CRS",
+                           created="when the study has a boundary"),
+                OutputSpec("truth", "synthetic_inputs/truth/truth.nc", "dataset", "t C ha-1",
+                           "synthetic ground truth", created="for the synthetic study"),
+            ),
+        ),
+        StageSpec(
+            "02_train_models", "02_train_models.ipynb", "Model training",
+            ("study", "models", "compute"),
+            inputs=(InputSpec("01_data_prep", "cube"), InputSpec("01_data_prep", "samples"),
+                    InputSpec("01_data_prep", "truth", required=False)),
+            outputs=(
+                OutputSpec("models", "models", "folder", "t C ha-1",
+                           "fitted models with model cards"),
+                OutputSpec("metrics", "metrics.csv", "table",
+                           "r2: 1; rmse, mae: t C ha-1; ssim: 1",
+                           "model x target x cv_scheme x split metrics"),
+                OutputSpec("comparison", "comparison.csv", "table", "t C ha-1",
+                           "model comparison (spatial and random CV)"),
+                OutputSpec("importance", "importance.csv", "table", "r2 drop",
+                           "RF impurity and permutation importance",
+                           created="when the random forest is a candidate"),
+                OutputSpec("best_model", "best_model.json", "json", None,
+                           "default model for mapping"),
+                OutputSpec("aoa", "aoa.nc", "dataset", "1", "dissimilarity index and AOA mask"),
+            ),
+        ),
+        StageSpec(
+            "03_carbon_maps", "03_carbon_maps.ipynb", "Carbon maps",
+            ("study", "maps", "compute"),
+            inputs=(InputSpec("01_data_prep", "cube"), InputSpec("01_data_prep", "samples"),
+                    InputSpec("01_data_prep", "boundary", required=False),
+                    InputSpec("01_data_prep", "truth", required=False),
+                    InputSpec("02_train_models", "models"),
+                    InputSpec("02_train_models", "best_model"),
+                    InputSpec("02_train_models", "aoa")),
+            outputs=(
+                OutputSpec("carbon", "carbon.zarr", "dataset", "density t C ha-1; storage t C",
+                           "density, bounds and storage per year and pool",
+                           layers=(
+                               LayerSpec("total_density", "Total carbon density",
+                                         "total_carbon_density"),
+                               LayerSpec("veg_density", "Vegetation carbon density",
+                                         "veg_carbon_density"),
+                               LayerSpec("soil_density", "Soil carbon density",
+                                         "soil_carbon_density"),
+                               LayerSpec("storage", "Total carbon storage per pixel",
+                                         "total_carbon_storage"),
+                               LayerSpec("lower", "Total carbon density, lower bound",
+                                         "total_carbon_density_lower"),
+                               LayerSpec("upper", "Total carbon density, upper bound",
+                                         "total_carbon_density_upper"),
+                           )),
+                OutputSpec("totals", "totals.csv", "table", "Tg C", "storage per year and pool"),
+                OutputSpec("change", "change.csv", "table", "Tg C",
+                           "change between years per pool"),
+                OutputSpec("by_landuse", "by_landuse.csv", "table", "area_ha: ha; *_Tg: Tg C",
+                           "storage by land-use class"),
+                OutputSpec("contribution", "ecosystem_contribution.csv", "table",
+                           "change_Tg: Tg C; share: %", "ecosystem contribution to change"),
+                OutputSpec("transitions", "transitions.csv", "table", "ha",
+                           "land-use transition matrix, first to last year", index=True),
+                OutputSpec("decomposition", "decomposition.csv", "table", "t C; Tg C",
+                           "change by transition"),
+                OutputSpec("by_region", "by_region.csv", "table", "area_ha: ha; *_Tg: Tg C",
+                           "storage per reporting unit",
+                           created="when the boundary has several reporting units"),
+                _FIGURES,
+                OutputSpec("lookup_comparison", "lookup_comparison.csv", "table", "Tg C",
+                           "model vs land-use lookup totals"),
+                OutputSpec("products", "products", "folder", "t C ha-1; t C",
+                           "COG GeoTIFFs of density and storage, first and last year"),
+            ),
+        ),
+        StageSpec(
+            "04_trends", "04_trends.ipynb", "Trends",
+            ("study", "trends", "compute"),
+            inputs=(InputSpec("01_data_prep", "cube"),
+                    InputSpec("01_data_prep", "boundary", required=False),
+                    InputSpec("01_data_prep", "truth", required=False),
+                    InputSpec("03_carbon_maps", "carbon", required=False)),
+            optional_upstream=("03_carbon_maps",),
+            outputs=(
+                OutputSpec("trends", "trends.zarr", "dataset",
+                           "slope: units of the series per year; z, p, tau, cv, hurst: 1",
+                           "trend statistics of the series",
+                           layers=(
+                               LayerSpec("trend_class", "Trend class (Mann–Kendall, 5 classes)",
+                                         "trend5", categorical=True),
+                               LayerSpec("slope", "Theil–Sen slope", "slope"),
+                               LayerSpec("hurst", "Hurst exponent (R/S)", "hurst"),
+                               LayerSpec("future", "Future trend (Sen + Hurst)", "future",
+                                         categorical=True),
+                           )),
+                _FIGURES,
+                OutputSpec("trend_shares", "trend_shares.csv", "table", _CLASS_SHARE_UNITS,
+                           "area per MK trend class"),
+                OutputSpec("trend5_by_landuse", "trend5_by_landuse.csv", "table",
+                           _CLASS_SHARE_UNITS, "5-class trend areas per land-use class"),
+                OutputSpec("future_shares", "future_shares.csv", "table", _CLASS_SHARE_UNITS,
+                           "Sen+Hurst future-trend areas per land-use class"),
+                OutputSpec("driving_shares", "driving_shares.csv", "table", _CLASS_SHARE_UNITS,
+                           "area per driving type", created="when trends.drivers are in the cube"),
+            ),
+        ),
+        StageSpec(
+            "05_zoning", "05_zoning.ipynb", "Zoning",
+            ("study", "zoning", "compute"),
+            inputs=(InputSpec("01_data_prep", "boundary", required=False),
+                    InputSpec("01_data_prep", "truth", required=False),
+                    InputSpec("03_carbon_maps", "carbon"), InputSpec("04_trends", "trends")),
+            outputs=(
+                OutputSpec("lisa", "lisa.zarr", "dataset", "Is, p_sim: 1; codes: see flag_meanings",
+                           "LISA statistics and clusters of every year"),
+                OutputSpec("zoning", "zoning.zarr", "dataset",
+                           "Is, p: 1; codes: see flag_meanings",
+                           "LISA of the last year, clusters per year, management zones",
+                           layers=(
+                               LayerSpec("lisa_cluster", "LISA cluster", "cluster_by_year",
+                                         categorical=True),
+                               LayerSpec("zone", "Management zone", "zone", categorical=True),
+                           )),
+                _FIGURES,
+                OutputSpec("moran", "moran.csv", "table", "I, z, p: 1",
+                           "global Moran's I per year"),
+                OutputSpec("cluster_shares", "cluster_shares.csv", "table", _CLASS_SHARE_UNITS,
+                           "LISA cluster area per year"),
+                OutputSpec("zones", "zones.csv", "table", "area_ha: ha; share_pct: %; *_Tg: Tg C",
+                           "area and carbon per zone"),
+            ),
+        ),
+    )
+}
+"""Every stage, in run order. The one list of stage ids."""
+
+STAGE_IDS: tuple[str, ...] = tuple(STAGES)
+
+
+def dashboard_layers() -> tuple[tuple[str, str, LayerSpec], ...]:
+    """``(stage id, output id, layer)`` of every map layer the stages declare, in menu order."""
+    return tuple((spec.stage_id, out.id, layer)
+                 for spec in STAGES.values() for out in spec.outputs for layer in out.layers)
