@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 
-from terracarbon.errors import TerracarbonError
+from terracarbon.errors import RunInterrupted, TerracarbonError
 from terracarbon.pipeline.params import DEFAULT_PARAMS, REPO_ROOT, load_params
 from terracarbon.pipeline.runner import run_study
 
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # SIGTERM (a batch scheduler, `kill`) ends the run the way Ctrl-C does: cleanly
+    previous = signal.signal(signal.SIGTERM, _terminate)
     t0 = time.time()
 
     def progress(message: str) -> None:
@@ -55,11 +58,24 @@ def main(argv: list[str] | None = None) -> int:
 
             for path in capture_with_dashboard(run_dir):
                 progress(f"screenshot {path}")
+    except RunInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted; completed stages are kept, nothing half-written is left; rerun "
+              "the same command to resume.", file=sys.stderr)
+        return 130
     except TerracarbonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"done in {time.time() - t0:.1f} s; open {run_dir / 'index.html'}")
     return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -30,3 +30,7 @@ class StageError(TerracarbonError, RuntimeError):
 
 class ModelError(TerracarbonError, ValueError):
     """A model cannot be trained or applied with the data given (too few plots, missing features)."""
+
+
+class RunInterrupted(StageError):
+    """The user interrupted a run (Ctrl-C, SIGTERM); what completed is kept, a rerun resumes."""

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from terracarbon.errors import ParameterError
+from terracarbon.pipeline.runfolder import SLUG
 from terracarbon.pipeline.stage_specs import STAGE_IDS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -216,10 +217,18 @@ def load_params(
     if study is not None:
         study_path = Path(study)
         study_params = read_yaml(study_path)
+        if not study_params:
+            raise ParameterError(
+                f"{study_path}: the study file is empty. To run the built-in synthetic study, "
+                "run without --params; for your own data, describe it as in "
+                "params/examples/china_agb_rf.yaml."
+            )
         study_params = resolve_data_paths(study_params, study_path.parent)
         params = deep_merge(params, study_params)
         sources.append(str(study_path))
     params = apply_overrides(params, overrides)
+    # paths given with --set are relative to where the command runs
+    params = resolve_data_paths(params, Path.cwd())
     validate(params, schema, source=" <- ".join(sources), check_files=validate_files)
     params["_meta"] = {"sources": sources, "overrides": list(overrides)}
     return params
@@ -377,6 +386,10 @@ def validate(
     """Check ``params`` against ``schema`` (the defaults); raise one error listing all problems."""
     problems = Problems()
     _walk("", params, schema, problems)
+    name = (params.get("study") or {}).get("name")
+    if isinstance(name, str) and not SLUG.match(name) or isinstance(name, str) and ".." in name:
+        problems.add("study.name", f"{name!r} is not a plain folder name: use letters, digits, "
+                     "'.', '_' or '-' (it names the run folder inside --runs-dir)")
     window = (params.get("prep") or {}).get("composite_window", 1)
     if isinstance(window, int) and window % 2 == 0:
         problems.add("prep.composite_window", f"= {window}: use an odd number of years "

@@ -90,7 +90,7 @@ def external_references(page: str) -> list[str]:
 
 
 _STATUS_COLOUR = {"complete": "#1a7f37", "skipped": "#1a7f37", "failed": "#cf222e",
-                  "running": "#9a6700", "not run": "#57606a"}
+                  "running": "#9a6700", "interrupted": "#9a6700", "not run": "#57606a"}
 
 
 def _fmt_value(value: object) -> str:
@@ -116,6 +116,13 @@ def _outputs_html(run_dir: Path, manifest: Mapping) -> str:
     return f'<ul class="outputs">{"".join(items)}</ul>'
 
 
+def _warnings_html(warnings: Sequence[str]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return f'<h2>Warnings</h2>\n<ul class="warnings">{items}</ul>\n'
+
+
 def render_index(
     run_dir: str | os.PathLike,
     manifests: Sequence[Mapping],
@@ -123,6 +130,7 @@ def render_index(
     params_file: str,
     title: str,
     provenance: Mapping | None = None,
+    warnings: Sequence[str] = (),
 ) -> Path:
     """Write ``runs/<name>/index.html`` linking every stage report, offline and atomic.
 
@@ -172,13 +180,14 @@ th {{ background: #f6f8fa; }}
 .err {{ color: #cf222e; font-size: .9em; white-space: pre-wrap; }}
 pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85em; }}
 .headlines li {{ margin: .2rem 0; }}
+.warnings li {{ color: #9a6700; }}
 .outputs {{ margin: 0; padding-left: 1rem; font-size: .85em; }}
 </style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p>Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by terracarbon.
 Resolved parameters: <a href="{html.escape(params_file)}">{html.escape(params_file)}</a>.</p>
-<h2>Headline numbers</h2>
+{_warnings_html(warnings)}<h2>Headline numbers</h2>
 <ul class="headlines">{''.join(headline_items) or '<li>none yet</li>'}</ul>
 <h2>Stages</h2>
 <table><thead><tr><th>id</th><th>report</th><th>status</th><th>duration</th>

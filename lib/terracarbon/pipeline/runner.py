@@ -14,11 +14,12 @@ from pathlib import Path
 
 import yaml
 
-from terracarbon.pipeline import report
+from terracarbon.pipeline import preflight, report
 from terracarbon.pipeline import stages
-from terracarbon.errors import ParameterError, StageError
+from terracarbon.errors import ParameterError, RunInterrupted, StageError
 from terracarbon.data.io import atomic_path
 from terracarbon.pipeline.params import REPO_ROOT
+from terracarbon.pipeline.runfolder import RunLock, remove_temporaries, run_folder
 
 log = logging.getLogger(__name__)
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -120,18 +121,37 @@ def run_study(
     failing cell, and earlier stages are untouched. ``index.html`` is rewritten after every
     stage.
 
+    The run folder is locked for the duration (:class:`~terracarbon.pipeline.runfolder.RunLock`):
+    a second run into the same folder stops with a message. Input files are fingerprinted
+    (:mod:`~terracarbon.pipeline.fingerprints`): an edited input reruns the stages reading it.
+
     Raises
     ------
     StageError
-        When a stage fails (after writing its report and the index).
+        When a stage fails (after writing its report and the index), or the folder is in use.
+    RunInterrupted
+        On Ctrl-C / SIGTERM: the running stage's manifest says ``interrupted``, its temporary
+        files are removed, the index is rewritten; a rerun resumes at that stage.
     """
-    import papermill
-
-    run_dir = Path(runs_dir).resolve() / params["study"]["name"]
+    run_dir = run_folder(runs_dir, params["study"]["name"])
     listed = list(params["study"]["stages"])
     todo = select_stages(listed, start=start, only=only)
     check_notebook_parameters(todo, notebook_dir)
+    warnings = preflight.check_study(params, todo)
+    for warning in warnings:
+        progress(f"warning: {warning}")
+    params = {**params, "_meta": {**params.get("_meta", {}), "warnings": warnings}}
     run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        return _run_locked(params, run_dir, todo, force=force, notebook_dir=notebook_dir,
+                           progress=progress)
+
+
+def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
+                notebook_dir: Path, progress: Callable[[str], None]
+                ) -> tuple[Path, list[StageResult]]:
+    import papermill
+
     params_file = run_dir / "params.yaml"
     clean = {k: v for k, v in params.items() if k != "_meta"}
     with atomic_path(params_file) as tmp:
@@ -142,8 +162,7 @@ def run_study(
     for stage_id in todo:
         spec = stages.STAGES[stage_id]
         sections = {name: params[name] for name in spec.sections}
-        expected = stages.stage_hash(stages.params_hash(sections),
-                                     stages.upstream_hashes(run_dir, stage_id))
+        expected, _ = stages.expected_stage_hash(run_dir, stage_id, sections)
         source_hash = stages.file_hash(notebook_dir / spec.notebook)
         if not force and stages.is_up_to_date(run_dir, stage_id, expected,
                                               source_hash=source_hash):
@@ -158,6 +177,16 @@ def run_study(
         error = None
         try:
             out_nb = _execute(stage_id, params, run_dir, notebook_dir)
+        except KeyboardInterrupt:
+            stages.update_manifest(run_dir / stage_id, stage=stage_id, title=spec.title,
+                                   status="interrupted", duration_s=round(time.time() - t0, 2),
+                                   error="interrupted by the user; rerun to resume here")
+            remove_temporaries(run_dir)
+            write_index(run_dir, params)
+            raise RunInterrupted(
+                f"interrupted during {stage_id}; earlier stages are complete and kept, "
+                f"nothing half-written is left. Rerun the same command to resume at {stage_id}."
+            ) from None
         except papermill.PapermillExecutionError as exc:
             out_nb = run_dir / stage_id / spec.notebook
             error = (f"stage {stage_id} failed in cell {exc.exec_count} "
@@ -205,4 +234,5 @@ def write_index(run_dir: Path, params: dict) -> Path:
                                       "title": stages.STAGES[stage_id].title})
     return report.render_index(run_dir, manifests, params_file="params.yaml",
                                title=f"terracarbon run '{params['study']['name']}'",
-                               provenance=stages.provenance())
+                               provenance=stages.provenance(),
+                               warnings=params.get("_meta", {}).get("warnings", ()))

@@ -4,9 +4,10 @@ A run lives in ``runs/<name>/``; stage ``NN_id`` writes into ``runs/<name>/NN_id
 artifacts, the executed notebook, its HTML and ``manifest.json``. A stage reads earlier stages
 only through their manifests' ``outputs`` (by id), never by globbing paths.
 
-Manifest fields: ``stage``, ``status`` (``running``/``complete``/``failed``), ``started``,
-``finished``, ``duration_s``, ``params`` (the sections the stage uses), ``params_hash``,
-``upstream`` (``{stage: stage_hash}``), ``stage_hash`` (params hash + upstream hashes: what a
+Manifest fields: ``stage``, ``status`` (``running``/``complete``/``failed``/``interrupted``),
+``started``, ``finished``, ``duration_s``, ``params`` (the sections the stage uses),
+``params_hash``, ``upstream`` (``{stage: stage_hash}``), ``inputs`` (``{input file:
+fingerprint}``), ``stage_hash`` (params hash + upstream hashes + input fingerprints: what a
 rerun compares), ``outputs`` (``{id: {path, units, description}}``, paths relative to the run
 folder), ``headlines`` (``{key: {value, units, text}}``), ``provenance`` (git commit, dirty
 flag, package versions) and, added by the runner, ``notebook``, ``report``, ``error``.
@@ -28,6 +29,7 @@ from typing import Any
 from terracarbon.errors import StageError
 from terracarbon.data.io import write_json
 from terracarbon.pipeline.provenance import provenance
+from terracarbon.pipeline.fingerprints import fingerprints_hash, input_fingerprints
 from terracarbon.pipeline.params import validate_section
 from terracarbon.pipeline.stage_specs import STAGES, OutputSpec, StageSpec
 
@@ -56,10 +58,24 @@ def params_hash(sections: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def stage_hash(p_hash: str, upstream: Mapping[str, str]) -> str:
-    """Combine a stage's parameter hash with its upstream stages' hashes."""
-    blob = json.dumps({"params": p_hash, "upstream": dict(sorted(upstream.items()))}).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def stage_hash(p_hash: str, upstream: Mapping[str, str],
+               inputs: Mapping[str, str] | None = None) -> str:
+    """Combine a stage's parameter hash, its upstream stages' hashes and its input files'
+    fingerprints (:mod:`terracarbon.pipeline.fingerprints`; none for the synthetic study)."""
+    record: dict[str, Any] = {"params": p_hash, "upstream": dict(sorted(upstream.items()))}
+    if inputs:
+        record["inputs"] = fingerprints_hash(inputs)
+    return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
+
+
+def expected_stage_hash(run_dir: str | os.PathLike, stage_id: str,
+                        sections: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """The hash a run of ``stage_id`` with ``sections`` would record, and its input fingerprints.
+
+    The runner compares it with the manifest to decide whether the stage is up to date.
+    """
+    inputs = input_fingerprints(sections)
+    return stage_hash(params_hash(sections), upstream_hashes(run_dir, stage_id), inputs), inputs
 
 
 def read_manifest(stage_dir: str | os.PathLike) -> dict | None:
@@ -125,6 +141,7 @@ class StageContext:
     upstream: dict[str, dict]
     params_hash: str
     stage_hash: str
+    inputs: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     outputs: dict[str, dict] = field(default_factory=dict)
     headlines: dict[str, dict] = field(default_factory=dict)
@@ -274,13 +291,15 @@ def open_stage(
     sections = {name: params[name] for name in spec.sections}
     up_hashes = upstream_hashes(run_dir, stage_id)
     p_hash = params_hash(sections)
+    inputs = input_fingerprints(sections)
     ctx = StageContext(
         run_dir=run_dir,
         stage_id=stage_id,
         params=dict(sections),
         upstream={up: read_manifest(run_dir / up) or {} for up in up_hashes},
         params_hash=p_hash,
-        stage_hash=stage_hash(p_hash, up_hashes),
+        stage_hash=stage_hash(p_hash, up_hashes, inputs),
+        inputs=inputs,
     )
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     _write_manifest(ctx, status="running")
@@ -300,6 +319,7 @@ def _write_manifest(ctx: StageContext, *, status: str, **extra: Any) -> Path:
         "params_hash": ctx.params_hash,
         "upstream": {up: m.get("stage_hash") for up, m in ctx.upstream.items()},
         "stage_hash": ctx.stage_hash,
+        "inputs": ctx.inputs,
         "outputs": ctx.outputs,
         "headlines": ctx.headlines,
         "provenance": provenance() if status != "running" else previous.get("provenance"),
