@@ -3,7 +3,7 @@
 This module holds :class:`GridSpec` (one projected, square-pixel, north-up grid per study),
 :func:`align_to_grid` (reproject/resample any raster onto the grid with rioxarray/GDAL)
 and :func:`region_mask` (rasterise the study boundary). The public entry point is
-:mod:`terracarbon.prep`, which re-exports these names.
+:mod:`terracarbon.data.prep`, which re-exports these names.
 
 Conventions (``docs/architecture.md``): ``x``/``y`` are pixel centres in CRS units (metres),
 ``y`` decreases with row index, the CRS is attached with rioxarray (``spatial_ref``).
@@ -23,8 +23,9 @@ import pyproj
 import xarray as xr
 from affine import Affine
 
+from terracarbon.checks import check_choice
+from terracarbon.data.io import history_line, update_history
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
-from terracarbon.data.io import history_line
 
 if TYPE_CHECKING:
     import geopandas
@@ -406,16 +407,11 @@ def default_resampling(da: xr.DataArray, grid: GridSpec, *, kind: Kind) -> str:
     return "average" if finer else "bilinear"
 
 
-def _check_choice(value: Any, choices: tuple[str, ...], *, what: str) -> None:
-    if value not in choices:
-        raise ParameterError(f"{what}: got {value!r}, expected one of {list(choices)}.")
-
-
 def _ignore_spurious_warp_warning() -> None:
     """Silence rasterio's NotGeoreferencedWarning raised inside ``rasterio.warp``.
 
     When several threads reproject in-memory arrays at once (dask tasks of
-    :func:`terracarbon.prep.build_cube`), GDAL's thread-shared error state makes
+    :func:`terracarbon.data.prep.build_cube`), GDAL's thread-shared error state makes
     ``rasterio.warp.reproject`` warn "Dataset has no geotransform" for arrays that do have
     one (odc-geo#131, geoutils#851); results are unaffected (tests compare chunked and
     in-memory cubes) and the warning would only clutter the reports. Every source reaching
@@ -442,7 +438,7 @@ def align_to_grid(
     ----------
     da : xarray.DataArray
         ``(y, x)`` or ``(..., y, x)`` raster with a CRS (``da.rio.crs``), e.g. from
-        :func:`terracarbon.prep.read_layer`. Continuous layers are float with NaN nodata;
+        :func:`terracarbon.data.prep.read_layer`. Continuous layers are float with NaN nodata;
         categorical layers are integer with 0 nodata. Units are whatever ``da.attrs['units']``
         says and are kept.
     grid : GridSpec
@@ -474,9 +470,9 @@ def align_to_grid(
     import rioxarray  # noqa: F401
     from rasterio.enums import Resampling
 
-    _check_choice(kind, KINDS, what="kind")
+    check_choice(kind, KINDS, name="kind")
     if resampling is not None:
-        _check_choice(resampling, RESAMPLING_NAMES, what="resampling")
+        check_choice(resampling, RESAMPLING_NAMES, name="resampling")
         if kind == "categorical" and resampling not in ("nearest", "mode", "min", "max", "med"):
             raise ParameterError(
                 f"resampling: {resampling!r} would invent class codes for a categorical layer; "
@@ -518,8 +514,10 @@ def align_to_grid(
     out.attrs = {k: v for k, v in da.attrs.items()
                  if k in ("units", "long_name", "source", "band", "year")}
     out.attrs["resampling"] = method
-    out.attrs["history"] = history_line("align_to_grid", source=name, kind=kind,
-                                        resampling=method, resolution_m=grid.resolution)
+    # the input's lineage (if it has one) followed by this step, which names the source file
+    out.attrs["history"] = update_history(
+        history_line("align_to_grid", source=name, kind=kind, resampling=method,
+                     resolution_m=grid.resolution), da)
     out.name = da.name
     return out
 
@@ -573,9 +571,11 @@ def region_mask(boundary: "geopandas.GeoDataFrame", grid: GridSpec) -> xr.DataAr
     mask = xr.DataArray(burned.astype(bool), dims=("y", "x"), coords={"y": y, "x": x},
                         name="region_mask")
     mask = attach_grid(mask, grid)
+    # a GeoDataFrame carries attrs like a DataFrame: keep the boundary's lineage, if any
     mask.attrs = {"units": "1", "long_name": "inside the study boundary",
-                  "history": history_line("region_mask", n_polygons=len(geoms),
-                                          resolution_m=grid.resolution)}
+                  "history": update_history(history_line("region_mask", n_polygons=len(geoms),
+                                                         resolution_m=grid.resolution),
+                                            boundary)}
     return mask
 
 

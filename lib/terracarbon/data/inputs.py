@@ -2,6 +2,13 @@
 
 The data-prep stage calls :func:`resolve_inputs` once; everything after it (alignment,
 clipping, plots) runs the same code path for synthetic and real data.
+
+This module decides *which* files a study reads and on *which* grid: it writes the synthetic
+study when enabled, or takes the params ``data:`` and ``grid:`` blocks as given, and returns
+their description (:class:`StudyInputs`). It reads no layer itself (only the boundary, to size
+the grid). :mod:`terracarbon.data.io`, by contrast, is how the stages read and write their
+own artifacts (atomic writes, CF attributes, units); :mod:`terracarbon.data.prep` reads the
+input layers this module points to.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ class StudyInputs:
     ----------
     data : dict
         A ``data:`` block (layers, years, boundary, plots) with absolute paths.
-    grid : terracarbon.grid.GridSpec
+    grid : terracarbon.data.grid.GridSpec
         The target grid.
     truth : Path or None
         The synthetic study's ground truth (NetCDF), None for real data.

@@ -1,16 +1,16 @@
-"""Data preparation: rasters onto the study grid, the covariate cube, field plots, VIF.
+"""Data preparation: rasters onto the study grid, the covariate cube, survey plots, VIF.
 
 This is the public facade of the data-prep stage. Where things live:
 
 * this module: reading inputs described by the params ``data:`` block —
   :func:`read_boundary`, :func:`read_layer`, :func:`available_years` — and assembling the
   cube, :func:`build_cube`;
-* :mod:`terracarbon.grid`: :class:`GridSpec`, :func:`align_to_grid`, :func:`region_mask`
+* :mod:`terracarbon.data.grid`: :class:`GridSpec`, :func:`align_to_grid`, :func:`region_mask`
   (re-exported here);
-* :mod:`terracarbon.fieldplots`: the sample table — :func:`read_plots`, :func:`drop_outside`,
-  :func:`remove_outliers`, :func:`extract_covariates`, :func:`augment_npp_ratio` — and the
-  multicollinearity checks :func:`correlation_matrix`, :func:`vif_table`,
-  :func:`flag_collinear` (re-exported here).
+* :mod:`terracarbon.data.survey`: survey plots (field plots) as the sample table —
+  :func:`read_plots`, :func:`drop_outside`, :func:`remove_outliers`,
+  :func:`extract_covariates`, :func:`augment_npp_ratio` — and the multicollinearity checks
+  :func:`correlation_matrix`, :func:`vif_table`, :func:`flag_collinear` (re-exported here).
 
 The ``data:`` block (``params/*.yaml``)::
 
@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 from terracarbon.data.grid import (
     CATEGORICAL_NODATA,
     KINDS,
@@ -49,19 +48,20 @@ from terracarbon.data.grid import (
     region_mask,
     unit_raster,
 )
-from terracarbon.data.io import history_line
+from terracarbon.data.io import history_line, update_history
 from terracarbon.data.survey import (
+    PreparedSamples,
     augment_npp_ratio,
     correlation_matrix,
     drop_outside,
     extract_covariates,
-    PreparedSamples,
     flag_collinear,
     prepare_samples,
     read_plots,
     remove_outliers,
     vif_table,
 )
+from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
 __all__ = [
     "cube_summary", "prepare_samples", "PreparedSamples", "random_pixels", "collinearity",
@@ -74,6 +74,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     import geopandas
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,7 @@ def build_cube(
     chunks : mapping, optional
         ``{"y": px, "x": px}`` (pixels; e.g. ``compute.start(...).chunks``): build the cube
         lazily, one dask task per layer and year (read, align, clip), chunked one year by
-        ``px`` x ``px``. Writing it (:func:`terracarbon.io.write_cube`) then streams layer
+        ``px`` x ``px``. Writing it (:func:`terracarbon.data.io.write_cube`) then streams layer
         by layer and year by year instead of holding the cube in memory. Default: in
         memory (NumPy). Both give identical values.
 
@@ -621,7 +622,9 @@ def add_temporal_composites(
             "composite_of": name,
             "comment": "mean over years t-h..t+h, h=(window-1)/2, truncated at the ends of "
                        "the period; NaN years skipped",
-            "history": history_line("add_temporal_composites", variable=name, window=window),
+            # the input variable's lineage, then this step
+            "history": update_history(
+                history_line("add_temporal_composites", variable=name, window=window), da),
         })
         if da.chunks is not None:  # rolling re-chunks along year; Zarr wants the source's
             composite = composite.chunk(dict(zip(da.dims, da.chunks)))

@@ -1,9 +1,16 @@
-"""Field plots: the sample table (read, clean, extract covariates, augment) and collinearity.
+"""Survey plots (field plots): the sample table and the collinearity of its covariates.
+
+Survey plots, or field plots, are the sites where carbon density was measured on the ground.
+This module reads them into the sample table, drops those off the grid or outside the region,
+blanks outlying values, extracts the covariates at each plot, adds NPP-ratio pseudo-plots,
+and screens the covariates for collinearity (correlation, VIF). (Maps and charts of plots are
+drawn by :mod:`terracarbon.viz`, not here.)
 
 The sample table follows ``docs/architecture.md``: one row per plot and year with
 ``plot_id, year, x, y, veg_carbon_t_ha, soil_carbon_t_ha, row, col, augmented`` and one column
-per extracted covariate (units of the cube variable). The public entry point is
-:mod:`terracarbon.prep`, which re-exports these functions.
+per extracted covariate (units of the cube variable). Every table derived from it carries the
+sample table's ``history`` (``df.attrs``) with its own step appended. The public entry point
+is :mod:`terracarbon.data.prep`, which re-exports these functions.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
-from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
-from terracarbon.data.io import history_line
+from terracarbon.checks import require_columns
 from terracarbon.conventions import DENSITY_UNITS
+from terracarbon.data.io import history_line, update_history
+from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
 if TYPE_CHECKING:
     from terracarbon.data.grid import GridSpec
@@ -44,18 +52,10 @@ def _sample_attrs(grid_crs: Any, **history: Any) -> dict[str, Any]:
             "history": history_line(**history)}
 
 
-def _require_columns(df: pd.DataFrame, columns: Sequence[str], *, where: str, fix: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputDataError(
-            f"{where}: column(s) {missing} not found; columns present: {list(df.columns)}. {fix}"
-        )
-
-
 # -- reading -----------------------------------------------------------------------------
 
 def read_plots(plot_spec: Mapping[str, Any], grid: "GridSpec") -> pd.DataFrame:
-    """Read field plots from CSV into the sample table on the grid's CRS.
+    """Read the survey plots (field plots) from CSV into the sample table on the grid's CRS.
 
     Parameters
     ----------
@@ -101,8 +101,8 @@ def read_plots(plot_spec: Mapping[str, Any], grid: "GridSpec") -> pd.DataFrame:
     table = pd.read_csv(path)
     wanted = [plot_spec[k] for k in ("x_column", "y_column", "year_column", "id_column",
                                      "veg_column", "soil_column") if plot_spec.get(k)]
-    _require_columns(table, wanted, where=f"plots CSV {path.name!r}",
-                     fix="Fix the *_column keys of data.plots.")
+    require_columns(table, wanted, name=f"plots CSV {path.name!r}",
+                    fix="Fix the *_column keys of data.plots.")
     x_in = _numeric(table[plot_spec["x_column"]], path, plot_spec["x_column"], allow_nan=False)
     y_in = _numeric(table[plot_spec["y_column"]], path, plot_spec["y_column"], allow_nan=False)
     years = _numeric(table[plot_spec["year_column"]], path, plot_spec["year_column"],
@@ -176,7 +176,7 @@ def drop_outside(
     n_dropped : int
         Number of rows removed.
     """
-    _require_columns(samples, ["x", "y"], where="samples", fix="Build it with read_plots.")
+    require_columns(samples, ["x", "y"], name="samples", fix="Build it with read_plots.")
     row, col = grid.rowcol(samples["x"].to_numpy(), samples["y"].to_numpy())
     inside = row >= 0
     if mask is not None:
@@ -239,7 +239,7 @@ def remove_outliers(
             f"samples: no target column {list(TARGET_COLUMNS)}; build it with read_plots."
         )
     if by is not None:
-        _require_columns(samples, [by], where="samples", fix="Run extract_covariates first.")
+        require_columns(samples, [by], name="samples", fix="Run extract_covariates first.")
         groups = samples[by]
     else:
         groups = pd.Series("all", index=samples.index)
@@ -264,7 +264,8 @@ def remove_outliers(
     kept.attrs = dict(samples.attrs)
     report = pd.concat(reports, ignore_index=True)
     report.attrs = {"units": {c: DENSITY_UNITS for c in ("mean", "sd", "lower", "upper")},
-                    "history": history_line("remove_outliers", sigma=sigma, by=by),
+                    "history": update_history(history_line("remove_outliers", sigma=sigma,
+                                                           by=by), samples),
                     "n_rows_dropped": int((~has_target).sum())}
     return kept, report
 
@@ -326,8 +327,8 @@ def extract_covariates(
     GridMismatchError
         ``row``/``col`` outside the cube.
     """
-    _require_columns(samples, ["year", "row", "col"], where="samples",
-                     fix="Build it with read_plots and drop_outside.")
+    require_columns(samples, ["year", "row", "col"], name="samples",
+                    fix="Build it with read_plots and drop_outside.")
     names = _cube_covariates(cube, variables)
     rows = samples["row"].to_numpy(dtype="int64")
     cols = samples["col"].to_numpy(dtype="int64")
@@ -465,8 +466,8 @@ def augment_npp_ratio(
     if max_distance_m is not None and not max_distance_m > 0:
         raise ParameterError(f"max_distance_m: got {max_distance_m!r}, expected > 0 m or None.")
     _cube_covariates(cube, [npp, temperature, precipitation, landuse])
-    _require_columns(samples, ["plot_id", "year", "x", "y", "row", "col", *targets],
-                     where="samples", fix="Build it with read_plots and drop_outside.")
+    require_columns(samples, ["plot_id", "year", "x", "y", "row", "col", *targets],
+                    name="samples", fix="Build it with read_plots and drop_outside.")
     t_edges, p_edges = _zone_edges(cube, climate_zone_bins, temperature=temperature,
                                    precipitation=precipitation)
     base = samples.copy()
@@ -521,9 +522,10 @@ def augment_npp_ratio(
                     ignore_index=True)
     out["augmented"] = out["augmented"].astype(bool)
     out.attrs = dict(samples.attrs)
-    out.attrs["history"] = history_line("augment_npp_ratio", n_per_site=n_per_site,
-                                        climate_zone_bins=climate_zone_bins, seed=seed,
-                                        max_distance_m=max_distance_m, n_added=len(new))
+    out.attrs["history"] = update_history(
+        history_line("augment_npp_ratio", n_per_site=n_per_site,
+                     climate_zone_bins=climate_zone_bins, seed=seed,
+                     max_distance_m=max_distance_m, n_added=len(new)), samples)
     return out
 
 
@@ -533,7 +535,7 @@ def _feature_matrix(samples: pd.DataFrame, features: Sequence[str]) -> pd.DataFr
     features = list(features)
     if len(features) < 2:
         raise ParameterError(f"features: got {features}, expected at least two column names.")
-    _require_columns(samples, features, where="samples", fix="Run extract_covariates first.")
+    require_columns(samples, features, name="samples", fix="Run extract_covariates first.")
     X = samples[features].apply(pd.to_numeric, errors="coerce").dropna()
     if len(X) <= len(features):
         raise InputDataError(
@@ -555,7 +557,8 @@ def correlation_matrix(samples: pd.DataFrame, features: Sequence[str]) -> pd.Dat
     corr = pd.DataFrame(np.corrcoef(X.to_numpy(dtype="float64"), rowvar=False),
                         index=list(features), columns=list(features))
     corr.attrs = {"units": "1", "n_rows": len(X),
-                  "history": history_line("correlation_matrix", features=list(features))}
+                  "history": update_history(
+                      history_line("correlation_matrix", features=list(features)), samples)}
     return corr
 
 
@@ -582,7 +585,8 @@ def vif_table(samples: pd.DataFrame, features: Sequence[str]) -> pd.DataFrame:
         vif = np.where(r2 >= 1 - 1e-12, np.inf, 1.0 / (1.0 - r2))
     out = pd.DataFrame({"feature": list(features), "vif": vif, "r2": r2})
     out.attrs = {"units": "1", "n_rows": n,
-                 "history": history_line("vif_table", features=list(features))}
+                 "history": update_history(
+                     history_line("vif_table", features=list(features)), samples)}
     return out
 
 
@@ -601,7 +605,8 @@ def flag_collinear(corr: pd.DataFrame, *, threshold: float = 0.8) -> pd.DataFram
     out = pd.DataFrame({"feature_a": corr.index[i[hit]], "feature_b": corr.columns[j[hit]],
                         "r": r[hit]})
     out = out.reindex(out["r"].abs().sort_values(ascending=False).index).reset_index(drop=True)
-    out.attrs = {"units": "1", "history": history_line("flag_collinear", threshold=threshold)}
+    out.attrs = {"units": "1", "history": update_history(
+        history_line("flag_collinear", threshold=threshold), corr)}
     return out
 
 
@@ -626,12 +631,13 @@ def prepare_samples(
     n_per_site: int = 2,
     seed: int = 0,
 ) -> PreparedSamples:
-    """Read, locate, clean, extract and optionally augment the field plots in one call.
+    """Read, locate, clean, extract and optionally augment the survey plots in one call.
 
     Steps: :func:`read_plots` → :func:`drop_outside` (grid and region mask) →
     :func:`extract_covariates` (first, so outliers can be judged per land-use class) →
-    :func:`remove_outliers` (± ``sigma`` sd) → :func:`augment_npp_ratio` when ``augment``. A study without plots (``plot_spec`` None,
-    e.g. a trend-only study) gets an empty table with the sample-table columns.
+    :func:`remove_outliers` (± ``sigma`` sd) → :func:`augment_npp_ratio` when ``augment``.
+    A study without plots (``plot_spec`` None, e.g. a trend-only study) gets an empty table
+    with the sample-table columns.
 
     Returns
     -------

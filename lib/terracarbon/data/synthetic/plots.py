@@ -1,0 +1,170 @@
+"""Survey plots (field plots) of the synthetic study: sites, measurement noise, outliers.
+
+Sites are drawn per plot year, weighted by that year's land use, and measured with
+multiplicative noise; a few values are recorded x10 (a unit slip) and a few sites lie outside
+the grid, for the data-prep stage to find. The sampling model is documented in the package
+docstring (:mod:`terracarbon.data.synthetic`, "Plots").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from terracarbon.data.synthetic.fields import by_landuse
+from terracarbon.data.synthetic.noise import STREAMS, Grid, random_stream
+
+# Relative chance of a site per land-use class: vegetation sites favour forest, soil sites
+# avoid water and built-up land.
+_VEG_PLOT_WEIGHT = by_landuse({"forest": 3.0, "shrub": 2.0, "grassland": 1.5, "cropland": 1.0,
+                               "wetland": 0.5, "water": 0.0, "built-up": 0.05, "bare": 0.3})
+_SOIL_PLOT_WEIGHT = by_landuse({"forest": 2.0, "shrub": 1.5, "grassland": 1.2, "cropland": 1.5,
+                                "wetland": 0.5, "water": 0.0, "built-up": 0.05, "bare": 0.5})
+
+
+def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
+               args: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The survey plots and their truth.
+
+    Parameters
+    ----------
+    grid : Grid
+        The study grid.
+    static : dict
+        From :func:`~terracarbon.data.synthetic.fields.static_fields` (``region``,
+        ``polygon_xy``).
+    truth : dict
+        From :func:`~terracarbon.data.synthetic.fields.annual_fields` (``veg``, ``soil``,
+        ``landuse`` by year index).
+    args : dict
+        Validated arguments of ``make_study`` (``seed``, plot counts, ``plot_years``).
+
+    Returns
+    -------
+    plots : pandas.DataFrame
+        ``plot_id, lon, lat, year, veg_carbon_t_ha, soil_carbon_t_ha`` as written to
+        ``plots.csv`` (WGS84; t C ha-1 with noise and outliers, rounded to 0.001).
+    plots_truth : pandas.DataFrame
+        Per plot: grid position (``x, y`` in m, ``row, col``, -1 outside), ``outside_grid``,
+        true and measured values (t C ha-1) and the outlier flags.
+    """
+    import shapely
+    from pyproj import Transformer
+
+    rng = random_stream(args["seed"], STREAMS["plots"])
+    n_veg, n_soil = args["n_veg_plots"], args["n_soil_plots"]
+    n_both = min(n_veg, n_soil) // 4
+    n_sites = n_veg + n_soil - n_both
+    # Site kinds: the first n_both have both, then veg only, then soil only.
+    has_veg = np.zeros(n_sites, bool)
+    has_soil = np.zeros(n_sites, bool)
+    has_veg[: n_veg] = True
+    has_soil[: n_both] = True
+    has_soil[n_veg:] = True
+    outside = np.zeros(n_sites, bool)
+    outside[rng.choice(n_sites, args["n_outside_plots"], replace=False)] = True
+    plot_years = np.asarray(args["plot_years"])
+    site_year = rng.choice(plot_years, n_sites)
+    year_index = np.searchsorted(grid.years, site_year)
+
+    rows = np.zeros(n_sites, np.int64)
+    cols = np.zeros(n_sites, np.int64)
+    inside_idx = np.flatnonzero(static["region"].ravel())
+    for k in np.unique(year_index):  # one draw per plot year and site kind
+        lu_k = truth["landuse"][k].ravel()[inside_idx]
+        for weights, kind in ((_VEG_PLOT_WEIGHT, has_veg), (_SOIL_PLOT_WEIGHT, ~has_veg)):
+            sel = np.flatnonzero((year_index == k) & kind & ~outside)
+            if sel.size == 0:
+                continue
+            p = weights[lu_k]
+            if p.sum() == 0:
+                p = np.ones_like(p)
+            pick = rng.choice(inside_idx, sel.size, p=p / p.sum())
+            rows[sel], cols[sel] = np.divmod(pick, grid.nx)
+    jitter = rng.uniform(-0.4, 0.4, size=(n_sites, 2))
+    x = grid.x0 + (cols + 0.5 + jitter[:, 0]) * grid.pixel_size
+    y = grid.y0 - (rows + 0.5 + jitter[:, 1]) * grid.pixel_size
+    # A jittered point in an edge pixel can leave the polygon: fall back to the pixel centre.
+    centre_x = grid.x0 + (cols + 0.5) * grid.pixel_size
+    centre_y = grid.y0 - (rows + 0.5) * grid.pixel_size
+    stray = ~outside & ~shapely.contains_xy(static["polygon_xy"], x, y)
+    x[stray], y[stray] = centre_x[stray], centre_y[stray]
+
+    x_out, y_out, r_out, c_out = _outside_positions(grid, rng, int(outside.sum()))
+    x[outside], y[outside], rows[outside], cols[outside] = x_out, y_out, r_out, c_out
+
+    veg_true = truth["veg"][year_index, rows, cols].astype(float)
+    soil_true = truth["soil"][year_index, rows, cols].astype(float)
+    veg = np.where(has_veg, veg_true * np.exp(0.1 * rng.standard_normal(n_sites)), np.nan)
+    soil = np.where(has_soil, soil_true * np.exp(0.1 * rng.standard_normal(n_sites)), np.nan)
+    veg_out, soil_out = _plant_outliers(
+        random_stream(args["seed"], STREAMS["outliers"]), veg, soil, ~outside, args["n_outliers"]
+    )
+
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    plot_id = np.array([f"P{i:05d}" for i in range(1, n_sites + 1)])
+    plots = pd.DataFrame({
+        "plot_id": plot_id,
+        "lon": np.round(lon, 7),
+        "lat": np.round(lat, 7),
+        "year": site_year.astype(int),
+        "veg_carbon_t_ha": np.round(np.where(veg_out[1], veg_out[0], veg), 3),
+        "soil_carbon_t_ha": np.round(np.where(soil_out[1], soil_out[0], soil), 3),
+    })
+    plots_truth = pd.DataFrame({
+        "plot_id": plot_id,
+        "year": site_year.astype(int),
+        "x": x,
+        "y": y,
+        "row": np.where(outside, -1, rows),
+        "col": np.where(outside, -1, cols),
+        "outside_grid": outside,
+        "veg_truth_t_ha": np.where(has_veg, veg_true, np.nan),
+        "soil_truth_t_ha": np.where(has_soil, soil_true, np.nan),
+        "veg_measured_t_ha": veg,
+        "soil_measured_t_ha": soil,
+        "veg_outlier": veg_out[1],
+        "soil_outlier": soil_out[1],
+    })
+    return plots, plots_truth
+
+
+def _outside_positions(grid: Grid, rng: np.random.Generator,
+                       n: int) -> tuple[np.ndarray, ...]:
+    """Points 1-6 pixels beyond a random grid edge, and the edge pixel they are read from."""
+    side = rng.integers(0, 4, n)
+    along = rng.uniform(0.05, 0.95, n)
+    beyond = rng.uniform(1.0, 6.0, n)
+    col_f = np.select([side == 0, side == 1], [-beyond, grid.nx + beyond], along * grid.nx)
+    row_f = np.select([side == 2, side == 3], [-beyond, grid.ny + beyond], along * grid.ny)
+    x = grid.x0 + col_f * grid.pixel_size
+    y = grid.y0 - row_f * grid.pixel_size
+    rows = np.clip(np.floor(row_f), 0, grid.ny - 1).astype(np.int64)
+    cols = np.clip(np.floor(col_f), 0, grid.nx - 1).astype(np.int64)
+    return x, y, rows, cols
+
+
+def _plant_outliers(
+    rng: np.random.Generator, veg: np.ndarray, soil: np.ndarray, eligible: np.ndarray,
+    n_outliers: int,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Gross errors: x10 on values at or above the column median (a unit slip).
+
+    Returns ``(recorded, is_outlier)`` for vegetation and for soil; ``recorded`` is the
+    x10 value, to be used only where ``is_outlier``.
+    """
+    n_veg_out = round(n_outliers * np.isfinite(veg).sum() / max(np.isfinite(veg).sum()
+                                                                + np.isfinite(soil).sum(), 1))
+    result = []
+    for values, count in ((veg, n_veg_out), (soil, n_outliers - n_veg_out)):
+        flag = np.zeros(values.size, bool)
+        finite = np.isfinite(values)
+        if count > 0 and finite.any():
+            candidates = np.flatnonzero(eligible & finite & (values >= np.median(values[finite]))
+                                        & (values > 0))
+            chosen = rng.choice(candidates, min(count, candidates.size), replace=False)
+            flag[chosen] = True
+        result.append((values * 10.0, flag))
+    return result[0], result[1]
