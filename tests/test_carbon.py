@@ -434,10 +434,60 @@ def test_missing_soil_density_is_named(rng):
 
 
 def test_wrong_density_units_rejected(rng):
+    # g C m-2 is a density (converted, below); g C m-2 yr-1 is a flux: another dimension
     ds = density_dataset(rng, bounds=False)
-    ds["veg_carbon_density"].attrs["units"] = "g C m-2"
+    ds["veg_carbon_density"].attrs["units"] = "g C m-2 yr-1"
     with pytest.raises(InputDataError, match="expected 't C ha-1'"):
         carbon.storage(ds, 0.25)
+    ds["veg_carbon_density"].attrs["units"] = "t ha-1"  # biomass, not carbon
+    with pytest.raises(InputDataError, match="veg_carbon_density.*expected 't C ha-1'"):
+        carbon.storage(ds, 0.25)
+
+
+def test_storage_accepts_mg_c_ha_with_identical_result(rng):
+    # 1 Mg = 1 t: only the spelling differs, so the storage is the same, bit for bit
+    ds = density_dataset(rng)
+    mg = ds.copy(deep=True)
+    for name in mg.data_vars:
+        mg[name].attrs["units"] = "Mg C ha-1"
+    expected, got = carbon.storage(ds, 0.25), carbon.storage(mg, 0.25)
+    for name in expected.data_vars:
+        np.testing.assert_array_equal(got[name].values, expected[name].values)
+        assert got[name].attrs["units"] == expected[name].attrs["units"]
+    pd.testing.assert_frame_equal(carbon.totals(got), carbon.totals(expected))
+    assert carbon.add_total(mg)["veg_carbon_density"].attrs["units"] == "t C ha-1"
+
+
+def test_storage_converts_kg_c_m2_and_g_c_m2(rng):
+    # 1 kg C m-2 = 1e-3 t / 1e-4 ha = 10 t C ha-1; 1 g C m-2 = 0.01 t C ha-1.
+    # 8 kg C m-2 of vegetation and 3,000 g C m-2 of soil on a 0.25 ha pixel:
+    # (80 + 30) t C ha-1 x 0.25 ha = 27.5 t C.
+    one = {"y": [25.0], "x": [25.0]}
+    ds = xr.Dataset({
+        "veg_carbon_density": xr.DataArray([[8.0]], dims=("y", "x"), coords=one,
+                                           attrs={"units": "kg C m-2"}),
+        "soil_carbon_density": xr.DataArray([[3000.0]], dims=("y", "x"), coords=one,
+                                            attrs={"units": "g C m-2"}),
+    })
+    stored = carbon.storage(ds, 0.25)
+    assert stored["veg_carbon_storage"].item() == pytest.approx(20.0, rel=1e-15)
+    assert stored["total_carbon_storage"].item() == pytest.approx(27.5, rel=1e-15)
+    assert ds["veg_carbon_density"].attrs["units"] == "kg C m-2"  # input not mutated
+    # an area in m2 is converted too: 2,500 m2 = 0.25 ha
+    area = xr.DataArray([[2500.0]], dims=("y", "x"), coords=one, attrs={"units": "m2"})
+    assert carbon.storage(ds, area)["total_carbon_storage"].item() == pytest.approx(27.5)
+
+
+def test_history_keeps_the_inputs_lineage(rng):
+    ds = density_dataset(rng, bounds=False)
+    ds["veg_carbon_density"].attrs["history"] = "made by the model"
+    area = carbon.pixel_area_ha(ds)
+    stored = carbon.storage(ds, area)
+    lines = stored["veg_carbon_storage"].attrs["history"].splitlines()
+    assert lines[0] == "made by the model"
+    assert any("carbon.pixel_area_ha" in line for line in lines)
+    assert "carbon.storage" in lines[-1]
+    assert "carbon.totals" in carbon.totals(stored).attrs["history"].splitlines()[-1]
 
 
 def test_unknown_landuse_codes_in_lookup_are_listed():

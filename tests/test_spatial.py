@@ -379,6 +379,29 @@ def test_cluster_shares_from_lisa_excludes_nodata(field):
     assert table["area_ha"].sum() == pytest.approx(table["n_pixels"].sum() * 0.09)
 
 
+def test_lisa_flags_come_from_conventions(field):
+    from terracarbon import conventions
+
+    ds = spatial.lisa(field, permutations=9)
+    cluster, quadrant = ds["cluster"].attrs, ds["quadrant"].attrs
+    assert cluster["flag_meanings"] == " ".join(conventions.LISA_CLUSTER.names)
+    np.testing.assert_array_equal(cluster["flag_values"], conventions.LISA_CLUSTER.codes)
+    assert cluster["flag_values"].dtype == np.int8 == ds["cluster"].dtype
+    assert quadrant["flag_meanings"] == conventions.LISA_QUADRANT.flag_attrs()["flag_meanings"]
+    assert spatial.FUTURE_TREND_CLASSES == conventions.FUTURE_TREND.as_dict()
+    assert spatial.CLUSTER_CLASSES == {0: "not_significant", 1: "HH", 2: "LH", 3: "LL", 4: "HL"}
+
+
+def test_cluster_shares_same_area_with_projected_crs():
+    import rioxarray  # noqa: F401  registers the .rio accessor
+
+    # carbon.pixel_area_ha on a UTM grid equals the coordinate spacing read as metres
+    stack = small_grid([[[1, 1], [3, 0]], [[4, 4], [4, 4]]]).assign_coords(year=[2001, 2002])
+    pd.testing.assert_frame_equal(spatial.cluster_shares(stack),
+                                  spatial.cluster_shares(stack.rio.write_crs("EPSG:32649")),
+                                  check_exact=True)
+
+
 def test_persistent_cluster_by_hand():
     stack = small_grid([[[1, 3], [2, 0]], [[1, 3], [4, 0]], [[1, 0], [2, 1]]])
     # cell (0,0): HH 3/3; (0,1): LL 2/3; (1,0): LH 2/3; (1,1): HH 1/3
@@ -461,8 +484,8 @@ def test_single_pixel_and_all_islands():
     ("kwargs", "match"),
     [
         ({"contiguity": "hex"}, "expected one of"),
-        ({"permutations": -1}, "non-negative"),
-        ({"permutations": 9.5}, "non-negative integer"),
+        ({"permutations": -1}, "permutations=-1: expected an integer >= 0"),
+        ({"permutations": 9.5}, r"permutations=9\.5: expected an integer"),
         ({"seed": -3}, "seed"),
         ({"distance_band": 5.0}, "smaller than the pixel spacing"),
         ({"distance_band": -1.0}, "positive radius"),

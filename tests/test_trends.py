@@ -399,6 +399,53 @@ def test_area_shares_known_answer_with_landuse():
     assert explicit["area_ha"].sum() == 100.0
 
 
+def test_area_shares_pixel_area_same_with_and_without_crs():
+    import rioxarray  # noqa: F401  registers the .rio accessor
+
+    # 30 m pixels = 0.09 ha whichever route: coordinates read as metres (no CRS) or
+    # carbon.pixel_area_ha on the projected CRS (UTM 49N); bit-identical tables
+    coords = {"y": 2_800_000.0 - 30 * np.arange(4), "x": 300_000.0 + 30 * np.arange(5)}
+    z = np.where(np.arange(20).reshape(4, 5) % 3 == 0, 3.0, 0.0)
+    classes = trends.classify_trend(sen_like(z, (z > 0).astype(np.int8), dims=("y", "x"))
+                                    .assign_coords(coords))
+    plain = trends.area_shares(classes)
+    projected = trends.area_shares(classes.rio.write_crs("EPSG:32649"))
+    pd.testing.assert_frame_equal(plain, projected, check_exact=True)
+    assert trends.uniform_pixel_area_ha(classes) == 30.0 * 30.0 / 10_000.0
+    geographic = classes.assign_coords(y=[23.0, 22.9, 22.8, 22.7], x=[113.0, 113.1, 113.2,
+                                                                       113.3, 113.4])
+    with pytest.warns(UserWarning, match="geographic"), \
+            pytest.raises(ParameterError, match="pixel areas vary"):
+        trends.area_shares(geographic.rio.write_crs("EPSG:4326"))
+
+
+def test_class_codes_come_from_conventions():
+    from terracarbon import conventions
+
+    ds = sen_like([3.0, -3.0, 0.5], [1, -1, 0])
+    three = trends.classify_trend(ds)
+    assert three.attrs["flag_meanings"].split()[1:] == list(conventions.TREND3.names)
+    five = trends.classify_trend(ds, scheme="5class")
+    assert five.attrs["flag_meanings"] == conventions.TREND5.flag_attrs()["flag_meanings"]
+    future = trends.future_trend(ds, xr.DataArray([0.7, 0.7, 0.7], dims="pixel"))
+    assert future.attrs["flag_meanings"] == conventions.FUTURE_TREND.flag_attrs()["flag_meanings"]
+    for code in (1, 3, 5):
+        name = conventions.FUTURE_TREND.name_of(code)
+        assert future.attrs["flag_meanings"].split()[code] == name
+
+
+def test_history_keeps_the_input_lineage():
+    rng = np.random.default_rng(0)
+    da = as_pixels(rng.normal(size=(3, 22)))
+    da.attrs["history"] = "made by an upstream stage"
+    ds = trends.sen_mk(da)
+    lines = ds["slope"].attrs["history"].splitlines()
+    assert lines[0] == "made by an upstream stage" and "trends.sen_mk" in lines[-1]
+    classes = trends.classify_trend(ds)
+    assert classes.attrs["history"].splitlines()[:2] == lines
+    assert "trends.classify_trend" in classes.attrs["history"].splitlines()[-1]
+
+
 def test_future_trend_by_hand():
     ds = sen_like([3.0, 3.0, -3.0, -3.0, 0.5, 3.0, np.nan, 3.0], [1, 1, -1, -1, 0, 1, 0, 1])
     hurst = xr.DataArray([0.7, 0.3, 0.8, 0.2, 0.9, 0.5, 0.6, np.nan], dims="pixel")
@@ -525,19 +572,19 @@ def test_bad_arguments_raise():
     da = as_pixels(rng.normal(size=(3, 22)))
     with pytest.raises(ParameterError, match="dimension 'time' not found"):
         trends.sen_mk(da, dim="time")
-    with pytest.raises(ParameterError, match=r"alpha: expected a significance level"):
+    with pytest.raises(ParameterError, match=r"alpha=1.5: expected a significance level"):
         trends.sen_mk(da, alpha=1.5)
-    with pytest.raises(ParameterError, match=r"min_valid: expected an integer >= 3"):
+    with pytest.raises(ParameterError, match=r"min_valid=1: expected an integer >= 3"):
         trends.sen_mk(da, min_valid=1)
-    with pytest.raises(ParameterError, match="method: expected one of"):
+    with pytest.raises(ParameterError, match="method='sen' is not supported; expected one of"):
         trends.sen_mk(da, method="sen")
     with pytest.raises(ParameterError, match="expected an xarray.DataArray"):
         trends.sen_mk(da.values)
     with pytest.raises(InputDataError, match="no 'units' attribute"):
         trends.sen_mk(da.drop_attrs())
-    with pytest.raises(ParameterError, match="correction: expected one of"):
+    with pytest.raises(ParameterError, match="correction='peters' .* expected one of"):
         trends.hurst_rs(da, correction="peters")
-    with pytest.raises(ParameterError, match="scheme: expected one of"):
+    with pytest.raises(ParameterError, match="scheme='7class' is not supported; expected one of"):
         trends.classify_trend(trends.sen_mk(da), scheme="7class")
     with pytest.raises(ParameterError, match="Dataset returned by trends.sen_mk"):
         trends.classify_trend(xr.Dataset({"p": da}))

@@ -39,6 +39,7 @@ from terracarbon import trends
 from terracarbon.data import io
 from terracarbon import viz as plot
 from terracarbon.pipeline import stage_specs, stages
+from terracarbon.conventions import ClassTable
 from terracarbon.errors import InputDataError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -390,33 +391,19 @@ def zones_table(run_dir: str | os.PathLike) -> pd.DataFrame | None:
 
 # --------------------------------------------------------------------------- figures
 
-def _normalised(name: str) -> str:
-    return name.lower().replace("-", "_").replace(" ", "_")
+def _display_table(da: xr.DataArray) -> ClassTable | bool:
+    """Class table of a categorical layer without its nodata code, in the reports' colours.
 
-
-# Colours of class meanings (flag_meanings words) taken from plot.CLASS_TABLES, so the
-# dashboard draws a class in the colour the reports use, whatever code the stage gave it.
-_MEANING_COLOURS: dict[str, str] = {
-    "extremely_significant_decrease": plot.CLASS_TABLES["trend5"].colors[0],
-    "extremely_significant_increase": plot.CLASS_TABLES["trend5"].colors[-1],
-}
-for _table in plot.CLASS_TABLES.values():
-    for _label, _colour in zip(_table.labels, _table.colors):
-        _MEANING_COLOURS.setdefault(_normalised(_label), _colour)
-_MEANING_COLOURS.setdefault("not_significant", "#d9d9d9")
-
-
-def _display_table(da: xr.DataArray) -> plot.ClassTable | bool:
-    """Class table of a categorical layer without its nodata code, in the reports' colours."""
-    values, meanings = da.attrs.get("flag_values"), da.attrs.get("flag_meanings")
-    if values is None or meanings is None:
+    The reports' own rule (:func:`terracarbon.viz.class_table_for`), so a class has one
+    colour everywhere; ``True`` (draw as categorical, colours by code) without flag attributes.
+    """
+    if da.attrs.get("flag_values") is None or da.attrs.get("flag_meanings") is None:
         return True
-    pairs = [(int(v), m) for v, m in zip(np.atleast_1d(values), str(meanings).split())
-             if m != "nodata"]
-    fallback = plot._generic_table([c for c, _ in pairs], name=str(da.name))
-    colours = [_MEANING_COLOURS.get(m, fallback.colors[i]) for i, (_, m) in enumerate(pairs)]
-    return plot.ClassTable(str(da.name), tuple(c for c, _ in pairs),
-                           tuple(m.replace("_", " ") for _, m in pairs), tuple(colours))
+    table = plot.class_table_for(da, True)
+    keep = [i for i, name in enumerate(table.names) if name != "nodata"]
+    return ClassTable(table.name, tuple(table.codes[i] for i in keep),
+                      tuple(table.names[i] for i in keep), tuple(table.colors[i] for i in keep),
+                      nodata=None)
 
 
 def layer_plot(
@@ -457,7 +444,7 @@ def layer_plot(
     title = f"{info.label}{when}{units}"
     shown = da.drop_vars("year", errors="ignore")
     table = _display_table(da) if info.spec.categorical else None
-    if isinstance(table, plot.ClassTable):
+    if isinstance(table, ClassTable):
         # without its flag attributes the layer is drawn with our table (nodata dropped)
         shown = shown.copy()
         shown.attrs = {k: v for k, v in da.attrs.items()
@@ -466,7 +453,7 @@ def layer_plot(
                                  categorical=table if table is not None else False,
                                  width=width, height=height, title=title, max_cells=max_cells)
     image = image.opts(tools=["hover", "tap"], active_tools=["wheel_zoom"])
-    if isinstance(table, plot.ClassTable):
+    if isinstance(table, ClassTable):
         from bokeh.models import FixedTicker
 
         image = image.opts(colorbar_opts={

@@ -1,0 +1,220 @@
+"""Tables and assembly of trend-stage products: area per class, class shares inside the
+planted zones (a check against the synthetic truth), one Dataset of every product."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracarbon.conventions import AREA_HA_UNITS, LANDUSE_CLASSES, M2_PER_HA
+from terracarbon.data.io import history_line, update_history
+from terracarbon.errors import ParameterError
+from terracarbon.trends.core import check_landuse, class_meanings
+
+__all__ = ["area_shares", "assemble", "uniform_pixel_area_ha", "zone_trend_table"]
+
+
+# --------------------------------------------------------------------------- areas
+def uniform_pixel_area_ha(da: xr.DataArray, pixel_area_ha: float | None = None) -> float:
+    """Area of one pixel (ha) of a raster whose pixels are all the same size.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        A raster with ``x``/``y`` dimension coordinates (pixel centres), optionally a CRS
+        attached by rioxarray.
+    pixel_area_ha : float, optional
+        The area (ha), when known; it is only checked.
+
+    Returns
+    -------
+    float
+        ``pixel_area_ha``, else :func:`terracarbon.carbon.pixel_area_ha` of the grid when a
+        CRS is attached, else ``|dx * dy| / 10,000`` from the coordinate spacing read as
+        metres.
+
+    Raises
+    ------
+    ParameterError
+        ``pixel_area_ha`` not positive; no regular x/y coordinates to derive it from; or
+        pixel areas that differ across the grid (a geographic CRS).
+
+    Notes
+    -----
+    Class rasters built with ``xr.where`` keep the ``spatial_ref`` coordinate but lose its
+    CRS attributes, so most reach here without a CRS; their coordinates are metres because
+    every study grid is projected in metres (``data.grid.GridSpec`` requires it). On such a
+    grid both routes give the same number, bit for bit: the CRS route multiplies by the
+    metres per CRS unit, 1.0.
+
+    Examples
+    --------
+    >>> grid = xr.DataArray(np.zeros((2, 3)), dims=("y", "x"),
+    ...                     coords={"y": [250.0, -250.0], "x": [250.0, 750.0, 1250.0]})
+    >>> uniform_pixel_area_ha(grid)
+    25.0
+    """
+    if pixel_area_ha is not None:
+        if isinstance(pixel_area_ha, bool) or not isinstance(
+                pixel_area_ha, (int, float, np.integer, np.floating)) or not pixel_area_ha > 0:
+            raise ParameterError(
+                f"pixel_area_ha={pixel_area_ha!r}: expected a positive area of one pixel (ha).")
+        return float(pixel_area_ha)
+    steps = {}
+    for dim in ("x", "y"):
+        coord = np.asarray(da[dim].values, dtype=np.float64) if dim in da.coords else None
+        if coord is None or dim not in da.dims or coord.size < 2 or not np.allclose(
+                np.diff(coord), coord[1] - coord[0], rtol=1e-6, atol=0):
+            raise ParameterError(
+                "pixel_area_ha: not given and the raster has no regular x/y coordinates "
+                "(in metres) to derive it from; pass pixel_area_ha=<hectares per pixel>."
+            )
+        steps[dim] = abs(float(coord[1] - coord[0]))
+    import rioxarray  # noqa: F401  registers the .rio accessor
+
+    if da.rio.crs is None:
+        return steps["x"] * steps["y"] / M2_PER_HA
+    from terracarbon.carbon import pixel_area_ha as grid_pixel_area_ha
+
+    areas = np.asarray(grid_pixel_area_ha(da).values)
+    if not np.all(areas == areas.flat[0]):
+        raise ParameterError(
+            f"pixel_area_ha: pixel areas vary across this grid ({areas.min():.6g} to "
+            f"{areas.max():.6g} ha; a geographic CRS), so a table cannot use one area per "
+            "pixel; reproject to the study's projected grid or pass pixel_area_ha."
+        )
+    return float(areas.flat[0])
+
+
+def area_shares(
+    classes: xr.DataArray,
+    *,
+    landuse: xr.DataArray | None = None,
+    pixel_area_ha: float | None = None,
+) -> pd.DataFrame:
+    """Area (ha) and share (%) of each class, overall or within each land-use class.
+
+    Parameters
+    ----------
+    classes : xarray.DataArray
+        Integer class codes with ``flag_values``/``flag_meanings`` (0 = nodata, excluded).
+    landuse : xarray.DataArray, optional
+        Land-use codes on the same grid (0 = nodata, excluded); defaults to the
+        ``landuse`` coordinate attached by
+        :func:`~terracarbon.trends.mann_kendall.classify_trend`, if any.
+    pixel_area_ha : float, optional
+        Pixel area in ha; by default from the grid (:func:`uniform_pixel_area_ha`:
+        ``|dx * dy| / 10,000`` on the study's projected grids).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``class``, ``class_name``, ``n_pixels``, ``area_ha`` (ha), ``share_pct``
+        (% of the classified area, or of the land-use class's classified area), plus
+        ``landuse`` and ``landuse_name`` when land use is given. Every class is listed
+        (zero area included).
+
+    Raises
+    ------
+    ParameterError
+        Missing flag attributes or pixel area.
+    GridMismatchError
+        ``landuse`` not on the grid of ``classes``.
+    """
+    if not isinstance(classes, xr.DataArray):
+        raise ParameterError(
+            f"classes: expected an xarray.DataArray, got {type(classes).__name__}."
+        )
+    meanings = class_meanings(classes)
+    names = {k: v for k, v in meanings.items() if k != 0}
+    area = uniform_pixel_area_ha(classes, pixel_area_ha)
+    if landuse is None and "landuse" in classes.coords:
+        landuse = classes.coords["landuse"]
+    landuse = check_landuse(landuse, classes)
+    codes = np.asarray(classes.values).astype(np.int64).ravel()
+    n_codes = max(max(names, default=0), int(codes.max(initial=0))) + 1
+    if landuse is None:
+        groups = np.zeros_like(codes)
+    else:
+        groups = np.asarray(landuse.values).astype(np.int64).ravel()
+        codes = np.where(groups > 0, codes, 0)
+    counts = np.bincount(groups * n_codes + codes, minlength=(groups.max() + 1) * n_codes)
+    counts = counts.reshape(-1, n_codes)
+    rows = []
+    lu_names = LANDUSE_CLASSES if landuse is not None else {}
+    for group in (np.unique(groups[groups > 0]) if landuse is not None else [0]):
+        total = counts[group, 1:].sum()
+        for code, name in names.items():
+            n = int(counts[group, code])
+            row = {"class": code, "class_name": name, "n_pixels": n, "area_ha": n * area,
+                   "share_pct": 100.0 * n / total if total else np.nan}
+            if landuse is not None:
+                row = {"landuse": int(group), "landuse_name": lu_names.get(int(group), str(group)),
+                       **row}
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    df.attrs = {"units": {"area_ha": AREA_HA_UNITS, "share_pct": "%"},
+                "history": update_history(
+                    history_line("trends.area_shares", pixel_area_ha=area), classes)}
+    return df
+
+
+# --------------------------------------------------------------------------- checks, assembly
+def zone_trend_table(classes: xr.DataArray, zones: xr.DataArray) -> pd.DataFrame:
+    """Share (%) of each trend class inside each planted zone (a check against known truth).
+
+    Parameters
+    ----------
+    classes : xarray.DataArray
+        Trend classes with ``flag_values``/``flag_meanings`` (0 = nodata).
+    zones : xarray.DataArray
+        Integer zones with ``flag_values``/``flag_meanings`` (e.g. the synthetic truth's
+        ``zones``: 1 restoration, 2 urbanising, 3 high-carbon mountain; 0 = none).
+    """
+    zone_names = dict(zip([int(v) for v in zones.attrs.get("flag_values", [])],
+                          str(zones.attrs.get("flag_meanings", "")).split()))
+    class_names = class_meanings(classes)
+    z = np.asarray(zones.values)
+    c = np.asarray(classes.values)
+    rows = []
+    for zone in sorted(int(v) for v in np.unique(z) if v != 0):
+        inside = (z == zone) & (c != 0)
+        n = int(inside.sum())
+        for code, name in class_names.items():
+            share = 100.0 * float(((c == code) & inside).sum()) / n if n else np.nan
+            rows.append({"zone": zone_names.get(zone, str(zone)), "class_name": name,
+                         "share_pct": share})
+    table = pd.DataFrame(rows)
+    return table.pivot(index="zone", columns="class_name", values="share_pct")
+
+
+def assemble(
+    sen_mk_ds: xr.Dataset,
+    *,
+    trend3: xr.DataArray,
+    trend5: xr.DataArray,
+    cv: xr.DataArray,
+    stability: xr.DataArray,
+    hurst: xr.Dataset,
+    future: xr.DataArray,
+    partial: xr.Dataset | None = None,
+) -> xr.Dataset:
+    """Merge every trend-stage product into one Dataset for writing (units kept)."""
+    out = sen_mk_ds.copy()
+    extra = {"trend3": trend3, "trend5": trend5, "cv": cv, "stability": stability,
+             "hurst": hurst["hurst"], "hurst_undefined": hurst["hurst_undefined"],
+             "future": future}
+    for name, da in extra.items():
+        da = da.drop_vars("landuse", errors="ignore")
+        out[name] = da
+        out[name].attrs.setdefault("units", "1")
+    if partial is not None:
+        for name, da in partial.data_vars.items():
+            key = name if name.startswith(("r_", "p_", "q_")) else f"pcor_{name}"
+            out[key] = da
+    for name in out.data_vars:
+        out[name].attrs.setdefault("units", "1")
+        if out[name].dtype == bool:
+            out[name] = out[name].astype("int8")
+    return out
