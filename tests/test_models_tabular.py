@@ -455,7 +455,7 @@ def test_plot_years_missing_from_cube_are_listed(study):
 
 def test_missing_feature_column_and_unfitted_model(study):
     cube, samples = study
-    with pytest.raises(ModelError, match=r"lacks feature columns \['slope'\]"):
+    with pytest.raises(ModelError, match=r"sample table: missing column\(s\) \['slope'\]"):
         RandomForestCarbon(["ndvi", "slope"]).fit(samples, cube)
     with pytest.raises(ModelError, match="not fitted"):
         RandomForestCarbon(FEATURES).predict_samples(samples, cube)

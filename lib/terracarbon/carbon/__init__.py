@@ -3,12 +3,12 @@
 One module per concern, every public name re-exported here (``tc.carbon.storage(...)``):
 
 * :mod:`~terracarbon.carbon.area` — :func:`pixel_area_ha`, the one pixel-area function
-* :mod:`~terracarbon.carbon.storage` — :func:`add_total`, :func:`storage` (density -> t C)
-* :mod:`~terracarbon.carbon.totals` — :func:`totals`, :func:`to_pg`,
+* :mod:`~terracarbon.carbon.stocks` — :func:`add_total`, :func:`storage` (density -> t C)
+* :mod:`~terracarbon.carbon.regional_totals` — :func:`totals`, :func:`to_pg`,
   :func:`check_plausible_totals`
 * :mod:`~terracarbon.carbon.zonal` — :func:`totals_by_class`, :func:`totals_by_region`,
   :func:`outside_aoa_share`
-* :mod:`~terracarbon.carbon.change` — :func:`change`, :func:`change_table`,
+* :mod:`~terracarbon.carbon.stock_change` — :func:`change`, :func:`change_table`,
   :func:`describe_change`, :func:`ecosystem_contribution`
 * :mod:`~terracarbon.carbon.transitions` — :func:`transition_matrix`,
   :func:`transition_matrices`, :func:`conversion_decomposition`
@@ -51,8 +51,9 @@ from the veg and soil bounds with the *same* rule (see :func:`add_total` and :fu
 """
 
 from terracarbon.carbon._common import BOUNDS, POOL_LONG_NAMES, POOLS, IntervalMethod, Pool
+from terracarbon.carbon import mapping
 from terracarbon.carbon.area import pixel_area_ha
-from terracarbon.carbon.change import change, change_table, describe_change, ecosystem_contribution
+from terracarbon.carbon.stock_change import change, change_table, describe_change, ecosystem_contribution
 from terracarbon.carbon.lookup import (
     VEG_COMPONENTS,
     class_mean_table,
@@ -60,8 +61,8 @@ from terracarbon.carbon.lookup import (
     lookup_carbon,
 )
 from terracarbon.carbon.products import PRODUCT_PREFIXES, export_products
-from terracarbon.carbon.storage import add_total, storage
-from terracarbon.carbon.totals import check_plausible_totals, to_pg, totals
+from terracarbon.carbon.stocks import add_total, storage
+from terracarbon.carbon.regional_totals import check_plausible_totals, to_pg, totals
 from terracarbon.carbon.transitions import (
     conversion_decomposition,
     transition_matrices,

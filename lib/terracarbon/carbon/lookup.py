@@ -21,8 +21,8 @@ from terracarbon.carbon._common import (
     var,
     with_attrs,
 )
-from terracarbon.carbon.storage import add_total, storage
-from terracarbon.carbon.totals import totals
+from terracarbon.carbon.stocks import add_total, storage
+from terracarbon.carbon.regional_totals import totals
 from terracarbon.checks import check_int, require_columns, require_vars
 from terracarbon.conventions import DENSITY_UNITS
 from terracarbon.errors import InputDataError, ParameterError

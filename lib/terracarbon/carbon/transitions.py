@@ -22,7 +22,7 @@ from terracarbon.carbon._common import (
     var,
     years_of,
 )
-from terracarbon.carbon.storage import add_total
+from terracarbon.carbon.stocks import add_total
 from terracarbon.checks import check_choice, require_vars
 from terracarbon.conventions import AREA_HA_UNITS, DENSITY_UNITS, LANDUSE_CLASSES, T_PER_TG
 from terracarbon.errors import InputDataError

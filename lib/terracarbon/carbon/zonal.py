@@ -93,7 +93,7 @@ def totals_by_class(
     Parameters
     ----------
     storage_ds : xarray.Dataset
-        Output of :func:`~terracarbon.carbon.storage.storage` (t C per pixel, ``pixel_area``
+        Output of :func:`~terracarbon.carbon.stocks.storage` (t C per pixel, ``pixel_area``
         in ha).
     landuse : xarray.DataArray
         Land-use codes (``1``, 0 = nodata) on ``(year, y, x)`` (one layer per storage year) or
@@ -136,7 +136,7 @@ def totals_by_region(
     Parameters
     ----------
     storage_ds : xarray.Dataset
-        Output of :func:`~terracarbon.carbon.storage.storage` (t C per pixel, ``pixel_area``
+        Output of :func:`~terracarbon.carbon.stocks.storage` (t C per pixel, ``pixel_area``
         in ha).
     regions : xarray.DataArray
         Integer unit ids on ``(y, x)``; 0 = outside every unit.

@@ -29,9 +29,10 @@ import pandas as pd
 import xarray as xr
 from scipy.spatial import cKDTree
 
+from terracarbon.checks import check_choice
+from terracarbon.data.io import history_line, update_history
 from terracarbon.errors import ModelError, ParameterError
-from terracarbon.data.io import history_line
-from terracarbon.models.baselines import (
+from terracarbon.models.tabular import (
     DEFAULT_CHUNK_PIXELS,
     check_cube_features,
     feature_matrix,
@@ -148,7 +149,13 @@ def dissimilarity_index(
 
     Examples
     --------
-    >>> di, thr = dissimilarity_index(X_train, X_map, weights=importance)  # doctest: +SKIP
+    Four training points on the corners of a unit square and one at its centre; a new
+    point near the centre is inside the AOA, one far outside the square is not:
+
+    >>> X_train = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
+    >>> di, threshold = dissimilarity_index(X_train, np.array([[0.5, 0.4], [3.0, 3.0]]))
+    >>> di.round(2), round(threshold, 2)
+    (array([0.1 , 2.93]), 0.73)
     """
     train = _as_matrix(train_features, "train_features")
     new = _as_matrix(new_features, "new_features", train.shape[1])
@@ -233,11 +240,8 @@ def aoa_map(
     check_cube_features(cube, model.features)
     train = feature_matrix(samples, model.features)
     if isinstance(weights, str):
-        if weights not in ("importance", "equal"):
-            raise ParameterError(
-                f"weights={weights!r}; expected 'importance', 'equal' or an array of "
-                f"{len(model.features)} values."
-            )
+        # an array of weights is the third choice; a string must name a rule
+        check_choice(weights, ("importance", "equal"), name="weights")
         w = _model_weights(model) if weights == "importance" else None
     else:
         w = np.asarray(weights, dtype=np.float64)
@@ -266,9 +270,11 @@ def aoa_map(
             flat[valid] = _di_of(X[valid], space, tree, d_bar)
         di_map[rows] = flat.reshape(rows.stop - rows.start, nx)
     inside = (np.isfinite(di_map) & (di_map <= threshold)).astype(np.uint8)
-    hist = history_line("aoa_map", model=getattr(model, "name", "?"), year=int(year),
-                        weights=weights if isinstance(weights, str) else "array",
-                        cv_folds=folds is not None)
+    hist = update_history(
+        history_line("aoa_map", model=getattr(model, "name", "?"), year=int(year),
+                     weights=weights if isinstance(weights, str) else "array",
+                     cv_folds=folds is not None),
+        cube)
     coords: dict[str, Any] = {"y": cube["y"], "x": cube["x"], "year": int(year)}
     if "spatial_ref" in cube.coords:
         coords["spatial_ref"] = cube["spatial_ref"]

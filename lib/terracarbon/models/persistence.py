@@ -8,53 +8,84 @@ A saved model is a folder::
                             files the model's own ``save`` writes (torch models)
 
 The folder is written under a temporary name and renamed when complete
-(:func:`terracarbon.io.atomic_path`), so a failed save leaves nothing behind.
+(:func:`terracarbon.data.io.atomic_path`), so a failed save leaves nothing behind.
 
 Extension hook
 --------------
 * ``save_model`` calls ``model.save(directory)`` when the model has such a method (the CNN
   models write their torch state there) and otherwise pickles the model with joblib.
 * ``load_model`` reads the card's ``"class"`` entry (the model's ``name``), looks it up in
-  :data:`MODEL_CLASSES` (lazy ``"module:attribute"`` import strings, so this module imports
-  no model code, e.g. no torch), and calls ``Class.load(directory)`` when the model was
-  saved by its own ``save``, else ``joblib.load``. New model classes register with
-  :func:`register_model_class` or by adding an entry to ``MODEL_CLASSES``.
+  the model registry (:mod:`terracarbon.models.registry`: lazy ``"module:attribute"``
+  import strings, so this module imports no model code, e.g. no torch), and calls
+  ``Class.load(directory)`` when the model was saved by its own ``save``, else
+  ``joblib.load``. Model classes from outside the package register with
+  :func:`register_model_class` (or by setting ``MODEL_CLASSES[key]``), which adds a
+  load-only entry to the registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-import importlib
-import importlib.metadata
 import json
 import math
 import os
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from terracarbon.errors import InputDataError, ModelError, ParameterError
 from terracarbon.data.io import atomic_path
-from terracarbon.pipeline.provenance import package_versions
+from terracarbon.errors import InputDataError, ModelError
+from terracarbon.models import registry
 from terracarbon.models.base import CarbonModel
-
-MODEL_CLASSES: dict[str, str] = {
-    "rf": "terracarbon.models.rf:RandomForestCarbon",
-    "ndvi_lr": "terracarbon.models.baselines:NdviLinear",
-    "mlr": "terracarbon.models.baselines:MultipleLinear",
-    "lookup": "terracarbon.models.baselines:LanduseLookup",
-    "cnn": "terracarbon.models.cnn:CnnCarbon",
-    "cnn_tcn": "terracarbon.models.cnn:CnnTcnCarbon",
-}
-"""Card ``"class"`` key -> ``"module:attribute"`` of the model class (imported lazily)."""
+from terracarbon.pipeline.provenance import package_versions
 
 CARD_NAME = "model_card.json"
+"""The model card of a saved model folder (the CNN models' own ``save`` writes it too)."""
 JOBLIB_NAME = "model.joblib"
+
+
+class _ImportPaths(MutableMapping):
+    """Card ``"class"`` key -> ``"module:attribute"``: a live view of the model registry.
+
+    Reading gives each registered model's import path; setting a key registers a
+    (load-only) model class; deleting one unregisters it.
+    """
+
+    def __getitem__(self, key: str) -> str:
+        if not registry.is_registered(key):
+            raise KeyError(key)
+        return registry.import_path(key)
+
+    def __setitem__(self, key: str, import_path: str) -> None:
+        register_model_class(key, import_path)
+
+    def __delitem__(self, key: str) -> None:
+        if not registry.is_registered(key):
+            raise KeyError(key)
+        registry.unregister(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(registry.names())
+
+    def __len__(self) -> int:
+        return len(registry.names())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+MODEL_CLASSES: MutableMapping[str, str] = _ImportPaths()
+"""Card ``"class"`` key -> ``"module:attribute"`` of the model class (imported lazily)."""
 
 
 def register_model_class(key: str, import_path: str) -> None:
     """Register a model class for :func:`load_model` under the card key ``key``.
+
+    The class is added to the model registry as a load-only entry (not a training
+    candidate); registering a built-in key points its entry at ``import_path``.
 
     Parameters
     ----------
@@ -63,24 +94,21 @@ def register_model_class(key: str, import_path: str) -> None:
     import_path : str
         ``"package.module:ClassName"``.
     """
-    if ":" not in import_path:
-        raise ParameterError(
-            f"import_path={import_path!r}; expected 'package.module:ClassName'."
-        )
-    MODEL_CLASSES[key] = import_path
+    if registry.is_registered(key):
+        entry = dataclasses.replace(registry.get(key), import_path=import_path)
+    else:
+        entry = registry.ModelEntry(key, import_path, "registered with register_model_class")
+    registry.register(entry)
 
 
 def _resolve(key: str) -> type:
-    if key not in MODEL_CLASSES:
+    if not registry.is_registered(key):
         raise ModelError(
-            f"model card class {key!r} is not registered; known classes {sorted(MODEL_CLASSES)}."
-            " Register it with terracarbon.models.persistence.register_model_class."
+            f"model card class {key!r} is not registered; known classes "
+            f"{sorted(registry.names())}. Register it with "
+            "terracarbon.models.persistence.register_model_class."
         )
-    module, _, attr = MODEL_CLASSES[key].partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ModelError(f"cannot import {MODEL_CLASSES[key]!r} for class {key!r}: {err}") from err
+    return registry.get(key).load()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -148,7 +176,7 @@ def save_model(
         "metrics": None if metrics is None else metrics.to_dict(orient="records"),
         "seed": card.get("seed", getattr(model, "seed", None)),
         "package_versions": package_versions(),
-        "saved_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "saved_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
     with atomic_path(directory) as tmp:
         tmp.mkdir(parents=True)
@@ -206,6 +234,6 @@ def load_model(directory: str | os.PathLike) -> CarbonModel:
     if not isinstance(model, cls):
         raise ModelError(
             f"{path} holds a {type(model).__name__} but the card says class "
-            f"{card.get('class')!r} ({MODEL_CLASSES[card['class']]})."
+            f"{card.get('class')!r} ({registry.import_path(card['class'])})."
         )
     return model

@@ -38,9 +38,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from terracarbon.checks import check_int
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.models.base import TARGETS
-from terracarbon.models.baselines import TabularCarbonModel, feature_matrix
+from terracarbon.models.tabular import TabularCarbonModel, feature_matrix
 
 MIN_ROWS_PER_THREAD = 20_000
 """Below this many rows prediction runs in the calling thread (thread start-up dominates)."""
@@ -127,8 +128,21 @@ class RandomForestCarbon(TabularCarbonModel):
 
     Examples
     --------
-    >>> rf = RandomForestCarbon(["ndvi", "npp", "dem"]).fit(samples, cube)  # doctest: +SKIP
-    >>> maps = rf.predict_map(cube, 2020, interval=0.9)  # doctest: +SKIP
+    Vegetation carbon planted as 100 x NDVI at 200 plots, elevation a distractor; no cube
+    (the covariates are columns of the sample table):
+
+    >>> rng = np.random.default_rng(0)
+    >>> samples = pd.DataFrame({"ndvi": rng.uniform(0.2, 0.8, 200),
+    ...                         "dem": rng.uniform(0, 1000, 200)})
+    >>> samples["veg_carbon_t_ha"] = 100 * samples["ndvi"]
+    >>> rf = RandomForestCarbon(["ndvi", "dem"], targets=["veg"], n_estimators=20,
+    ...                         min_samples_leaf=5).fit(samples)
+    >>> new = pd.DataFrame({"ndvi": [0.3, 0.7], "dem": [500.0, 500.0]})
+    >>> rf.predict_samples(new).round(-1)
+    array([[30.],
+           [70.]])
+
+    ``rf.predict_map(cube, 2020, interval=0.9)`` maps a cube year with QRF bounds.
     """
 
     name = "rf"
@@ -142,24 +156,18 @@ class RandomForestCarbon(TabularCarbonModel):
         n_estimators: int = 100,
         max_depth: int | None = 10,
         min_samples_leaf: int = 20,
-        max_features: float | int | str = 1.0,
+        max_features: float | str = 1.0,
         seed: int = 0,
         n_jobs: int = 2,
     ):
         super().__init__(features, targets=targets)
-        for arg, val in (("n_estimators", n_estimators), ("min_samples_leaf", min_samples_leaf),
-                         ("n_jobs", n_jobs)):
-            if not isinstance(val, (int, np.integer)) or val < 1:
-                raise ParameterError(f"{arg}={val!r}; expected a positive integer.")
-        bad_depth = not isinstance(max_depth, (int, np.integer)) or max_depth < 1
-        if max_depth is not None and bad_depth:
-            raise ParameterError(f"max_depth={max_depth!r}; expected a positive integer or None.")
-        self.n_estimators = int(n_estimators)
-        self.max_depth = None if max_depth is None else int(max_depth)
-        self.min_samples_leaf = int(min_samples_leaf)
+        self.n_estimators = check_int(n_estimators, name="n_estimators", minimum=1)
+        self.max_depth = None if max_depth is None else check_int(
+            max_depth, name="max_depth", minimum=1, hint="(or None for unlimited depth)")
+        self.min_samples_leaf = check_int(min_samples_leaf, name="min_samples_leaf", minimum=1)
         self.max_features = max_features
         self.seed = int(seed)
-        self.n_jobs = int(n_jobs)
+        self.n_jobs = check_int(n_jobs, name="n_jobs", minimum=1)
         self.forests_: dict[str, Any] = {}
         self.qrf_: dict[str, dict[str, np.ndarray]] = {}
 
@@ -307,8 +315,7 @@ def feature_importance(
             f"feature_importance takes a RandomForestCarbon, got {type(model).__name__}."
         )
     model._require_fitted()
-    if not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
-        raise ParameterError(f"n_repeats={n_repeats!r}; expected a positive integer.")
+    check_int(n_repeats, name="n_repeats", minimum=1)
     X = feature_matrix(samples, model.features).astype(np.float32)
     frames = []
     for t in model.targets:

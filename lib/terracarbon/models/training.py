@@ -19,10 +19,13 @@ import pandas as pd
 import xarray as xr
 
 from terracarbon.errors import ModelError, ParameterError
+from terracarbon.models import registry
 from terracarbon.models.base import TARGETS, CarbonModel
 
 log = logging.getLogger(__name__)
-DEEP_MODELS = ("cnn", "cnn_tcn")
+
+DEEP_MODELS: tuple[str, ...] = registry.DEEP_MODELS
+"""The patch (CNN) models: fewer CV folds (``models.cv_folds_deep``), no leave-one-site-out."""
 
 
 def model_factory(
@@ -33,7 +36,8 @@ def model_factory(
 
     Parameters
     ----------
-    name : {"rf", "cnn", "cnn_tcn", "ndvi_lr", "mlr", "lookup"}
+    name : str
+        A model of the registry (:data:`terracarbon.models.registry.MODEL_NAMES`).
     features : sequence of str
         Cube variables used as predictors.
     settings : mapping
@@ -42,52 +46,34 @@ def model_factory(
         Seed of every random choice in the model.
     targets : sequence of {"veg", "soil"}
         The pools the plots measured.
-    """
-    from terracarbon.models import baselines, cnn, rf
 
+    Raises
+    ------
+    ParameterError
+        ``name`` is not a model of the registry, or one registered for loading only.
+    """
+    entry = registry.get(name)
+    if entry.build is None:
+        raise ParameterError(f"models.candidates: {name!r} is registered for loading only; "
+                             f"expected one of {', '.join(registry.MODEL_NAMES)}")
+    cls = entry.load()
     feats = list(features)
     tg = tuple(targets)
-    if name == "rf":
-        hp = settings["rf"]
-        return lambda: rf.RandomForestCarbon(
-            feats, targets=tg, n_estimators=hp["n_estimators"], max_depth=hp["max_depth"],
-            min_samples_leaf=hp["min_samples_leaf"], seed=seed)
-    if name in DEEP_MODELS:
-        hp = settings["cnn"]
-        common = dict(patch_size=hp["patch_size_px"], lr=hp["learning_rate"],
-                      weight_decay=hp["weight_decay"], epochs=hp["max_epochs"],
-                      patience=hp["patience"], batch_size=hp["batch_size"], seed=seed,
-                      targets=tg)
-        if name == "cnn":
-            return lambda: cnn.CnnCarbon(feats, **common)
-        tcn = settings["cnn_tcn"]
-        return lambda: cnn.CnnTcnCarbon(feats, sequence_length=tcn["sequence_years"],
-                                        **{**common, "epochs": tcn["max_epochs"]})
-    if name == "ndvi_lr":
-        return lambda: baselines.NdviLinear(targets=tg)
-    if name == "mlr":
-        return lambda: baselines.MultipleLinear(feats, targets=tg)
-    if name == "lookup":
-        return lambda: baselines.LanduseLookup(targets=tg)
-    raise ParameterError(f"models.candidates: unknown model {name!r}; expected one of "
-                         "rf, cnn, cnn_tcn, ndvi_lr, mlr, lookup")
-
-
-BASELINE_INPUTS = {"ndvi_lr": "ndvi", "lookup": "landuse"}
-"""Cube variable each baseline reads besides ``models.features``."""
+    return lambda: entry.build(cls, settings, feats, seed, tg)
 
 
 def training_variables(cube: xr.Dataset, settings: Mapping[str, Any]) -> xr.Dataset:
     """The part of the data-prep cube that model training reads.
 
-    ``models.features``, the baselines' inputs (:data:`BASELINE_INPUTS`) and
-    ``region_mask``, where present; missing ones are left for :func:`check_features` to
-    report. Loading only these keeps stage 02's memory independent of cube layers no model
-    uses (single-year layers next to their composites, for instance).
+    ``models.features``, the candidates' own inputs (the baselines' NDVI or land use, see
+    :func:`terracarbon.models.registry.extra_inputs`) and ``region_mask``, where present;
+    missing ones are left for :func:`check_training_inputs` to report. Loading only these
+    keeps stage 02's memory independent of cube layers no model uses (single-year layers
+    next to their composites, for instance).
     """
     wanted = list(dict.fromkeys(
         [*settings["features"],
-         *(var for name, var in BASELINE_INPUTS.items() if name in settings["candidates"]),
+         *(var for _, var in registry.extra_inputs(settings["candidates"])),
          "region_mask"]))
     _check_features_present(cube, settings["features"])
     return cube[[v for v in wanted if v in cube.data_vars]]
@@ -101,12 +87,17 @@ def _check_features_present(cube: xr.Dataset, features: Sequence[str]) -> None:
                          "them from models.features or add the layers to data.layers")
 
 
-def check_features(cube: xr.Dataset, samples: pd.DataFrame, features: Sequence[str],
-                   candidates: Sequence[str]) -> None:
-    """Fail early, naming the parameter, when a feature or a baseline's input is missing."""
+def check_training_inputs(cube: xr.Dataset, samples: pd.DataFrame, features: Sequence[str],
+                          candidates: Sequence[str]) -> None:
+    """Fail early, naming the parameter, when the cube or the plots cannot train the candidates.
+
+    Raises :class:`ModelError` when a feature or a candidate's own input (see
+    :func:`terracarbon.models.registry.extra_inputs`) is not in the cube, or when the plots
+    measured no carbon at all.
+    """
     _check_features_present(cube, features)
-    for name, var in BASELINE_INPUTS.items():
-        if name in candidates and var not in cube.data_vars:
+    for name, var in registry.extra_inputs(candidates):
+        if var not in cube.data_vars:
             raise ModelError(f"models.candidates: {name} needs the cube variable {var!r}; "
                              f"drop {name} from models.candidates")
     if not measured_targets(samples):
@@ -176,7 +167,7 @@ def train_candidates(
 
     candidates = list(settings["candidates"])
     features = list(settings["features"])
-    check_features(cube, samples, features, candidates)
+    check_training_inputs(cube, samples, features, candidates)
     say = progress or (lambda msg: None)
     if reference_year is None:
         reference_year = int(samples["year"].max())

@@ -37,24 +37,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from terracarbon.checks import check_choice, check_int, require_columns
 from terracarbon.errors import ModelError, ParameterError
-from terracarbon.models.base import OUTPUT_VARIABLES, TARGETS, CarbonModel
-from terracarbon.models.baselines import (
-    TabularCarbonModel,
+from terracarbon.models.base import (
+    OUTPUT_VARIABLES,
+    TARGETS,
+    CarbonModel,
     check_sample_years,
-    check_training_table,
+    check_target_columns,
 )
 from terracarbon.models.metrics import metrics_table, score, ssim_maps
+from terracarbon.models.tabular import TabularCarbonModel, check_training_table
 
 log = logging.getLogger(__name__)
 
 CvScheme = Literal["random", "spatial_block", "loso"]
+CV_SCHEMES: tuple[str, ...] = get_args(CvScheme)
+"""The cross-validation schemes of :func:`cv_folds` (see the module docstring)."""
 HoldoutScheme = Literal["7:2:1", "10pct"]
 ModelFactory = Callable[[], CarbonModel]
 
@@ -66,12 +71,6 @@ HOLDOUT_FRACTIONS: dict[str, dict[str, float]] = {
 
 
 # ---------------------------------------------------------------------------- folds
-
-
-def _require_columns(samples: pd.DataFrame, columns: Sequence[str], why: str) -> None:
-    missing = [c for c in columns if c not in samples.columns]
-    if missing:
-        raise ModelError(f"sample table lacks columns {missing} needed for {why}.")
 
 
 def spatial_blocks(samples: pd.DataFrame, *, block_size_m: float) -> np.ndarray:
@@ -95,7 +94,8 @@ def spatial_blocks(samples: pd.DataFrame, *, block_size_m: float) -> np.ndarray:
             f"block_size_m={block_size_m!r}; expected a positive block side in metres, e.g. "
             "block_size_m=5000."
         )
-    _require_columns(samples, ["x", "y"], "spatial blocks")
+    require_columns(samples, ["x", "y"], name="sample table", error=ModelError,
+                    fix="Spatial blocks need the plot coordinates x, y (metres).")
     x = np.asarray(samples["x"], dtype=np.float64)
     y = np.asarray(samples["y"], dtype=np.float64)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
@@ -143,12 +143,8 @@ def cv_folds(
     """
     from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut
 
-    if scheme not in ("random", "spatial_block", "loso"):
-        raise ParameterError(
-            f"scheme={scheme!r}; expected 'random', 'spatial_block' or 'loso'."
-        )
-    if not isinstance(k, (int, np.integer)) or k < 2:
-        raise ParameterError(f"k={k!r}; expected an integer number of folds >= 2.")
+    check_choice(scheme, CV_SCHEMES, name="scheme")
+    check_int(k, name="k", minimum=2, hint="(number of folds)")
     n = len(samples)
     folds = np.full(n, -1, dtype=np.int64)
     if scheme == "random":
@@ -177,7 +173,8 @@ def cv_folds(
             np.zeros(n), groups=groups
         )
     else:
-        _require_columns(samples, ["plot_id"], "leave-one-site-out CV")
+        require_columns(samples, ["plot_id"], name="sample table", error=ModelError,
+                        fix="Leave-one-site-out CV groups the rows by plot_id.")
         _, groups = np.unique(samples["plot_id"].astype(str).to_numpy(), return_inverse=True)
         n_sites = int(groups.max()) + 1 if n else 0
         if n_sites < 2:
@@ -211,11 +208,7 @@ def _check_before_loop(model: CarbonModel, samples: pd.DataFrame, cube: xr.Datas
     if isinstance(model, TabularCarbonModel):
         check_training_table(samples, model.features, model.targets, cube)
         return
-    for t in model.targets:
-        col = TARGETS[t]
-        _require_columns(samples, [col], f"target {t!r}")
-        if not np.isfinite(np.asarray(samples[col], dtype=np.float64)).any():
-            raise ModelError(f"target {t!r} (column {col!r}) is NaN at all {len(samples)} plots.")
+    check_target_columns(samples, model.targets)
     check_sample_years(samples, cube)
 
 
@@ -434,8 +427,7 @@ def best_model(
     ParameterError
         Unknown ``by``.
     """
-    if by not in ("rmse", "mae", "r2"):
-        raise ParameterError(f"by={by!r}; expected 'rmse', 'mae' or 'r2'.")
+    check_choice(by, ("rmse", "mae", "r2"), name="by")
     sub = metrics_df[(metrics_df["cv_scheme"] == scheme) & (metrics_df["split"] == split)]
     if target is not None:
         sub = sub[sub["target"] == target]
@@ -497,8 +489,7 @@ def split_holdout(
     ModelError
         Too few rows or blocks to give every split at least one row.
     """
-    if scheme not in HOLDOUT_FRACTIONS:
-        raise ParameterError(f"scheme={scheme!r}; expected one of {list(HOLDOUT_FRACTIONS)}.")
+    check_choice(scheme, HOLDOUT_FRACTIONS, name="scheme")
     fractions = HOLDOUT_FRACTIONS[scheme]
     names = list(fractions)
     n = len(samples)

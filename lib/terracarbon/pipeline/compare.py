@@ -22,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from terracarbon.models.persistence import CARD_NAME
+
 SKIPPED_SUFFIXES = (".html", ".ipynb", ".png", ".svg", ".pdf", ".log",
                     # a pickle names its class's module, which a refactor may move; fitted
                     # models are compared through what they predict (the carbon maps)
                     ".joblib")
-SKIPPED_NAMES = ("manifest.json", "index.html", "params.yaml", "model_card.json")
+SKIPPED_NAMES = ("manifest.json", "index.html", "params.yaml", CARD_NAME)
 IGNORED_ATTRS = ("history",)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from terracarbon.errors import ParameterError
+from terracarbon.models.registry import MODEL_NAMES
 from terracarbon.pipeline.runfolder import SLUG
 from terracarbon.pipeline.stage_specs import STAGE_IDS
 
@@ -43,7 +44,7 @@ class Rule:
     item_choices: tuple[Any, ...] | None = None
 
 
-MODEL_NAMES = ("rf", "cnn", "cnn_tcn", "ndvi_lr", "mlr", "lookup")
+
 NUM = (int, float)
 
 RULES: dict[str, Rule] = {

@@ -145,7 +145,7 @@ def storage(
     xarray.Dataset
         ``veg_carbon_storage``, ``soil_carbon_storage``, ``total_carbon_storage`` (t C, float64)
         and their ``_lower``/``_upper`` bounds where available (t C), plus ``pixel_area`` (ha),
-        which :func:`~terracarbon.carbon.totals.totals` and the zonal tables reuse.
+        which :func:`~terracarbon.carbon.regional_totals.totals` and the zonal tables reuse.
 
     Raises
     ------

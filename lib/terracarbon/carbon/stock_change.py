@@ -85,7 +85,7 @@ def change_table(totals_df: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     totals_df : pandas.DataFrame
-        Output of :func:`~terracarbon.carbon.totals.totals` (``year``, ``pool``, ``storage_Tg``
+        Output of :func:`~terracarbon.carbon.regional_totals.totals` (``year``, ``pool``, ``storage_Tg``
         in Tg C; ``truth_Tg`` optional).
 
     Returns
@@ -220,7 +220,7 @@ def ecosystem_contribution(
     Parameters
     ----------
     storage_ds : xarray.Dataset
-        Output of :func:`~terracarbon.carbon.storage.storage` on ``(year, y, x)`` (t C per
+        Output of :func:`~terracarbon.carbon.stocks.storage` on ``(year, y, x)`` (t C per
         pixel).
     landuse : xarray.DataArray
         Land-use codes on ``(year, y, x)`` (must hold ``start`` and ``end``) or ``(y, x)``.

@@ -27,7 +27,7 @@ from terracarbon.carbon._common import (
     year_selections,
     years_of,
 )
-from terracarbon.carbon.storage import storage
+from terracarbon.carbon.stocks import storage
 from terracarbon.checks import check_choice, require_columns, require_vars
 from terracarbon.conventions import AREA_HA_UNITS, STORAGE_UNITS, T_PER_PG, T_PER_TG
 from terracarbon.errors import InputDataError, ModelError
@@ -75,7 +75,7 @@ def totals(
     Parameters
     ----------
     storage_ds : xarray.Dataset
-        Output of :func:`~terracarbon.carbon.storage.storage` (t C per pixel, with
+        Output of :func:`~terracarbon.carbon.stocks.storage` (t C per pixel, with
         ``pixel_area`` in ha); storage in other carbon-mass units is converted.
     truth : xarray.Dataset, optional
         True carbon density (``veg_carbon_density``, ``soil_carbon_density``, t C ha-1) on the

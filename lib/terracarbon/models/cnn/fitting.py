@@ -1,0 +1,173 @@
+"""Training of the CNN models' networks: the validation split, the loop, early stopping.
+
+* :func:`site_split` - a seeded split of the usable plots for early stopping, by site
+  (every row of a ``plot_id`` on the same side).
+* :func:`train_network` - Adam on the masked MSE, mini-batches in seeded order, early
+  stopping on the validation loss with the best epoch's weights restored.
+* :func:`torch_determinism` - the seed, deterministic kernels and thread count of a run,
+  with torch's global state restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from terracarbon.errors import ModelError
+from terracarbon.models.cnn.nets import masked_mse
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def torch_determinism(seed: int, num_threads: int | None) -> Iterator[None]:
+    """Seed torch and force deterministic kernels; restore global torch state afterwards."""
+    previous_flag = torch.are_deterministic_algorithms_enabled()
+    previous_threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous_flag)
+            torch.set_num_threads(previous_threads)
+
+
+def site_split(
+    usable: np.ndarray, groups: np.ndarray, *, val_fraction: float, seed: int, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded internal validation split by site (all rows of a ``plot_id`` together).
+
+    Parameters
+    ----------
+    usable : ndarray of int
+        Row positions that can train.
+    groups : ndarray of str
+        Site of every row (indexed by position).
+    val_fraction : float
+        Fraction of the usable sites held out (rounded, at least 1, at most all but one);
+        0 holds out none.
+    seed : int
+        Seed of the site permutation.
+    where : str
+        Prefix of the error message.
+
+    Returns
+    -------
+    train, val : ndarray of int
+        Row positions, a partition of ``usable``.
+    """
+    if val_fraction == 0:
+        return usable, usable[:0]
+    unique = np.unique(groups[usable])
+    if unique.size < 2:
+        raise ModelError(
+            f"{where}: only {unique.size} usable site(s); the validation split for early "
+            "stopping needs at least 2. Supply more plots or set val_fraction=0."
+        )
+    rng = np.random.default_rng(seed)
+    n_val = min(max(1, round(val_fraction * unique.size)), unique.size - 1)
+    val_groups = rng.permutation(unique)[:n_val]
+    is_val = np.isin(groups[usable], val_groups)
+    return usable[~is_val], usable[is_val]
+
+
+def train_network(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    *,
+    lr: float,
+    weight_decay: float,
+    epochs: int,
+    batch_size: int,
+    patience: int,
+    seed: int,
+    name: str,
+) -> tuple[dict[str, list], int]:
+    """Train ``net`` in place with Adam and early stopping; restore the best epoch's weights.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network, freshly initialised.
+    x, y : torch.Tensor
+        Encoded training inputs and standardised targets (NaN where a pool was not measured).
+    x_val, y_val : torch.Tensor
+        The same for the validation sites; empty for no early stopping (all epochs run).
+    lr, weight_decay : float
+        Adam learning rate and L2 weight decay.
+    epochs, batch_size, patience : int
+        Maximum epochs, mini-batch size, epochs without a better validation loss before
+        stopping.
+    seed : int
+        Seed of the mini-batch order.
+    name : str
+        Model name for the log.
+
+    Returns
+    -------
+    history : dict
+        ``epoch``, ``train_loss`` (masked MSE of standardised targets, dimensionless,
+        averaged over the epoch's mini-batches with dropout active) and ``val_loss`` (the
+        same on the validation sites, dropout off; the training loss without them).
+    best_epoch : int
+        The epoch whose weights ``net`` holds at the end.
+    """
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": []}
+    best_loss, best_state, best_epoch, waited = np.inf, None, 0, 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        total, weight = 0.0, 0
+        for batch in torch.randperm(len(x), generator=generator).split(batch_size):
+            target = y[batch]
+            n_obs = int((~torch.isnan(target)).sum())
+            if n_obs == 0:
+                continue
+            loss = masked_mse(net(x[batch]), target)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * n_obs
+            weight += n_obs
+        train_loss = total / max(weight, 1)
+        val_loss = evaluate_loss(net, x_val, y_val) if len(x_val) else train_loss
+        history["epoch"].append(epoch)
+        history["train_loss"].append(train_loss)
+        history["val_loss"].append(val_loss)
+        logger.debug("%s epoch %d: train %.4f val %.4f", name, epoch, train_loss, val_loss)
+        if val_loss < best_loss:
+            best_loss, best_epoch, waited = val_loss, epoch, 0
+            best_state = copy.deepcopy(net.state_dict())
+        else:
+            waited += 1
+            if len(x_val) and waited >= patience:
+                break
+    if len(x_val) and best_state is not None:
+        net.load_state_dict(best_state)
+    else:
+        best_epoch = history["epoch"][-1]
+    logger.info("%s: %d epochs, best epoch %d (val loss %.4f)", name, len(history["epoch"]),
+                best_epoch, best_loss)
+    return history, best_epoch
+
+
+def evaluate_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Masked MSE of ``net`` (dropout off) on ``x``, ``y``, in batches of 1024 rows."""
+    net.eval()
+    with torch.inference_mode():
+        pred = torch.cat([net(xb) for xb in x.split(1024)])
+        return float(masked_mse(pred, y))

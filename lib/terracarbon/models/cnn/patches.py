@@ -1,0 +1,185 @@
+"""Covariate patches for the CNN models: reading them from the cube and cutting them out.
+
+The CNN and CNN-TCN see a k x k window of every covariate around a pixel. This module reads
+the data-prep cube into raw (unencoded) layers and cuts those windows, identically for
+training (patches at the plots, :func:`sample_patches`) and for mapping (whole tiles), so
+that a fully convolutional pass over a tile reproduces patch-wise prediction exactly. How
+raw values become network channels is :mod:`terracarbon.models.cnn.encoding`.
+
+Pixels beyond the grid edge are treated as missing in every layer (raw NaN, :func:`pad_raw`),
+so they encode to all-zero channels: patches near the edge are padded the same way in
+training and mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracarbon.checks import require_columns
+from terracarbon.errors import ModelError
+from terracarbon.models.base import CATEGORICAL_FEATURES
+
+NON_FEATURE_VARIABLES: frozenset[str] = frozenset({"region_mask", "spatial_ref"})
+"""Cube variables never used as predictors by default."""
+
+
+def default_features(cube: xr.Dataset) -> list[str]:
+    """Every gridded cube variable (dims within ``(year, y, x)``) except the region mask."""
+    return [
+        str(name)
+        for name, da in cube.data_vars.items()
+        if name not in NON_FEATURE_VARIABLES
+        and {"y", "x"} <= set(da.dims)
+        and set(da.dims) <= {"year", "y", "x"}
+    ]
+
+
+def default_categorical(cube: xr.Dataset, features: Sequence[str]) -> list[str]:
+    """Features that are categorical: known class layers or integer-typed layers."""
+    return [
+        f
+        for f in features
+        if f in CATEGORICAL_FEATURES or np.issubdtype(cube[f].dtype, np.integer)
+    ]
+
+
+def check_cube(cube: xr.Dataset, features: Sequence[str], *, where: str) -> None:
+    """Raise :class:`ModelError` if features are missing or not on the ``(year,) y, x`` grid."""
+    missing = [f for f in features if f not in cube.data_vars]
+    if missing:
+        raise ModelError(
+            f"{where}: features {missing} are not in the cube (it has "
+            f"{sorted(map(str, cube.data_vars))}); add them in data prep or drop them from "
+            "the model's features."
+        )
+    bad = [f for f in features if not ({"y", "x"} <= set(cube[f].dims) <= {"year", "y", "x"})]
+    if bad:
+        raise ModelError(
+            f"{where}: features {bad} do not have dims (y, x) or (year, y, x); "
+            "regrid them in data prep."
+        )
+    if any("year" in cube[f].dims for f in features) and "year" not in cube.coords:
+        raise ModelError(f"{where}: the cube has annual layers but no 'year' coordinate.")
+
+
+def cube_years(cube: xr.Dataset) -> np.ndarray:
+    """The cube's integer years (an empty array for a purely static cube)."""
+    if "year" not in cube.coords:
+        return np.array([], dtype=np.int64)
+    return np.asarray(cube["year"].values).astype(np.int64)
+
+
+def year_index(cube: xr.Dataset, years: np.ndarray, *, where: str) -> np.ndarray:
+    """Position of each of ``years`` in the cube's year axis; ModelError naming absent years."""
+    available = cube_years(cube)
+    years = np.asarray(years).astype(np.int64)
+    if available.size == 0:
+        return np.zeros(years.shape, dtype=np.int64)
+    lookup = pd.Index(available)
+    idx = lookup.get_indexer(years)
+    if (idx < 0).any():
+        absent = sorted(set(years[idx < 0].tolist()))
+        raise ModelError(
+            f"{where}: years {absent} are not in the cube (it has years "
+            f"{available.min()}–{available.max()}: {available.tolist()}); drop those plots or "
+            "extend the cube."
+        )
+    return idx
+
+
+def raw_layers(cube: xr.Dataset, features: Sequence[str], year_position: int) -> np.ndarray:
+    """Stack the features for one cube year: array ``(n_features, ny, nx)`` float32.
+
+    Static layers are broadcast over years; categorical codes are kept as float values.
+    """
+    layers = []
+    for f in features:
+        da = cube[f]
+        if "year" in da.dims:
+            da = da.isel(year=year_position)
+        layers.append(np.asarray(da.transpose("y", "x").values, dtype=np.float32))
+    return np.stack(layers)
+
+
+def pad_raw(raw: np.ndarray, halo: int) -> np.ndarray:
+    """Pad the last two axes by ``halo`` pixels of NaN: beyond the grid edge = missing."""
+    pad = [(0, 0)] * (raw.ndim - 2) + [(halo, halo), (halo, halo)]
+    return np.pad(raw, pad, mode="constant", constant_values=np.nan)
+
+
+def cut_patches(
+    padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch_size: int
+) -> np.ndarray:
+    """Cut ``patch_size`` x ``patch_size`` windows centred on ``(rows, cols)``.
+
+    ``padded`` is ``(channels, ny + 2h, nx + 2h)`` with ``h = patch_size // 2``; returns
+    ``(n, channels, patch_size, patch_size)`` (a copy).
+    """
+    windows = np.lib.stride_tricks.sliding_window_view(
+        padded, (patch_size, patch_size), axis=(-2, -1)
+    )
+    # windows[c, r, q] is the patch whose top-left is padded pixel (r, q), i.e. centred on
+    # grid pixel (r, q) thanks to the halo.
+    return np.ascontiguousarray(np.moveaxis(windows[:, rows, cols], 1, 0))
+
+
+def check_sample_rows(samples: pd.DataFrame, cube: xr.Dataset, *, where: str) -> None:
+    """Raise :class:`ModelError` unless every sample row has a ``row, col, year`` on the grid."""
+    if not isinstance(samples, pd.DataFrame):
+        raise ModelError(f"{where}: samples must be a pandas DataFrame, got {type(samples)}.")
+    require_columns(samples, ["row", "col", "year"], name=f"{where}: the sample table",
+                    error=ModelError, fix="Extract the plots onto the target grid first "
+                                          "(prep) so each row has row, col and year.")
+    if samples[["row", "col", "year"]].isna().any().any():
+        raise ModelError(f"{where}: row, col or year is missing (NaN) in some sample rows.")
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    rows, cols = samples["row"].to_numpy(), samples["col"].to_numpy()
+    outside = (rows < 0) | (rows >= ny) | (cols < 0) | (cols >= nx)
+    if outside.any():
+        raise ModelError(
+            f"{where}: {int(outside.sum())} sample rows have row/col outside the "
+            f"{ny} x {nx} grid; re-extract the plots on this cube's grid."
+        )
+
+
+def sample_patches(
+    cube: xr.Dataset,
+    features: Sequence[str],
+    year_positions: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    patch_size: int,
+) -> np.ndarray:
+    """Raw patch sequences centred on sample pixels: ``(n, T, n_features, k, k)`` float32.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        The data-prep cube holding ``features``.
+    features : sequence of str
+        Cube variables, in channel order.
+    year_positions : ndarray (n, T) of int
+        Positions on the cube's year axis of each row's T time steps.
+    rows, cols : ndarray (n,)
+        Grid row and column of each sample's centre pixel.
+    patch_size : int
+        Patch edge k in pixels (odd).
+    """
+    rows = np.asarray(rows).astype(np.int64)
+    cols = np.asarray(cols).astype(np.int64)
+    halo = patch_size // 2
+    out = np.empty((len(rows), year_positions.shape[1], len(features), patch_size, patch_size),
+                   dtype=np.float32)
+    # each cube year is read and padded once, however many rows and time steps use it
+    for pos in np.unique(year_positions):
+        padded = pad_raw(raw_layers(cube, features, int(pos)), halo)
+        for t in range(year_positions.shape[1]):
+            hit = np.flatnonzero(year_positions[:, t] == pos)
+            if hit.size:
+                out[hit, t] = cut_patches(padded, rows[hit], cols[hit], patch_size)
+    return out
