@@ -72,6 +72,7 @@ from terracarbon.carbon.zonal import outside_aoa_share, totals_by_class, totals_
 from terracarbon.conventions import LANDUSE_CLASSES
 
 __all__ = [
+    "mapping",
     "BOUNDS", "LANDUSE_CLASSES", "POOLS", "POOL_LONG_NAMES", "PRODUCT_PREFIXES",
     "VEG_COMPONENTS", "IntervalMethod", "Pool", "add_total", "change", "change_table",
     "check_plausible_totals", "class_mean_table", "compare_with_lookup",

@@ -192,7 +192,9 @@ def write_vector(gdf: Any, path: str | os.PathLike) -> Path:
     """Write a GeoDataFrame as GeoJSON atomically (CRS kept as written by GDAL)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        gdf.to_file(tmp, driver="GeoJSON")
+        # the layer name is written into the file: name it after the final path, not the
+        # temporary one, so identical runs write identical bytes
+        gdf.to_file(tmp, driver="GeoJSON", layer=path.stem)
     return path
 
 

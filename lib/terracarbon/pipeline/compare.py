@@ -28,7 +28,7 @@ SKIPPED_SUFFIXES = (".html", ".ipynb", ".png", ".svg", ".pdf", ".log",
                     # a pickle names its class's module, which a refactor may move; fitted
                     # models are compared through what they predict (the carbon maps)
                     ".joblib")
-SKIPPED_NAMES = ("manifest.json", "index.html", "params.yaml", CARD_NAME)
+SKIPPED_NAMES = ("manifest.json", "index.html", "params.yaml", ".lock", CARD_NAME)
 IGNORED_ATTRS = ("history",)
 
 
@@ -64,7 +64,14 @@ def _same_attrs(a: dict, b: dict) -> list[str]:
     return diffs
 
 
-def compare_datasets(a: Path, b: Path) -> list[str]:
+def _relocated(attrs: dict, run: Path) -> dict:
+    """Attributes with the run folder's path replaced by ``<run>`` (a ``source`` path)."""
+    prefix = str(run)
+    return {k: (v.replace(prefix, "<run>") if isinstance(v, str) else v) for k, v in attrs.items()}
+
+
+def compare_datasets(a: Path, b: Path, run_a: Path | None = None,
+                     run_b: Path | None = None) -> list[str]:
     """Differences between two datasets (values exact, NaN equal to NaN)."""
     from terracarbon.data.io import open_cube
 
@@ -83,7 +90,10 @@ def compare_datasets(a: Path, b: Path) -> list[str]:
                 delta = (np.nanmax(np.abs(xa.astype(float) - xb.astype(float)))
                          if xa.dtype.kind in "fiu" else "n/a")
             diffs.append(f"{name}: values differ (max |diff| {delta})")
-        diffs += [f"{name}: {d}" for d in _same_attrs(dict(va.attrs), dict(vb.attrs))]
+        attrs_a, attrs_b = dict(va.attrs), dict(vb.attrs)
+        if run_a is not None and run_b is not None:
+            attrs_a, attrs_b = _relocated(attrs_a, run_a), _relocated(attrs_b, run_b)
+        diffs += [f"{name}: {d}" for d in _same_attrs(attrs_a, attrs_b)]
     diffs += [f"dataset {d}" for d in _same_attrs(dict(da.attrs), dict(db.attrs))]
     return diffs
 
@@ -117,14 +127,42 @@ def compare_geotiffs(a: Path, b: Path) -> list[str]:
         return diffs
 
 
-def compare_files(a: Path, b: Path) -> list[str]:
+def compare_torch_states(a: Path, b: Path) -> list[str]:
+    """Differences between two saved torch state dicts (tensors exactly equal)."""
+    import torch
+
+    sa, sb = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
+    if sa.keys() != sb.keys():
+        return [f"parameters differ: {sorted(set(sa) ^ set(sb))}"]
+    return [f"{k}: tensor differs" for k in sa if not torch.equal(sa[k], sb[k])]
+
+
+def compare_vectors(a: Path, b: Path) -> list[str]:
+    """Differences between two vector files: geometries, attributes and CRS (not layer names)."""
+    import geopandas as gpd
+
+    ga, gb = gpd.read_file(a), gpd.read_file(b)
+    if ga.crs != gb.crs or len(ga) != len(gb) or list(ga.columns) != list(gb.columns):
+        return ["CRS, feature count or columns differ"]
+    if not ga.geometry.geom_equals_exact(gb.geometry, tolerance=0).all():
+        return ["geometries differ"]
+    attrs = [c for c in ga.columns if c != ga.geometry.name]
+    return [] if ga[attrs].equals(gb[attrs]) else ["attributes differ"]
+
+
+def compare_files(a: Path, b: Path, run_a: Path | None = None,
+                  run_b: Path | None = None) -> list[str]:
     """Differences between two artifacts of the same relative path."""
     if a.name.endswith(".zarr") or a.suffix == ".nc":
-        return compare_datasets(a, b)
+        return compare_datasets(a, b, run_a, run_b)
     if a.suffix == ".csv":
         return compare_tables(a, b)
     if a.suffix in (".tif", ".tiff"):
         return compare_geotiffs(a, b)
+    if a.suffix == ".pt":
+        return compare_torch_states(a, b)
+    if a.suffix == ".geojson":
+        return compare_vectors(a, b)
     if a.suffix == ".json":
         return [] if json.loads(a.read_text()) == json.loads(b.read_text()) else ["JSON differs"]
     return [] if a.read_bytes() == b.read_bytes() else ["bytes differ"]
@@ -142,7 +180,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> dict[str, list[str]]:
         if rel not in arts_a or rel not in arts_b:
             report[rel] = [f"only in {run_a if rel in arts_a else run_b}"]
             continue
-        diffs = compare_files(arts_a[rel], arts_b[rel])
+        diffs = compare_files(arts_a[rel], arts_b[rel], run_a.resolve(), run_b.resolve())
         if diffs:
             report[rel] = diffs
     return report

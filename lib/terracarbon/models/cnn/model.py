@@ -486,7 +486,10 @@ class _ConvCarbonModel:
         folder = Path(dir)
         folder.mkdir(parents=True, exist_ok=True)
         with tcio.atomic_path(folder / WEIGHTS_FILE) as tmp:
-            torch.save(self.net_.state_dict(), tmp)
+            # a file object, not the path: torch names the archive after the file, and the
+            # temporary name would make identical models differ byte for byte
+            with open(tmp, "wb") as fh:
+                torch.save(self.net_.state_dict(), fh)
         tcio.write_json(self.card(), folder / CARD_NAME)
         return folder
 
