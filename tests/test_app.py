@@ -8,10 +8,7 @@ functions on a real ``params/quick.yaml`` run against the trend stage's own outp
 from __future__ import annotations
 
 import json
-import os
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -7,8 +7,6 @@ downloads a browser.
 
 from __future__ import annotations
 
-import json
-import os
 import math
 import re
 import subprocess
@@ -260,8 +258,6 @@ def test_capture_writes_real_screenshots(quick_run, dashboard, browser):
 @pytest.mark.slow
 def test_run_all_screenshots_flag(quick_run):
     """`run_all.py --screenshots` on a finished run adds the three PNGs to its folder."""
-    import subprocess
-    import sys
 
     from PIL import Image
 

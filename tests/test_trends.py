@@ -13,7 +13,7 @@ import xarray as xr
 from scipy import stats
 
 from terracarbon.trends import kernels
-from terracarbon import trends
+from terracarbon import carbon, trends
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
 YEARS = np.arange(2000, 2022)
@@ -411,7 +411,7 @@ def test_area_shares_pixel_area_same_with_and_without_crs():
     plain = trends.area_shares(classes)
     projected = trends.area_shares(classes.rio.write_crs("EPSG:32649"))
     pd.testing.assert_frame_equal(plain, projected, check_exact=True)
-    assert trends.uniform_pixel_area_ha(classes) == 30.0 * 30.0 / 10_000.0
+    assert carbon.uniform_pixel_area_ha(classes) == 30.0 * 30.0 / 10_000.0
     geographic = classes.assign_coords(y=[23.0, 22.9, 22.8, 22.7], x=[113.0, 113.1, 113.2,
                                                                        113.3, 113.4])
     with pytest.warns(UserWarning, match="geographic"), \

@@ -52,7 +52,7 @@ from the veg and soil bounds with the *same* rule (see :func:`add_total` and :fu
 
 from terracarbon.carbon._common import BOUNDS, POOL_LONG_NAMES, POOLS, IntervalMethod, Pool
 from terracarbon.carbon import mapping
-from terracarbon.carbon.area import pixel_area_ha
+from terracarbon.carbon.area import pixel_area_ha, uniform_pixel_area_ha
 from terracarbon.carbon.stock_change import change, change_table, describe_change, ecosystem_contribution
 from terracarbon.carbon.lookup import (
     VEG_COMPONENTS,
@@ -72,6 +72,7 @@ from terracarbon.carbon.zonal import outside_aoa_share, totals_by_class, totals_
 from terracarbon.conventions import LANDUSE_CLASSES
 
 __all__ = [
+    "uniform_pixel_area_ha",
     "mapping",
     "BOUNDS", "LANDUSE_CLASSES", "POOLS", "POOL_LONG_NAMES", "PRODUCT_PREFIXES",
     "VEG_COMPONENTS", "IntervalMethod", "Pool", "add_total", "change", "change_table",

@@ -143,3 +143,72 @@ def pixel_area_ha(da: xr.DataArray | xr.Dataset) -> xr.DataArray:
         "history": history("pixel_area_ha", da, crs=crs.to_string()),
     }
     return area.rio.write_crs(crs.to_wkt(), inplace=True)
+
+
+def uniform_pixel_area_ha(da: xr.DataArray, area_ha: float | None = None) -> float:
+    """Area of one pixel (ha) of a raster whose pixels are all the same size.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        A raster with ``x``/``y`` dimension coordinates (pixel centres), optionally a CRS
+        attached by rioxarray.
+    area_ha : float, optional
+        The area (ha), when known; it is only checked.
+
+    Returns
+    -------
+    float
+        ``area_ha``, else :func:`pixel_area_ha` of the grid when a
+        CRS is attached, else ``|dx * dy| / 10,000`` from the coordinate spacing read as
+        metres.
+
+    Raises
+    ------
+    ParameterError
+        ``pixel_area_ha`` not positive; no regular x/y coordinates to derive it from; or
+        pixel areas that differ across the grid (a geographic CRS).
+
+    Notes
+    -----
+    Class rasters built with ``xr.where`` keep the ``spatial_ref`` coordinate but lose its
+    CRS attributes, so most reach here without a CRS; their coordinates are metres because
+    every study grid is projected in metres (``data.grid.GridSpec`` requires it). On such a
+    grid both routes give the same number, bit for bit: the CRS route multiplies by the
+    metres per CRS unit, 1.0.
+
+    Examples
+    --------
+    >>> grid = xr.DataArray(np.zeros((2, 3)), dims=("y", "x"),
+    ...                     coords={"y": [250.0, -250.0], "x": [250.0, 750.0, 1250.0]})
+    >>> uniform_pixel_area_ha(grid)
+    25.0
+    """
+    if area_ha is not None:
+        if isinstance(area_ha, bool) or not isinstance(
+                area_ha, (int, float, np.integer, np.floating)) or not area_ha > 0:
+            raise ParameterError(
+                f"pixel_area_ha={area_ha!r}: expected a positive area of one pixel (ha).")
+        return float(area_ha)
+    steps = {}
+    for dim in ("x", "y"):
+        coord = np.asarray(da[dim].values, dtype=np.float64) if dim in da.coords else None
+        if coord is None or dim not in da.dims or coord.size < 2 or not np.allclose(
+                np.diff(coord), coord[1] - coord[0], rtol=1e-6, atol=0):
+            raise ParameterError(
+                "pixel_area_ha: not given and the raster has no regular x/y coordinates "
+                "(in metres) to derive it from; pass pixel_area_ha=<hectares per pixel>."
+            )
+        steps[dim] = abs(float(coord[1] - coord[0]))
+    import rioxarray  # noqa: F401  registers the .rio accessor
+
+    if da.rio.crs is None:
+        return steps["x"] * steps["y"] / M2_PER_HA
+    areas = np.asarray(pixel_area_ha(da).values)
+    if not np.all(areas == areas.flat[0]):
+        raise ParameterError(
+            f"pixel_area_ha: pixel areas vary across this grid ({areas.min():.6g} to "
+            f"{areas.max():.6g} ha; a geographic CRS), so a table cannot use one area per "
+            "pixel; reproject to the study's projected grid or pass pixel_area_ha."
+        )
+    return float(areas.flat[0])

@@ -22,7 +22,7 @@ from terracarbon.data import io
 from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.spatial.autocorrelation import int8_flags
 from terracarbon.spatial.weights import check_same_grid, materialise
-from terracarbon.trends.tables import uniform_pixel_area_ha
+from terracarbon.carbon.area import uniform_pixel_area_ha
 
 __all__ = [
     "CLUSTER_CLASSES",
@@ -69,7 +69,7 @@ def cluster_shares(
         ``quadrant > 0`` marks the analysed cells).
     pixel_area_ha : float, optional
         Area of one pixel (ha); default from the grid
-        (:func:`~terracarbon.trends.tables.uniform_pixel_area_ha`).
+        (:func:`~terracarbon.carbon.area.uniform_pixel_area_ha`).
     valid : xarray.DataArray of bool, optional
         Analysed cells (the share denominator). Default: from the Dataset's quadrant,
         else every cell.
@@ -284,7 +284,7 @@ def zone_table(
         Carbon storage per pixel (t C) on the same grid; NaN ignored.
     pixel_area_ha : float, optional
         Area of one pixel (ha); default from the grid
-        (:func:`~terracarbon.trends.tables.uniform_pixel_area_ha`).
+        (:func:`~terracarbon.carbon.area.uniform_pixel_area_ha`).
 
     Returns
     -------

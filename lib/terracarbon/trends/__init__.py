@@ -16,7 +16,7 @@ persistence    coefficient_of_variation, stability_classes, hurst_rs (classic R/
 drivers        partial_correlation (partial r, multiple R, F test, driving types),
                benjamini_hochberg
 tables         area_shares (ha and % per class), zone_trend_table (planted-truth check),
-               assemble (one Dataset of every product), uniform_pixel_area_ha
+               assemble (one Dataset of every product)
 core           argument checks, time axis, apply_ufunc plumbing, flagged class rasters
 kernels        numba kernels
 
@@ -38,7 +38,6 @@ from terracarbon.trends.persistence import (
 from terracarbon.trends.tables import (
     area_shares,
     assemble,
-    uniform_pixel_area_ha,
     zone_trend_table,
 )
 
@@ -58,6 +57,5 @@ __all__ = [
     "stability_classes",
     "steepest_pixel",
     "time_in_years",
-    "uniform_pixel_area_ha",
     "zone_trend_table",
 ]
