@@ -21,11 +21,14 @@ from terracarbon.viz import app
 from terracarbon.data import io
 from terracarbon.errors import InputDataError, ParameterError
 
+from helpers import grid_coords, make_cube
+
 REPO = Path(__file__).resolve().parents[1]
 YEARS = np.arange(2001, 2013)  # 12 calendar years
 NY, NX, STEP = 6, 8, 500.0
-X = 300_250.0 + STEP * np.arange(NX)
-Y = 2_800_250.0 - STEP * np.arange(NY)
+ORIGIN = (300_000.0, 2_800_500.0)  # upper-left corner: pixel centres 300,250 m, 2,800,250 m ...
+GRID = grid_coords(NY, NX, pixel_m=STEP, origin=ORIGIN)
+X, Y = GRID["x"], GRID["y"]
 
 
 def _manifest(stage_dir: Path, outputs: dict, *, status="complete", params=None) -> None:
@@ -43,14 +46,11 @@ def _carbon(rng: np.random.Generator) -> xr.Dataset:
     soil = 60 + rng.normal(0, 0.5, (len(YEARS), NY, NX))
     veg[:, 0, 0] = np.nan  # one pixel outside the boundary
     soil[:, 0, 0] = np.nan
-    coords = {"year": YEARS, "y": Y, "x": X}
-    dims = ("year", "y", "x")
 
     def var(values, long_name, units="t C ha-1"):
-        return xr.DataArray(values.astype("float32"), coords, dims,
-                            attrs={"units": units, "long_name": long_name})
+        return values.astype("float32"), units, long_name
 
-    ds = xr.Dataset({
+    return make_cube({
         "veg_carbon_density": var(veg, "vegetation carbon density"),
         "soil_carbon_density": var(soil, "soil carbon density"),
         "total_carbon_density": var(veg + soil, "total carbon density"),
@@ -58,8 +58,7 @@ def _carbon(rng: np.random.Generator) -> xr.Dataset:
         "total_carbon_density_upper": var(veg + soil + 5, "total carbon density, upper"),
         # 25 ha pixels: storage = density * 25 ha
         "total_carbon_storage": var((veg + soil) * 25.0, "total carbon storage", "t C"),
-    })
-    return ds
+    }, years=YEARS, pixel_m=STEP, origin=ORIGIN, crs=None)
 
 
 @pytest.fixture(scope="module")

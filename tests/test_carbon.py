@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,42 +13,25 @@ import xarray as xr
 from terracarbon import carbon
 from terracarbon.errors import GridMismatchError, InputDataError, ModelError, ParameterError
 
-UTM = "EPSG:32649"
-YEARS = [2000, 2005, 2010]
+from helpers import UTM, as_map, assert_numpy_equals_dask, default_years, make_grid
+
+PIXEL_M = 50.0  # 50 m x 50 m = 2,500 m2 = 0.25 ha pixels, the hand-worked answers' area
+YEARS = default_years(3).tolist()  # 2000, 2005, 2010: the layers of a 3-D as_map
+as_map = functools.partial(as_map, pixel_m=PIXEL_M)
 
 
 # --------------------------------------------------------------------------- fixtures
-def grid_coords(ny: int, nx: int, res: float, x0: float = 500_000.0, y0: float = 2_500_000.0):
-    """Pixel-centre coordinates of a north-up grid (y decreasing with row)."""
-    x = x0 + res / 2 + res * np.arange(nx)
-    y = y0 - res / 2 - res * np.arange(ny)
-    return {"y": y, "x": x}
-
-
-def as_map(values: np.ndarray, *, res: float = 50.0, crs: str | None = UTM, years=None,
-           units: str | None = None, name: str | None = None) -> xr.DataArray:
-    ny, nx = values.shape[-2:]
-    dims = ("year", "y", "x") if values.ndim == 3 else ("y", "x")
-    coords = dict(grid_coords(ny, nx, res))
-    if values.ndim == 3:
-        coords["year"] = years if years is not None else YEARS[: values.shape[0]]
-    da = xr.DataArray(values, dims=dims, coords=coords, name=name)
-    if units:
-        da.attrs["units"] = units
-    return da.rio.write_crs(crs) if crs else da
-
-
-def density_dataset(rng, *, shape=(3, 12, 15), bounds=True, res=50.0) -> xr.Dataset:
+def density_dataset(rng, *, shape=(3, 12, 15), bounds=True) -> xr.Dataset:
     """Veg/soil density with asymmetric per-pixel bounds around the estimate (t C ha-1)."""
     ds = xr.Dataset()
     for pool, scale in (("veg", 40.0), ("soil", 70.0)):
         value = rng.uniform(0.5, 1.5, shape) * scale
-        ds[f"{pool}_carbon_density"] = as_map(value, res=res, units="t C ha-1")
+        ds[f"{pool}_carbon_density"] = as_map(value, units="t C ha-1")
         if bounds:
             ds[f"{pool}_carbon_density_lower"] = as_map(
-                value - rng.uniform(1, 5, shape), res=res, units="t C ha-1")
+                value - rng.uniform(1, 5, shape), units="t C ha-1")
             ds[f"{pool}_carbon_density_upper"] = as_map(
-                value + rng.uniform(1, 8, shape), res=res, units="t C ha-1")
+                value + rng.uniform(1, 8, shape), units="t C ha-1")
     return ds.rio.write_crs(UTM)
 
 
@@ -90,12 +75,12 @@ def test_lookup_accepts_invest_table_and_leaves_nodata_nan():
 
 # --------------------------------------------------------------------------- pixel areas
 def test_pixel_area_projected_metres_and_feet():
-    area = carbon.pixel_area_ha(as_map(np.zeros((3, 4)), res=30.0))
+    area = carbon.pixel_area_ha(make_grid(3, 4, pixel_m=30.0))
     assert area.dims == ("y", "x") and area.attrs["units"] == "ha"
     np.testing.assert_allclose(area.values, 0.09, rtol=1e-12)  # 30 m x 30 m = 900 m2
     # EPSG:2227 uses US survey feet: 1 ftUS = 1200/3937 m, so a 100 ft pixel has
     # (100 * 1200/3937)^2 m2 = 929.0341 m2 = 0.09290341 ha.
-    feet = carbon.pixel_area_ha(as_map(np.zeros((2, 2)), res=100.0, crs="EPSG:2227"))
+    feet = carbon.pixel_area_ha(make_grid(2, 2, pixel_m=100.0, crs="EPSG:2227"))
     np.testing.assert_allclose(feet.values, (100 * 1200 / 3937) ** 2 / 1e4, rtol=1e-9)
 
 
@@ -133,7 +118,7 @@ def test_pixel_area_geographic_warns_and_matches_geodesic_oracle():
 
 def test_pixel_area_needs_crs():
     with pytest.raises(ParameterError, match="no CRS attached"):
-        carbon.pixel_area_ha(as_map(np.zeros((2, 2)), crs=None))
+        carbon.pixel_area_ha(make_grid(2, 2, crs=None))
 
 
 # --------------------------------------------------------------------------- totals, intervals
@@ -504,7 +489,7 @@ def test_bad_options_and_grids(rng):
     stored = carbon.storage(ds, 0.25)
     with pytest.raises(ParameterError, match="interval_method='bootstrap'"):
         carbon.totals(stored, interval_method="bootstrap")
-    shifted = carbon.pixel_area_ha(as_map(np.zeros((12, 15)), res=60.0))
+    shifted = carbon.pixel_area_ha(make_grid(12, 15, pixel_m=60.0))
     with pytest.raises(GridMismatchError, match="area_ha: its y coordinates"):
         carbon.storage(ds, shifted)
     with pytest.raises(InputDataError, match="pixel_area"):
@@ -517,9 +502,12 @@ def test_bad_options_and_grids(rng):
 def test_dask_input_stays_lazy_and_inputs_are_not_mutated(rng):
     ds = density_dataset(rng)
     before = ds.copy(deep=True)
+    # storage computes nothing on dask input (pixel_area comes from the coordinates) and
+    # equals the NumPy result; totals of the lazy storage equal those of the NumPy one
+    lazy_storage = assert_numpy_equals_dask(carbon.storage, ds, 0.25,
+                                            chunks={"year": 1, "y": 6, "x": 5},
+                                            eager_vars=("pixel_area",))
     eager = carbon.totals(carbon.storage(ds, 0.25))
-    lazy_storage = carbon.storage(ds.chunk({"year": 1, "y": 6, "x": 5}), 0.25)
-    assert lazy_storage["veg_carbon_storage"].chunks is not None  # nothing computed yet
     pd.testing.assert_frame_equal(carbon.totals(lazy_storage), eager, check_exact=False,
                                   rtol=1e-12)
     xr.testing.assert_identical(ds, before)

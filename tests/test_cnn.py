@@ -25,24 +25,27 @@ from terracarbon.models.cnn.encoding import InputEncoder
 from terracarbon.models.cnn.mapping import empirical_quantiles
 from terracarbon.models.cnn.patches import cut_patches, pad_raw
 
+from helpers import make_cube, smooth_field
+
 YEARS = (2001, 2002, 2003)
 NY = NX = 40
 TARGET_COLS = ["veg_carbon_t_ha", "soil_carbon_t_ha"]
 
 
-def _smooth(rng: np.random.Generator, shape: tuple[int, ...], size: int = 5) -> np.ndarray:
-    return uniform_filter(rng.normal(size=shape), size=size, axes=(-2, -1)) * size
-
-
-def make_cube(seed: int = 0) -> xr.Dataset:
+def covariate_cube(seed: int = 0) -> xr.Dataset:
+    """Six covariates on a 40 x 40 grid of 500 m pixels, a region mask and a NaN hole."""
     rng = np.random.default_rng(seed)
     nt = len(YEARS)
-    ndvi = (0.5 + 0.15 * _smooth(rng, (nt, NY, NX))).astype(np.float32)
-    npp = (400 + 80 * _smooth(rng, (nt, NY, NX))).astype(np.float32)
-    temp = (15 + 2 * _smooth(rng, (nt, NY, NX))).astype(np.float32)
-    dem = (300 + 100 * _smooth(rng, (NY, NX), 7)).astype(np.float32)
-    slope = np.abs(5 + 3 * _smooth(rng, (NY, NX))).astype(np.float32)
-    landuse = (np.digitize(_smooth(rng, (nt, NY, NX), 7), [-0.5, 0.0, 0.5]) + 1).astype(np.int16)
+
+    def smooth(shape: tuple[int, ...], size: int = 5) -> np.ndarray:
+        return smooth_field(rng, shape, size, kernel="box")
+
+    ndvi = (0.5 + 0.15 * smooth((nt, NY, NX))).astype(np.float32)
+    npp = (400 + 80 * smooth((nt, NY, NX))).astype(np.float32)
+    temp = (15 + 2 * smooth((nt, NY, NX))).astype(np.float32)
+    dem = (300 + 100 * smooth((NY, NX), 7)).astype(np.float32)
+    slope = np.abs(5 + 3 * smooth((NY, NX))).astype(np.float32)
+    landuse = (np.digitize(smooth((nt, NY, NX), 7), [-0.5, 0.0, 0.5]) + 1).astype(np.int16)
     region = np.ones((NY, NX), bool)
     region[:4, :6] = False
     for a in (ndvi, npp, temp):
@@ -51,19 +54,15 @@ def make_cube(seed: int = 0) -> xr.Dataset:
     slope[~region] = np.nan
     landuse[:, ~region] = 0
     ndvi[1, 20:22, 30:33] = np.nan  # a hole inside the region
-    return xr.Dataset(
-        {
-            "ndvi": (("year", "y", "x"), ndvi, {"units": "1", "long_name": "NDVI"}),
-            "npp": (("year", "y", "x"), npp, {"units": "g C m-2 yr-1", "long_name": "NPP"}),
-            "temperature": (("year", "y", "x"), temp, {"units": "degC", "long_name": "T"}),
-            "dem": (("y", "x"), dem, {"units": "m", "long_name": "elevation"}),
-            "slope": (("y", "x"), slope, {"units": "degree", "long_name": "slope"}),
-            "landuse": (("year", "y", "x"), landuse, {"units": "1", "long_name": "land use"}),
-            "region_mask": (("y", "x"), region, {"units": "1", "long_name": "study region"}),
-        },
-        coords={"year": list(YEARS), "y": 1000.0 - 500.0 * np.arange(NY),
-                "x": 500.0 * np.arange(NX)},
-    )
+    return make_cube({
+        "ndvi": (ndvi, "1", "NDVI"),
+        "npp": (npp, "g C m-2 yr-1", "NPP"),
+        "temperature": (temp, "degC", "T"),
+        "dem": (dem, "m", "elevation"),
+        "slope": (slope, "degree", "slope"),
+        "landuse": (landuse, "1", "land use"),
+        "region_mask": (region, "1", "study region"),
+    }, years=YEARS, pixel_m=500.0, crs=None)
 
 
 def planted_truth(cube: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +111,7 @@ def assert_map_equals_patchwise(model, cube: xr.Dataset, year: int) -> None:
 
 @pytest.fixture(scope="module")
 def cube() -> xr.Dataset:
-    return make_cube()
+    return covariate_cube()
 
 
 @pytest.fixture(scope="module")

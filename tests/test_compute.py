@@ -15,6 +15,8 @@ import xarray as xr
 from terracarbon.pipeline import compute
 from terracarbon.errors import ParameterError, TerracarbonError
 
+from helpers import make_cube
+
 BASE = {"scheduler": "threads", "address": None, "n_workers": 2, "memory_limit": "1GB",
         "chunk_px": 32}
 
@@ -105,11 +107,9 @@ def test_memory_limit_parsed_to_bytes():
 
 def cube() -> xr.Dataset:
     rng = np.random.default_rng(3)
-    return xr.Dataset(
-        {"ndvi": (("year", "y", "x"), rng.random((5, 70, 50)).astype(np.float32),
-                  {"units": "1"}),
-         "dem": (("y", "x"), rng.random((70, 50)), {"units": "m"})},
-        coords={"year": np.arange(2000, 2005)})
+    return make_cube({"ndvi": (rng.random((5, 70, 50)).astype(np.float32), "1"),
+                      "dem": (rng.random((70, 50)), "m")},
+                     years=np.arange(2000, 2005), crs=None)
 
 
 def test_chunked_whole_time_for_trends_single_for_maps():
@@ -140,11 +140,9 @@ def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
 
     rng = np.random.default_rng(11)
     n, years = 37, [2018, 2019, 2020]
-    ds = xr.Dataset(
-        {"a": (("year", "y", "x"), rng.random((3, n, n)).astype(np.float32), {"units": "1"}),
-         "b": (("y", "x"), rng.random((n, n)).astype(np.float32), {"units": "1"}),
-         "region_mask": (("y", "x"), rng.random((n, n)) > 0.1, {"units": "1"})},
-        coords={"year": years, "y": -500.0 * np.arange(n), "x": 500.0 * np.arange(n)})
+    ds = make_cube({"a": (rng.random((3, n, n)).astype(np.float32), "1"),
+                    "b": (rng.random((n, n)).astype(np.float32), "1"),
+                    "region_mask": (rng.random((n, n)) > 0.1, "1")}, years=years, crs=None)
     X = rng.random((300, 2))
     samples = pd.DataFrame(X, columns=["a", "b"]).assign(
         year=2020, veg_carbon_t_ha=30 * X[:, 0] + rng.normal(0, 1, 300),

@@ -1,9 +1,8 @@
 """Tests of the tabular carbon models (random forest, baselines) and model save/load.
 
-The fixture builds a tiny study with planted truth: a 40 x 40 grid of 500 m pixels, three
-years, smooth covariates, a known density function of the covariates plus noise, and plots
-at random pixels measured every year (soil only in the first year).
-``make_tabular_study`` is imported by test_validation.py too.
+The fixture is ``helpers.make_tabular_study``: a 40 x 40 grid of 500 m pixels, three years,
+smooth covariates, a known density function of the covariates plus noise, and plots at
+random pixels measured every year (soil not in the second year).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from scipy.ndimage import gaussian_filter
 
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.models.base import CarbonModel
@@ -29,101 +27,7 @@ from terracarbon.models.persistence import (
 )
 from terracarbon.models.rf import RandomForestCarbon, _qrf_index, feature_importance
 
-FEATURES = ["ndvi", "npp", "temperature", "precipitation", "dem", "landuse"]
-YEARS = [2018, 2019, 2020]
-PIXEL_M = 500.0
-
-
-def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian-smoothed white noise scaled to zero mean, unit s.d."""
-    f = gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
-    return (f - f.mean()) / f.std()
-
-
-def veg_truth(ndvi, npp, landuse):
-    """Planted vegetation carbon density (t C ha-1) without residual field or noise."""
-    return 10.0 + 100.0 * ndvi + 0.02 * (npp - 300.0) + 12.0 * (landuse == 1)
-
-
-def soil_truth(ndvi, dem, temperature):
-    """Planted soil carbon density (t C ha-1)."""
-    return 30.0 + 0.03 * (dem - 1200.0) + 40.0 * ndvi - 1.5 * (temperature - 10.0)
-
-
-def make_tabular_study(
-    *,
-    seed: int = 0,
-    size: int = 40,
-    n_sites: int = 300,
-    residual_sd: float = 0.0,
-    residual_sigma: float = 6.0,
-    noise_sd: float = 2.0,
-) -> tuple[xr.Dataset, pd.DataFrame]:
-    """Synthetic cube (year, y, x) and sample table with a planted density function.
-
-    ``residual_sd`` adds a smooth spatial residual field (t C ha-1, correlation length about
-    ``residual_sigma`` pixels) to both densities: something no covariate explains, but that
-    neighbouring plots share - the situation in which random CV flatters.
-    """
-    rng = np.random.default_rng(seed)
-    shape = (size, size)
-    x = 250.0 + PIXEL_M * np.arange(size)
-    y = 1_000_000.0 - 250.0 - PIXEL_M * np.arange(size)
-    yy, xx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    region = (yy + xx) < 2 * size - 8  # a cut corner lies outside the study area
-    dem = 1200.0 + 300.0 * smooth_field(rng, shape, 5)
-    base_ndvi = smooth_field(rng, shape, 3)
-    precip_field = smooth_field(rng, shape, 8)
-    lu_field = smooth_field(rng, shape, 4)
-    landuse2d = np.digitize(lu_field, [-0.8, 0.0, 0.8]) + 1  # classes 1..4
-    residual = residual_sd * smooth_field(rng, shape, residual_sigma)
-    ndvi, npp, temp, precip, lu = [], [], [], [], []
-    for i, _ in enumerate(YEARS):
-        nd = 0.45 + 0.15 * base_ndvi + 0.02 * i + 0.03 * smooth_field(rng, shape, 2)
-        ndvi.append(nd)
-        npp.append(300.0 + 500.0 * nd + 20.0 * smooth_field(rng, shape, 3))
-        temp.append(10.0 - 0.006 * (dem - 1200.0) + 0.3 * i)
-        precip.append(450.0 + 80.0 * precip_field + 10.0 * i)
-        lu.append(landuse2d)
-    ndvi, npp, temp, precip, lu = map(np.array, (ndvi, npp, temp, precip, lu))
-
-    def annual(a, units, long_name, dtype=np.float32, fill=np.nan):
-        a = np.where(region[None], a, fill).astype(dtype)
-        return (("year", "y", "x"), a, {"units": units, "long_name": long_name})
-
-    cube = xr.Dataset(
-        {
-            "ndvi": annual(ndvi, "1", "NDVI"),
-            "npp": annual(npp, "g C m-2 yr-1", "net primary production"),
-            "temperature": annual(temp, "degC", "mean annual air temperature"),
-            "precipitation": annual(precip, "mm yr-1", "annual precipitation"),
-            "landuse": annual(lu, "1", "land use", np.int16, 0),
-            "dem": (("y", "x"), np.where(region, dem, np.nan).astype(np.float32),
-                    {"units": "m", "long_name": "elevation"}),
-            "region_mask": (("y", "x"), region, {"units": "1", "long_name": "study area"}),
-        },
-        coords={"year": YEARS, "y": y, "x": x},
-    )
-    inside = np.flatnonzero(region.ravel())
-    sites = rng.choice(inside, size=n_sites, replace=False)
-    rows, cols = np.unravel_index(sites, shape)
-    frames = []
-    for i, year in enumerate(YEARS):
-        c = {v: cube[v].isel(year=i).values[rows, cols].astype(np.float64)
-             for v in ("ndvi", "npp", "temperature", "precipitation", "landuse")}
-        c["dem"] = cube["dem"].values[rows, cols].astype(np.float64)
-        veg = (veg_truth(c["ndvi"], c["npp"], c["landuse"]) + residual[rows, cols]
-               + noise_sd * rng.standard_normal(n_sites))
-        soil = (soil_truth(c["ndvi"], c["dem"], c["temperature"]) + residual[rows, cols]
-                + noise_sd * rng.standard_normal(n_sites))
-        frames.append(pd.DataFrame({
-            "plot_id": [f"P{s:04d}" for s in range(n_sites)],
-            "year": year, "x": x[cols], "y": y[rows], "row": rows, "col": cols,
-            "veg_carbon_t_ha": veg,
-            "soil_carbon_t_ha": soil if i != 1 else np.nan,
-            "augmented": False, **c,
-        }))
-    return cube, pd.concat(frames, ignore_index=True)
+from helpers import FEATURES, make_tabular_study
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ saved files have the promised formats and sizes, interactive HTML works offline.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -29,23 +30,15 @@ from terracarbon.conventions import FUTURE_TREND, LISA_QUADRANT, TREND3, TREND5 
 from terracarbon.errors import InputDataError, ParameterError  # noqa: E402
 from terracarbon.viz import furniture  # noqa: E402
 
+from helpers import as_map  # noqa: E402
+
 # Any attempt by cartopy to fetch Natural Earth data fails the test.
 pytestmark = pytest.mark.filterwarnings("error::cartopy.io.DownloadWarning")
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 PIXEL_M = 30.0
 X0, Y0 = 500_000.0, 3_000_000.0  # UTM 49N, south China
-
-
-def _grid(values: np.ndarray, *, name: str, attrs: dict, epsg: int | None = 32649):
-    ny, nx = values.shape[-2:]
-    coords = {"y": Y0 - PIXEL_M * (np.arange(ny) + 0.5), "x": X0 + PIXEL_M * (np.arange(nx) + 0.5)}
-    dims = ("y", "x")
-    if values.ndim == 3:
-        coords["year"] = 2000 + 5 * np.arange(values.shape[0])
-        dims = ("year", "y", "x")
-    da = xr.DataArray(values, dims=dims, coords=coords, name=name, attrs=attrs)
-    return da.rio.write_crs(epsg) if epsg else da
+as_map = functools.partial(as_map, pixel_m=PIXEL_M, origin=(X0, Y0))
 
 
 @pytest.fixture
@@ -53,8 +46,8 @@ def density():
     rng = np.random.default_rng(7)
     values = rng.gamma(2.0, 20.0, (40, 50)).astype("float32")
     values[:3, :3] = np.nan  # outside the study area
-    return _grid(values, name="veg_carbon_density",
-                 attrs={"units": "t C ha-1", "long_name": "Carbon density"})
+    return as_map(values, name="veg_carbon_density",
+                  attrs={"units": "t C ha-1", "long_name": "Carbon density"})
 
 
 @pytest.fixture
@@ -198,10 +191,10 @@ def test_map_layer_bad_inputs(density):
 
 def test_categorical_legend_from_flag_attrs():
     codes = np.array([[0, 1, 2], [3, 4, 0]] * 5, dtype="int16")
-    da = _grid(codes, name="lisa_cluster",
-               attrs={"units": "1", "long_name": "LISA cluster",
-                      "flag_values": [0, 1, 2, 3, 4],
-                      "flag_meanings": "not_significant HH LH LL HL"})
+    da = as_map(codes, name="lisa_cluster",
+                attrs={"units": "1", "long_name": "LISA cluster",
+                       "flag_values": [0, 1, 2, 3, 4],
+                       "flag_meanings": "not_significant HH LH LL HL"})
     fig = plot.map_layer(da, graticule=False)
     assert _legend_labels(fig) == ["not significant", "HH", "LH", "LL", "HL"]
     # legend colours are the LISA table's: HH red, LL blue
@@ -216,7 +209,7 @@ def test_categorical_legend_from_flag_attrs():
 
 def test_landuse_inferred_by_name_and_nodata_masked():
     codes = np.tile(np.arange(0, 9, dtype="int16"), (6, 1))  # 0 is nodata
-    da = _grid(codes, name="landuse", attrs={"units": "1", "long_name": "Land use"})
+    da = as_map(codes, name="landuse", attrs={"units": "1", "long_name": "Land use"})
     fig = plot.map_layer(da, graticule=False)
     assert _legend_labels(fig) == list(plot.CLASS_TABLES["landuse"].labels)
     arr = fig.axes[0].get_images()[0].get_array()
@@ -226,7 +219,7 @@ def test_landuse_inferred_by_name_and_nodata_masked():
 
 def test_trend_classes_codes_map_to_right_colours():
     codes = np.array([[-1, 0, 1, 5]] * 3, dtype="int16")  # 5 is no trend class
-    da = _grid(codes, name="trend_class", attrs={"units": "1", "long_name": "Trend"})
+    da = as_map(codes, name="trend_class", attrs={"units": "1", "long_name": "Trend"})
     fig = plot.map_layer(da, graticule=False)
     image = fig.axes[0].get_images()[0]
     rgba = image.to_rgba(image.get_array())
@@ -236,8 +229,8 @@ def test_trend_classes_codes_map_to_right_colours():
     assert np.ma.is_masked(image.get_array()[0, 3])
     # 5-class codes are those classify_trend(scheme="5class") writes: 1..5, 0 = nodata
     # (the test used -2..2, the codes of viz's own, wrong, trend5 table).
-    five = _grid(np.array([[0, 1, 2, 3, 4, 5]] * 3, dtype="int16"), name="trend_class",
-                 attrs={"units": "1"})
+    five = as_map(np.array([[0, 1, 2, 3, 4, 5]] * 3, dtype="int16"), name="trend_class",
+                  attrs={"units": "1"})
     assert plot.class_table_for(five).name == "trend5"
 
 
@@ -261,8 +254,8 @@ def test_trend_layers_drawn_with_the_codes_trends_writes():
     # one pixel per class; the last has too few years (z NaN) -> 0 = nodata everywhere
     z = np.array([[-3.0, -2.0, 0.5, 2.0, 3.0, np.nan]] * 3)
     trend = (np.sign(np.nan_to_num(z)) * (np.abs(np.nan_to_num(z)) >= 1.96)).astype("int8")
-    mk = xr.Dataset({"trend": _grid(trend, name="trend", attrs={"units": "1"}),
-                     "z": _grid(z, name="z", attrs={"units": "1"})})
+    mk = xr.Dataset({"trend": as_map(trend, name="trend", attrs={"units": "1"}),
+                     "z": as_map(z, name="z", attrs={"units": "1"})})
     five = trends.classify_trend(mk, scheme="5class")  # codes 1 2 3 4 5 0
     fig = plot.map_layer(five, graticule=False)
     assert _legend_labels(fig) == list(TREND5.labels)  # no "nodata" entry
@@ -275,8 +268,8 @@ def test_trend_layers_drawn_with_the_codes_trends_writes():
 
     # decrease x persistent -> 3, decrease x anti-persistent -> 4, no trend -> 5,
     # increase x persistent -> 1, increase x anti-persistent -> 2, no z -> 0
-    hurst = _grid(np.array([[0.7, 0.3, 0.6, 0.7, 0.3, 0.6]] * 3), name="hurst",
-                  attrs={"units": "1"})
+    hurst = as_map(np.array([[0.7, 0.3, 0.6, 0.7, 0.3, 0.6]] * 3), name="hurst",
+                   attrs={"units": "1"})
     future = trends.future_trend(mk, hurst)
     fig = plot.map_layer(future, graticule=False)
     assert _legend_labels(fig) == list(FUTURE_TREND.labels)
@@ -290,17 +283,17 @@ def test_trend_layers_drawn_with_the_codes_trends_writes():
 
 
 def test_lisa_quadrant_flags_pick_the_quadrant_table():
-    da = _grid(np.array([[0, 1, 2, 3, 4]] * 3, dtype="int8"), name="quadrant",
-               attrs={"units": "1", "flag_values": np.arange(5),
-                      "flag_meanings": "nodata high_high low_high low_low high_low"})
+    da = as_map(np.array([[0, 1, 2, 3, 4]] * 3, dtype="int8"), name="quadrant",
+                attrs={"units": "1", "flag_values": np.arange(5),
+                       "flag_meanings": "nodata high_high low_high low_low high_low"})
     table = plot.class_table_for(da)
     assert table.name == "lisa_quadrant" and table.codes == LISA_QUADRANT.codes
     assert table.colors == LISA_QUADRANT.colors
 
 
 def test_flag_attrs_must_pair_up():
-    da = _grid(np.ones((3, 3), dtype="int16"), name="zones",
-               attrs={"flag_values": [1, 2], "flag_meanings": "a"})
+    da = as_map(np.ones((3, 3), dtype="int16"), name="zones",
+                attrs={"flag_values": [1, 2], "flag_meanings": "a"})
     with pytest.raises(InputDataError, match="must pair up"):
         plot.map_layer(da)
 
@@ -390,7 +383,7 @@ def test_map_panel_shares_one_colorbar(density):
 
 def test_map_panel_categorical_shared_legend_and_bad_col():
     codes = np.stack([np.full((4, 4), c, dtype="int16") for c in (1, 4)])
-    da = _grid(codes, name="landuse", attrs={"units": "1", "long_name": "Land use"})
+    da = as_map(codes, name="landuse", attrs={"units": "1", "long_name": "Land use"})
     fig = plot.map_panel(da, graticule=False)
     assert _legend_labels(fig) == list(plot.CLASS_TABLES["landuse"].labels)
     with pytest.raises(ParameterError, match="col='time'"):
@@ -557,7 +550,7 @@ def test_sample_locations_colours_by_pool(boundary_4326, density):
 
 def test_coarsen_for_display_block_means_and_centre_pixels():
     values = np.arange(1000 * 900, dtype="float32").reshape(1000, 900)
-    da = _grid(values, name="ndvi", attrs={"units": "1"}, epsg=None)
+    da = as_map(values, name="ndvi", attrs={"units": "1"}, crs=None)
     coarse = plot.coarsen_for_display(da, max_cells=400)
     # k = ceil(1000 / 400) = 3 -> 333 x 300 blocks (trimmed)
     assert coarse.shape == (333, 300)
@@ -585,7 +578,7 @@ def _external_script_or_style(page: str) -> list[str]:
 def test_interactive_map_offline_html(tmp_path):
     rng = np.random.default_rng(3)
     values = rng.random((2, 450, 420)).astype("float32")
-    da = _grid(values, name="ndvi", attrs={"units": "1", "long_name": "NDVI"})
+    da = as_map(values, name="ndvi", attrs={"units": "1", "long_name": "NDVI"})
     obj = plot.interactive_map(da, groupby="year", title="NDVI")
     import holoviews as hv
 
@@ -608,7 +601,7 @@ def test_interactive_map_offline_html(tmp_path):
 
 def test_interactive_map_categorical_and_bad_input():
     codes = np.tile(np.arange(1, 9, dtype="int16"), (5, 1))
-    da = _grid(codes, name="landuse", attrs={"units": "1", "long_name": "Land use"})
+    da = as_map(codes, name="landuse", attrs={"units": "1", "long_name": "Land use"})
     obj = plot.interactive_map(da, groupby="year")  # no year dim: a single image
     import holoviews as hv
 
@@ -642,12 +635,12 @@ def test_layer_gallery_shows_input_layers_not_composites():
     from terracarbon.data import prep
 
     rng = np.random.default_rng(3)
-    ndvi = _grid(rng.random((3, 8, 10)).astype("float32"), name="ndvi",
-                 attrs={"units": "1", "long_name": "NDVI"})
-    landuse = _grid(rng.integers(1, 4, (3, 8, 10)).astype("int16"), name="landuse",
-                    attrs={"units": "1", "long_name": "land use"})
-    dem = _grid(rng.random((8, 10)).astype("float32") * 500, name="dem",
-                attrs={"units": "m", "long_name": "elevation"})
+    ndvi = as_map(rng.random((3, 8, 10)).astype("float32"), name="ndvi",
+                  attrs={"units": "1", "long_name": "NDVI"})
+    landuse = as_map(rng.integers(1, 4, (3, 8, 10)).astype("int16"), name="landuse",
+                     attrs={"units": "1", "long_name": "land use"})
+    dem = as_map(rng.random((8, 10)).astype("float32") * 500, name="dem",
+                 attrs={"units": "m", "long_name": "elevation"})
     cube = prep.add_temporal_composites(xr.Dataset({"ndvi": ndvi, "landuse": landuse,
                                                     "dem": dem}), 3)
     assert "ndvi_3yr" in cube

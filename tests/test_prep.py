@@ -20,7 +20,8 @@ from affine import Affine
 from terracarbon.data import prep
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
-UTM = "EPSG:32649"
+from helpers import UTM, assert_numpy_equals_dask, make_cube
+
 # A custom Albers WKT without an EPSG code (like the China NPP GeoTIFF's CGCS2000_Albers).
 CUSTOM_ALBERS = pyproj.CRS.from_proj4(
     "+proj=aea +lat_1=25 +lat_2=47 +lat_0=0 +lon_0=105 +x_0=0 +y_0=0 +ellps=GRS80 +units=m"
@@ -714,14 +715,12 @@ def test_unit_raster_assigns_pixel_centres_to_units():
 
 
 def _annual_cube(values: np.ndarray) -> xr.Dataset:
-    years = np.arange(2000, 2000 + values.shape[0])
-    coords = {"year": years, "y": [1.0, 0.0], "x": [0.0, 1.0, 2.0]}
-    cube = xr.Dataset({
-        "ndvi": (("year", "y", "x"), values.astype("float32"), {"units": "1", "long_name": "NDVI"}),
-        "landuse": (("year", "y", "x"), np.ones(values.shape, "int16"), {"units": "1"}),
-        "dem": (("y", "x"), np.zeros(values.shape[1:], "float32"), {"units": "m"}),
-    }, coords=coords)
-    return cube
+    """Annual NDVI ``values`` (year, y, x) from 2000, constant land use and a flat DEM."""
+    return make_cube({
+        "ndvi": (values.astype("float32"), "1", "NDVI"),
+        "landuse": (np.ones(values.shape, "int16"), "1"),
+        "dem": (np.zeros(values.shape[1:], "float32"), "m"),
+    }, years=np.arange(2000, 2000 + values.shape[0]), crs=None)
 
 
 def test_temporal_composite_is_the_centred_mean_truncated_at_the_ends():
@@ -757,9 +756,7 @@ def test_temporal_composite_damps_an_anomaly_and_keeps_a_trend():
 def test_temporal_composite_dask_equals_numpy_and_window_one_is_identity():
     values = np.random.default_rng(1).normal(size=(7, 2, 3))
     cube = _annual_cube(values)
-    eager = prep.add_temporal_composites(cube, 5)
-    lazy = prep.add_temporal_composites(cube.chunk({"year": 1}), 5)
-    np.testing.assert_array_equal(lazy["ndvi_5yr"].compute().values, eager["ndvi_5yr"].values)
+    assert_numpy_equals_dask(prep.add_temporal_composites, cube, 5, chunks={"year": 1})
     assert prep.add_temporal_composites(cube, 1) is cube
 
 

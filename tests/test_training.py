@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_models_tabular import FEATURES, make_tabular_study
 
 from terracarbon.errors import ModelError
 from terracarbon.models import training
+
+from helpers import FEATURES, make_tabular_study
 
 SETTINGS = {
     "features": FEATURES, "candidates": ["rf", "mlr", "ndvi_lr", "lookup"], "cv_folds": 4,

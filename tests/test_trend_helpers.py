@@ -12,6 +12,8 @@ from scipy import stats
 from terracarbon import trends
 from terracarbon.errors import ParameterError
 
+from helpers import as_map
+
 
 def test_series_trend_matches_scipy_and_pymannkendall():
     rng = np.random.default_rng(3)
@@ -33,22 +35,17 @@ def test_series_trend_missing_column():
         trends.series_trend(pd.DataFrame({"year": [1, 2, 3]}), value="share")
 
 
-def grid(values):
-    ny, nx = values.shape[1:]
-    return xr.DataArray(values, dims=("year", "y", "x"),
-                        coords={"year": np.arange(2000, 2000 + values.shape[0]),
-                                "y": np.arange(ny)[::-1] * 10.0, "x": np.arange(nx) * 10.0},
-                        attrs={"units": "t C ha-1"})
-
-
 def test_steepest_pixel_finds_the_planted_pixel():
     rng = np.random.default_rng(0)
     values = rng.normal(50, 1, (15, 6, 7))
     values[:, 2, 3] += np.arange(15) * 3.0  # planted steepest increase: 3 per year
     values[:, 4, 1] += np.arange(15) * 1.0
-    mk = trends.sen_mk(grid(values), min_valid=8)
+    da = as_map(values, pixel_m=10.0, origin=(0.0, 60.0), years=np.arange(2000, 2015),
+                units="t C ha-1", crs=None)
+    mk = trends.sen_mk(da, min_valid=8)
     pixel = trends.steepest_pixel(mk)
-    assert (pixel["y"], pixel["x"]) == (30.0, 30.0)  # row 2 -> y = (6-1-2)*10, col 3 -> x = 30
+    # 10 m pixels from the corner (0, 60): row 2 -> y = 60 - 25 = 35, col 3 -> x = 35
+    assert (pixel["y"], pixel["x"]) == (35.0, 35.0)
     assert pixel["slope"] == pytest.approx(3.0, abs=0.3) and pixel["p"] < 0.01
 
 

@@ -16,6 +16,8 @@ from terracarbon.trends import kernels
 from terracarbon import carbon, trends
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
+from helpers import as_map, assert_numpy_equals_dask, grid_coords
+
 YEARS = np.arange(2000, 2022)
 
 
@@ -225,9 +227,7 @@ def test_planted_trend_zones():
     slope[2:12, 2:12] = 0.8  # planted increase (t C ha-1 yr-1)
     slope[18:28, 15:28] = -0.8  # planted decrease
     data = 60 + slope[None] * t[:, None, None] + rng.normal(0, 1.5, (22, ny, nx)).astype(np.float32)
-    da = xr.DataArray(data.astype(np.float32), dims=("year", "y", "x"),
-                      coords={"year": YEARS, "y": 1000.0 - 30 * np.arange(ny), "x": 30.0 * np.arange(nx)},
-                      attrs={"units": "t C ha-1"})
+    da = as_map(data.astype(np.float32), pixel_m=30.0, years=YEARS, units="t C ha-1", crs=None)
     ds = trends.sen_mk(da)
     assert (ds["trend"].values[2:12, 2:12] == 1).all()
     assert (ds["trend"].values[18:28, 15:28] == -1).all()
@@ -266,16 +266,17 @@ def test_dask_chunked_equals_numpy():
     data = rng.normal(size=(22, 12, 14)).astype(np.float32)
     data[:, 0, 0] = np.nan
     data[5, 3, 3] = np.nan
-    da = xr.DataArray(data, dims=("year", "y", "x"), coords={"year": YEARS}, attrs={"units": "1"})
-    chunked = da.chunk({"year": 5, "y": 5, "x": 7})
-    xr.testing.assert_identical(trends.sen_mk(da), trends.sen_mk(chunked).compute())
-    xr.testing.assert_identical(trends.hurst_rs(da), trends.hurst_rs(chunked).compute())
-    xr.testing.assert_allclose(trends.coefficient_of_variation(da),
-                               trends.coefficient_of_variation(chunked).compute())
+    da = as_map(data, years=YEARS, units="1", crs=None)
+    chunks = {"year": 5, "y": 5, "x": 7}
+    assert_numpy_equals_dask(trends.sen_mk, da, chunks=chunks)
+    assert_numpy_equals_dask(trends.hurst_rs, da, chunks=chunks)
+    # float32 sums in another order on dask: equal to float32 precision
+    assert_numpy_equals_dask(trends.coefficient_of_variation, da, chunks=chunks, rtol=1e-5,
+                             atol=1e-8)
+    # the drivers in other chunks than the series
     drivers = {"temperature": da * 0.3 + 1, "precipitation": da**2}
-    drivers_c = {k: v.chunk({"year": 11, "y": 6}) for k, v in drivers.items()}
-    xr.testing.assert_allclose(trends.partial_correlation(da, drivers),
-                               trends.partial_correlation(chunked, drivers_c).compute())
+    assert_numpy_equals_dask(trends.partial_correlation, da, drivers,
+                             chunks=[chunks, {"year": 11, "y": 6}])
 
 
 # --------------------------------------------------------------------------- Hurst
@@ -381,7 +382,7 @@ def test_area_shares_known_answer_with_landuse():
     cls[6:, 5:] = 1
     lu = np.ones((10, 10), np.int16)
     lu[:, 5:] = 3
-    coords = {"y": 300.0 - 30 * np.arange(10), "x": 30.0 * np.arange(10)}
+    coords = grid_coords(10, 10, pixel_m=30.0)
     z = np.where(cls == 3, 3.0, np.where(cls == 1, -3.0, 0.0))
     ds = sen_like(z, cls.astype(np.int8) - 2, dims=("y", "x")).assign_coords(coords)
     landuse = xr.DataArray(lu, dims=("y", "x"), coords=coords)
@@ -404,7 +405,7 @@ def test_area_shares_pixel_area_same_with_and_without_crs():
 
     # 30 m pixels = 0.09 ha whichever route: coordinates read as metres (no CRS) or
     # carbon.pixel_area_ha on the projected CRS (UTM 49N); bit-identical tables
-    coords = {"y": 2_800_000.0 - 30 * np.arange(4), "x": 300_000.0 + 30 * np.arange(5)}
+    coords = grid_coords(4, 5, pixel_m=30.0)
     z = np.where(np.arange(20).reshape(4, 5) % 3 == 0, 3.0, 0.0)
     classes = trends.classify_trend(sen_like(z, (z > 0).astype(np.int8), dims=("y", "x"))
                                     .assign_coords(coords))
@@ -466,7 +467,8 @@ def test_coefficient_of_variation_and_stability_classes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # all-NaN pixels must not warn (reports show warnings)
         cv = trends.coefficient_of_variation(as_pixels(series))
-        lazy = trends.coefficient_of_variation(as_pixels(series).chunk({"pixel": 7})).compute()
+        lazy = assert_numpy_equals_dask(trends.coefficient_of_variation, as_pixels(series),
+                                        chunks={"pixel": 7}, rtol=1e-12).compute()
     expected = np.nanstd(series[4:], axis=1, ddof=1) / np.nanmean(series[4:], axis=1)
     np.testing.assert_allclose(cv.values[4:], expected, rtol=1e-12)
     np.testing.assert_allclose(lazy.values, cv.values, rtol=1e-12)

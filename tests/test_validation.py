@@ -8,7 +8,6 @@ import pytest
 import sklearn.metrics as skm
 from scipy.spatial.distance import cdist
 from skimage.metrics import structural_similarity
-from test_models_tabular import FEATURES, make_tabular_study, smooth_field, veg_truth
 
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.models.aoa import aoa_map, dissimilarity_index
@@ -33,6 +32,8 @@ from terracarbon.models.validation import (
     spatial_blocks,
     split_holdout,
 )
+
+from helpers import FEATURES, make_tabular_study, smooth_field, veg_truth
 
 
 @pytest.fixture(scope="module")

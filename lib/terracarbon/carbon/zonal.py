@@ -50,7 +50,10 @@ def _zonal_table(
     code_col: str,
     name_col: str,
     pools: Sequence[str],
+    func: str,
 ) -> pd.DataFrame:
+    """One row per (year, pool, zone code) of ``names``; ``func`` names the caller in the
+    table's ``history``."""
     require_vars(storage_ds, [var(p, "storage") for p in pools] + ["pixel_area"],
                  name="storage_ds")
     codes = [int(c) for c in names]
@@ -78,6 +81,9 @@ def _zonal_table(
             }))
     df = pd.concat(frames, ignore_index=True)
     df["year"] = df["year"].astype("Int64")
+    df.attrs = {"units": "ha (area_ha); Tg C (storage_Tg); t C ha-1 (mean_density_t_ha)",
+                "history": history(func, *(storage_ds[var(p, "storage")] for p in pools),
+                                   zones)}
     return df
 
 
@@ -116,12 +122,8 @@ def totals_by_class(
     GridMismatchError
         If ``landuse`` is on another grid.
     """
-    df = _zonal_table(storage_ds, landuse, classes, arg="landuse", code_col="landuse_code",
-                      name_col="landuse_class", pools=pools)
-    df.attrs = {"units": "ha (area_ha); Tg C (storage_Tg); t C ha-1 (mean_density_t_ha)",
-                "history": history("totals_by_class",
-                                   *(storage_ds[var(p, "storage")] for p in pools), landuse)}
-    return df
+    return _zonal_table(storage_ds, landuse, classes, arg="landuse", code_col="landuse_code",
+                        name_col="landuse_class", pools=pools, func="totals_by_class")
 
 
 def totals_by_region(
@@ -136,14 +138,13 @@ def totals_by_region(
     Parameters
     ----------
     storage_ds : xarray.Dataset
-        Output of :func:`~terracarbon.carbon.stocks.storage` (t C per pixel, ``pixel_area``
-        in ha).
+        As in :func:`totals_by_class`.
     regions : xarray.DataArray
         Integer unit ids on ``(y, x)``; 0 = outside every unit.
     names : mapping of int to str, optional
         Unit id -> name; by default every id present, named ``"region <id>"``.
     pools : sequence of str
-        Pools to tabulate.
+        As in :func:`totals_by_class`.
 
     Returns
     -------
@@ -162,12 +163,8 @@ def totals_by_region(
         ids = np.unique(np.asarray(regions.values))
         ids = ids[np.isfinite(ids) & (ids != 0)] if ids.dtype.kind == "f" else ids[ids != 0]
         names = {int(i): f"region {int(i)}" for i in ids}
-    df = _zonal_table(storage_ds, regions, names, arg="regions", code_col="region_id",
-                      name_col="region", pools=pools)
-    df.attrs = {"units": "ha (area_ha); Tg C (storage_Tg); t C ha-1 (mean_density_t_ha)",
-                "history": history("totals_by_region",
-                                   *(storage_ds[var(p, "storage")] for p in pools), regions)}
-    return df
+    return _zonal_table(storage_ds, regions, names, arg="regions", code_col="region_id",
+                        name_col="region", pools=pools, func="totals_by_region")
 
 
 def outside_aoa_share(

@@ -33,8 +33,13 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 
     Examples
     --------
-    >>> with atomic_path(tmp / "table.csv") as tmp_file:  # doctest: +SKIP
-    ...     df.to_csv(tmp_file)
+    >>> import tempfile
+    >>> df = pd.DataFrame({"zone": [1, 2, 3, 4], "carbon_t": [10.0, 20.0, 30.0, 40.0]})
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with atomic_path(Path(folder) / "table.csv") as tmp_file:
+    ...         df.to_csv(tmp_file, index=False)
+    ...     sorted(p.name for p in Path(folder).iterdir())  # renamed into place
+    ['table.csv']
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)

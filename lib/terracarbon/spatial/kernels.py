@@ -62,6 +62,27 @@ def _next_bounded(state, bound):
 
 
 @numba.njit(cache=True, inline="always")
+def _draw_fresh(state, m, exclude, drawn, d):
+    """Advance ``state``; return (state, a random index not among ``drawn[:d]``).
+
+    The index is uniform over the ``m`` positions other than ``exclude`` (``exclude = -1``:
+    positions ``0 .. m - 1``); draws already in ``drawn[:d]`` are rejected and redrawn, so
+    ``d`` successive calls draw without replacement.
+    """
+    while True:
+        state, r = _next_bounded(state, m)
+        if exclude >= 0 and r >= exclude:
+            r += 1
+        fresh = True
+        for e in range(d):
+            if drawn[e] == r:
+                fresh = False
+                break
+        if fresh:
+            return state, r
+
+
+@numba.njit(cache=True, inline="always")
 def _draw_distinct_sum(state, pool, k, exclude, m, drawn):
     """Sum of ``k`` values of ``pool`` at distinct random indices != ``exclude``.
 
@@ -70,17 +91,7 @@ def _draw_distinct_sum(state, pool, k, exclude, m, drawn):
     """
     total = 0.0
     for d in range(k):
-        while True:
-            state, r = _next_bounded(state, m)
-            if exclude >= 0 and r >= exclude:
-                r += 1
-            fresh = True
-            for e in range(d):
-                if drawn[e] == r:
-                    fresh = False
-                    break
-            if fresh:
-                break
+        state, r = _draw_fresh(state, m, exclude, drawn, d)
         drawn[d] = r
         total += pool[r]
     return state, total
@@ -218,17 +229,10 @@ def shared_draws(n_candidates, kmax, permutations, seed):
     ids = np.empty((permutations, kmax), dtype=np.int64)
     for p in numba.prange(permutations):
         state = stream_start(seed, p)
+        row = ids[p]
         for d in range(kmax):
-            while True:
-                state, r = _next_bounded(state, n_candidates)
-                fresh = True
-                for e in range(d):
-                    if ids[p, e] == r:
-                        fresh = False
-                        break
-                if fresh:
-                    break
-            ids[p, d] = r
+            state, r = _draw_fresh(state, n_candidates, -1, row, d)
+            row[d] = r
     return ids
 
 
@@ -246,15 +250,7 @@ def lookup_table(pool, kmax, permutations, seed):
         state = stream_start(seed, p)
         total = 0.0
         for d in range(kmax):
-            while True:
-                state, r = _next_bounded(state, n)
-                fresh = True
-                for e in range(d):
-                    if drawn[e] == r:
-                        fresh = False
-                        break
-                if fresh:
-                    break
+            state, r = _draw_fresh(state, n, -1, drawn, d)
             drawn[d] = r
             total += pool[r]
             table[d + 1, p] = total

@@ -136,8 +136,16 @@ def sen_mk(
 
     Examples
     --------
-    >>> ds = sen_mk(cube["npp"], alpha=0.05)  # doctest: +SKIP
-    >>> ds["slope"].attrs["units"]  # doctest: +SKIP
+    Two pixels over ten years, one gaining 5 g C m-2 yr-1 every year, one losing as much:
+
+    >>> rising = 600.0 + 5.0 * np.arange(10)
+    >>> npp = xr.DataArray(np.stack([rising, rising[::-1]], axis=-1)[:, None, :],
+    ...                    dims=("year", "y", "x"), coords={"year": np.arange(2011, 2021)},
+    ...                    attrs={"units": "g C m-2 yr-1"})
+    >>> ds = sen_mk(npp, alpha=0.05)
+    >>> ds["slope"].values.tolist(), ds["trend"].values.tolist()
+    ([[5.0, -5.0]], [[1, -1]])
+    >>> ds["slope"].attrs["units"]
     'g C m-2 yr-1 yr-1'
     """
     da = check_series(da, name="da", dim=dim)

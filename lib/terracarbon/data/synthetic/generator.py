@@ -104,8 +104,17 @@ def make_study(
 
     Examples
     --------
-    >>> files = make_study("study", nx=60, ny=40, years=range(2018, 2022))  # doctest: +SKIP
-    >>> truth = open_truth(files.truth)  # doctest: +SKIP
+    A 20 x 10 study over four years in a temporary folder, with its planted truth:
+
+    >>> import tempfile
+    >>> from terracarbon.data.synthetic import open_truth
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     files = make_study(Path(folder) / "study", nx=20, ny=10, years=range(2018, 2022),
+    ...                        n_veg_plots=40, n_soil_plots=40)
+    ...     with open_truth(files) as truth:
+    ...         sizes = dict(truth.sizes)
+    >>> sizes
+    {'year': 4, 'y': 10, 'x': 20}
     """
     args = _validated_arguments(
         out_dir, nx, ny, pixel_size_m, years, crs, origin_xy, n_veg_plots, n_soil_plots,
