@@ -376,3 +376,48 @@ def test_bad_parameters(cnn, cube):
         cnn.predict_map(cube, 2002, interval=1.5)
     with pytest.raises(ModelError, match="not fitted"):
         CnnCarbon().predict_map(cube, 2002)
+
+
+# ---- the plots' windows as a mosaic, and fits in worker processes ----------------------------
+
+@pytest.mark.parametrize("cls, kwargs", [(CnnCarbon, {}), (CnnTcnCarbon, {"sequence_length": 3})])
+def test_fit_on_the_window_mosaic_equals_fit_on_the_cube(cube, samples, cls, kwargs):
+    """Plots at the grid edge (row 4 borders the masked corner; col 0 and 39 the edge) and in
+    the first year (the TCN pads with the first year) see the same patches in the mosaic."""
+    edge = samples.copy()
+    edge.iloc[:4, edge.columns.get_loc("col")] = [0, NX - 1, 0, NX - 1]
+    edge.iloc[:4, edge.columns.get_loc("year")] = YEARS[0]
+    model = cls(["ndvi", "npp", "dem", "landuse"], patch_size=7, epochs=2, seed=3, **kwargs)
+    local, mosaic = model.fit_inputs(edge, cube)
+    assert mosaic.sizes["y"] * mosaic.sizes["x"] >= 49 * edge[["row", "col"]].drop_duplicates().shape[0]
+    assert mosaic["landuse"].attrs["source_dtype"] == "int16"  # still one-hot encoded
+    a = cls(["ndvi", "npp", "dem", "landuse"], patch_size=7, epochs=2, seed=3, **kwargs)
+    b = cls(["ndvi", "npp", "dem", "landuse"], patch_size=7, epochs=2, seed=3, **kwargs)
+    a.fit(edge, cube)
+    b.fit(local, mosaic)
+    assert a.encoder_.n_channels == b.encoder_.n_channels
+    for wa, wb in zip(a.net_.state_dict().values(), b.net_.state_dict().values(), strict=True):
+        assert torch.equal(wa, wb)
+    np.testing.assert_array_equal(a.predict_samples(edge, cube), b.predict_samples(local, mosaic))
+
+
+@pytest.mark.slow
+def test_fits_in_worker_processes_equal_fits_in_this_process(cube, samples):
+    from terracarbon.models import training, validation
+
+    settings = {"features": ["ndvi", "npp", "dem", "landuse"],
+                "cnn": {"patch_size_px": 7, "learning_rate": 1e-3, "weight_decay": 1e-5,
+                        "max_epochs": 2, "patience": 2, "batch_size": 64},
+                "cnn_tcn": {"sequence_years": 2, "max_epochs": 2}}
+    factory = training.model_factory("cnn_tcn", features=settings["features"],
+                                     settings=settings, seed=5, targets=("veg", "soil"))
+    folds = validation.cv_folds(samples, scheme="random", k=3, seed=5)
+    jobs = validation.fold_jobs(folds, scheme="random")
+    jobs.append(validation.FitJob("final", np.arange(len(samples)), np.array([], int), True))
+    here = training.run_fits(factory, factory(), samples, cube, jobs, n_jobs=1)
+    there = training.run_fits(factory, factory(), samples, cube, jobs, n_jobs=2)
+    for a, b in zip(here[:-1], there[:-1], strict=True):
+        np.testing.assert_array_equal(a.predictions, b.predictions)
+    assert here[-1].model is not None and there[-1].predictions is None
+    np.testing.assert_array_equal(here[-1].model.predict_samples(samples, cube),
+                                  there[-1].model.predict_samples(samples, cube))

@@ -159,3 +159,21 @@ def test_params_hash_is_order_independent_and_sensitive():
     assert stages.params_hash(a) == stages.params_hash(b)
     b["trends"]["alpha"] = 0.01
     assert stages.params_hash(a) != stages.params_hash(b)
+
+
+def test_downstream_parameter_reruns_only_downstream_stages(resolved):
+    """A changed trends parameter leaves data prep, training and maps up to date; a changed
+    scheduler or process count changes no stage (they do not change results)."""
+    def hashes(p):
+        return {s: stages.params_hash(sections(p, s)) for s in stages.STAGES}
+
+    base = hashes(resolved)
+    alpha = hashes(tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml",
+                                         ["trends.alpha=0.01"]))
+    assert [s for s in base if base[s] != alpha[s]] == ["04_trends"]
+    where = hashes(tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml",
+                                         ["compute.scheduler=synchronous", "models.n_jobs=1"]))
+    assert where == base
+    chunks = hashes(tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml",
+                                          ["compute.chunk_px=16"]))
+    assert all(chunks[s] != base[s] for s in base)  # chunking may change float32 sums

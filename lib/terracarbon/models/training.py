@@ -10,6 +10,7 @@ RMSE becomes the default for the maps stage.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from terracarbon.errors import ModelError, ParameterError
-from terracarbon.models import registry
+from terracarbon.models import registry, validation
 from terracarbon.models.base import TARGETS, CarbonModel
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,6 @@ def train_candidates(
         ``metrics`` has the columns ``model, target, cv_scheme, split, r2, rmse, mae, ssim``
         (rmse/mae in t C ha-1; r2 and ssim dimensionless).
     """
-    from terracarbon.models import validation
 
     candidates = list(settings["candidates"])
     features = list(settings["features"])
@@ -175,32 +175,75 @@ def train_candidates(
                                       block_size_m=settings["cv_block_size_m"], seed=seed)
     result = TrainingResult(metrics=pd.DataFrame())
     tables = []
+    targets = measured_targets(samples)
+    n_jobs = fit_processes(settings.get("n_jobs", 1))
     for name in candidates:
         factory = model_factory(name, features=features, settings=settings, seed=seed,
-                                targets=measured_targets(samples))
-        k = settings["cv_folds_deep"] if name in DEEP_MODELS else settings["cv_folds"]
+                                targets=targets)
+        deep = name in DEEP_MODELS
+        k = settings["cv_folds_deep"] if deep else settings["cv_folds"]
         schemes = ["random", "spatial_block"]
-        if has_repeated_sites(samples) and name not in DEEP_MODELS:
+        if has_repeated_sites(samples) and not deep:
             schemes.append("loso")
+        probe = factory()
+        validation.check_before_fits(probe, samples, cube)
+        folds = {scheme: validation.cv_folds(
+            samples, scheme=scheme, k=k, seed=seed,
+            block_size_m=settings["cv_block_size_m"] if scheme == "spatial_block" else None)
+            for scheme in schemes}
+        jobs = [job for scheme in schemes for job in validation.fold_jobs(folds[scheme],
+                                                                          scheme=scheme)]
+        jobs += [validation.FitJob(f"{settings['holdout']} hold-out",
+                                   np.asarray(splits["train"]), np.array([], int), True),
+                 validation.FitJob("final fit on all plots", np.arange(len(samples)),
+                                   np.array([], int), True)]
+        # networks train on one thread each (deterministic); their fits run side by side
+        workers = n_jobs if deep else 1
+        say(f"{name}: {len(jobs)} fits ({', '.join(f'{s} {k}-fold CV' for s in schemes)}, "
+            f"hold-out, final){f' in {workers} processes' if workers > 1 else ''}")
+        outputs = run_fits(factory, probe, samples, cube, jobs, n_jobs=workers)
         for scheme in schemes:
-            say(f"{name}: {scheme} {k}-fold CV")
-            metrics, oof = validation.cross_validate(
-                factory, samples, cube, scheme=scheme, k=k, seed=seed,
-                block_size_m=settings["cv_block_size_m"] if scheme == "spatial_block" else None)
+            n_folds = int(folds[scheme].max()) + 1
+            metrics, oof = validation.cv_result(
+                probe, samples, folds[scheme],
+                [outputs.pop(0).predictions for _ in range(n_folds)], scheme=scheme)
             tables.append(metrics)
             result.oof[(name, scheme)] = oof
-        say(f"{name}: {settings['holdout']} hold-out")
-        metrics, held = validation.evaluate_holdout(
-            factory, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
-            reference=reference, year=reference_year)
-        tables.append(metrics)
+        held, final = outputs[0].model, outputs[1].model
+        tables.append(validation.score_holdout(
+            held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
+            reference=reference, year=reference_year))
         result.holdout_models[name] = held
-        say(f"{name}: final fit on all plots")
-        result.fitted[name] = factory().fit(samples, cube)
+        result.fitted[name] = final
     result.metrics = pd.concat(tables, ignore_index=True)
     result.best = validation.best_model(result.metrics, scheme="spatial_block", split="cv_mean",
                                         by="rmse")
     return result
+
+
+def fit_processes(n_jobs: int) -> int:
+    """Processes for independent network fits: ``n_jobs``, or one per core when 0."""
+    return max(1, os.cpu_count() or 1) if n_jobs == 0 else max(1, int(n_jobs))
+
+
+def run_fits(factory: Callable[[], CarbonModel], probe: CarbonModel, samples: pd.DataFrame,
+             cube: xr.Dataset, jobs: Sequence[validation.FitJob], *, n_jobs: int = 1
+             ) -> list[validation.FitOutput]:
+    """Run independent fits, in this process or side by side in ``n_jobs`` worker processes.
+
+    Worker processes get the model's own minimal inputs (``probe.fit_inputs``: the plots'
+    windows for a CNN, a few MB instead of the cube), so a fit gives the same weights and
+    predictions wherever it runs; results come back in job order.
+    """
+    if n_jobs <= 1 or len(jobs) < 2:
+        return [validation.fit_and_predict(factory, samples, cube, job) for job in jobs]
+    from joblib import Parallel, delayed
+
+    fit_samples, fit_cube = (probe.fit_inputs(samples, cube) if hasattr(probe, "fit_inputs")
+                             else (samples, cube))
+    return Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky")(
+        delayed(validation.fit_and_predict)(factory, fit_samples, fit_cube, job)
+        for job in jobs)
 
 
 def observed_vs_predicted(result: TrainingResult, model: str, *, scheme: str = "spatial_block"
@@ -275,7 +318,7 @@ def area_of_applicability(result: TrainingResult, cube: xr.Dataset, samples: pd.
     dissimilarities of the training plots to other spatial-CV folds when ``block_size_m`` is
     given, so it reflects the same extrapolation distance the spatial CV measured.
     """
-    from terracarbon.models import aoa, validation
+    from terracarbon.models import aoa
 
     best = result.fitted[result.best]
     weights_model = result.fitted.get("rf")

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import pandas as pd
@@ -196,7 +196,7 @@ def cv_folds(
 # ------------------------------------------------------------------ cross-validation
 
 
-def _check_before_loop(model: CarbonModel, samples: pd.DataFrame, cube: xr.Dataset | None) -> None:
+def check_before_fits(model: CarbonModel, samples: pd.DataFrame, cube: xr.Dataset | None) -> None:
     if not isinstance(model, CarbonModel):
         raise ModelError(
             f"model_factory() returned {type(model).__name__}, which does not implement the "
@@ -259,18 +259,58 @@ def cross_validate(
         Bad ``scheme``, ``k`` or ``block_size_m``.
     """
     probe = model_factory()
-    _check_before_loop(probe, samples, cube)
+    check_before_fits(probe, samples, cube)
     folds = cv_folds(samples, scheme=scheme, k=k, block_size_m=block_size_m, seed=seed)
+    outputs = [fit_and_predict(model_factory, samples, cube, job)
+               for job in fold_jobs(folds, scheme=scheme)]
+    return cv_result(probe, samples, folds, [out.predictions for out in outputs], scheme=scheme)
+
+
+class FitJob(NamedTuple):
+    """One model fit: train on rows ``train``, predict rows ``predict`` (positions).
+
+    ``label`` names it in errors ("spatial_block CV fold 3 of 5"); ``keep_model`` returns the
+    fitted model (hold-out and final fits) rather than only its predictions.
+    """
+
+    label: str
+    train: np.ndarray
+    predict: np.ndarray
+    keep_model: bool = False
+
+
+class FitOutput(NamedTuple):
+    predictions: np.ndarray | None
+    model: CarbonModel | None
+
+
+def fold_jobs(folds: np.ndarray, *, scheme: str) -> list[FitJob]:
+    """One :class:`FitJob` per CV fold: train on the other folds, predict this one."""
     n_folds = int(folds.max()) + 1
+    return [FitJob(f"{scheme} CV fold {f + 1} of {n_folds}", np.flatnonzero(folds != f),
+                   np.flatnonzero(folds == f)) for f in range(n_folds)]
+
+
+def fit_and_predict(model_factory: ModelFactory, samples: pd.DataFrame,
+                    cube: xr.Dataset | None, job: FitJob) -> FitOutput:
+    """Run one :class:`FitJob` with a fresh model (a ModelError names the job)."""
+    model = model_factory()
+    try:
+        model.fit(samples.iloc[job.train], cube)
+    except ModelError as err:
+        raise ModelError(f"{job.label}: {err}") from err
+    predictions = (model.predict_samples(samples.iloc[job.predict], cube)
+                   if len(job.predict) else None)
+    return FitOutput(predictions, model if job.keep_model else None)
+
+
+def cv_result(probe: CarbonModel, samples: pd.DataFrame, folds: np.ndarray,
+              fold_predictions: Sequence[np.ndarray], *, scheme: str
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Metrics and out-of-fold table of a CV from each fold's predictions (fold order)."""
     pred = np.full((len(samples), len(probe.targets)), np.nan)
-    for f in range(n_folds):
-        test = folds == f
-        model = probe if f == 0 else model_factory()
-        try:
-            model.fit(samples.iloc[~test], cube)
-        except ModelError as err:
-            raise ModelError(f"{scheme} CV fold {f + 1} of {n_folds}: {err}") from err
-        pred[test] = model.predict_samples(samples.iloc[test], cube)
+    for f, fold_pred in enumerate(fold_predictions):
+        pred[folds == f] = fold_pred
     oof = pd.DataFrame(index=samples.index)
     for col in ("plot_id", "year", "x", "y"):
         if col in samples.columns:
@@ -572,8 +612,17 @@ def evaluate_holdout(
     if bad:
         raise ParameterError(f"splits has unknown keys {bad}; expected train/validation/test.")
     model = model_factory()
-    _check_before_loop(model, samples, cube)
+    check_before_fits(model, samples, cube)
     model.fit(samples.iloc[np.asarray(splits["train"])], cube)
+    return score_holdout(model, samples, cube, splits, cv_scheme=cv_scheme, reference=reference,
+                         year=year), model
+
+
+def score_holdout(model: CarbonModel, samples: pd.DataFrame, cube: xr.Dataset | None,
+                  splits: Mapping[str, np.ndarray], *, cv_scheme: str,
+                  reference: xr.Dataset | None = None, year: int | None = None
+                  ) -> pd.DataFrame:
+    """Metrics of a model fitted on the ``train`` split (see :func:`evaluate_holdout`)."""
     ssim = {t: np.nan for t in model.targets}
     if reference is not None:
         if cube is None or year is None:
@@ -593,5 +642,5 @@ def evaluate_holdout(
             rows.append({"model": model.name, "target": t, "cv_scheme": cv_scheme,
                          "split": split, **score(part[TARGETS[t]].to_numpy(), pred[:, j]),
                          "ssim": ssim[t]})
-    return metrics_table(rows), model
+    return metrics_table(rows)
 

@@ -41,15 +41,23 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-UNHASHED = {"study": ("stages",)}
-"""Keys that choose which stages run but do not change any stage's result."""
+UNHASHED = {
+    "study": ("stages",),
+    # where and how parallel the work runs, never what it computes (fits are deterministic
+    # per process; dask results do not depend on the scheduler). chunk_px stays hashed:
+    # float32 sums may change in the last digit with the chunking.
+    "compute": ("scheduler", "address", "n_workers", "memory_limit"),
+    "models": ("n_jobs",),
+}
+"""Keys that choose which stages run, or where, but do not change any stage's result."""
 
 
 def params_hash(sections: Mapping[str, Any]) -> str:
     """SHA-256 (16 hex digits) of the parameter sections, order-independent.
 
-    Keys in :data:`UNHASHED` (``study.stages``) are left out, so running a subset of the
-    stages does not invalidate the others.
+    Keys in :data:`UNHASHED` (``study.stages``, the scheduler, the number of processes) are
+    left out, so running a subset of the stages, or running on a cluster, does not
+    invalidate the others.
     """
     hashed = {name: ({k: v for k, v in values.items() if k not in UNHASHED.get(name, ())}
                      if isinstance(values, Mapping) else values)

@@ -60,6 +60,7 @@ from terracarbon.models.cnn.patches import (
     pad_raw,
     raw_layers,
     sample_patches,
+    window_cube,
     year_index,
 )
 from terracarbon.models.persistence import CARD_NAME
@@ -229,6 +230,22 @@ class _ConvCarbonModel:
         assert self.encoder_ is not None
         encoded = self.encoder_.encode(raw, feature_axis=2)
         return torch.from_numpy(self._raw_input_shape(encoded))
+
+    def fit_inputs(self, samples: pd.DataFrame, cube: xr.Dataset
+                   ) -> tuple[pd.DataFrame, xr.Dataset]:
+        """The smallest (samples, cube) that give this model the same fit and sample predictions.
+
+        The plots' windows as a mosaic (:func:`~terracarbon.models.cnn.patches.window_cube`):
+        what CV folds send to worker processes instead of the whole cube.
+        """
+        features = self.features or default_features(cube)
+        mosaic, local = window_cube(cube, samples, features,
+                                    patch_size=self._hyper["patch_size"],
+                                    sequence_length=self._sequence_length())
+        return local, mosaic
+
+    def _sequence_length(self) -> int:
+        return 1
 
     # ---- fitting ---------------------------------------------------------------------------
 
@@ -642,6 +659,9 @@ class CnnTcnCarbon(_ConvCarbonModel):
             TemporalConv(h["hidden"], h["tcn_channels"], h["sequence_length"]),
             RegressionHead(h["tcn_channels"], len(self.targets), h["dropout"]),
         )
+
+    def _sequence_length(self) -> int:
+        return int(self._hyper["sequence_length"])
 
     def _year_positions(self, cube: xr.Dataset, position: np.ndarray) -> np.ndarray:
         steps = np.arange(-self._hyper["sequence_length"] + 1, 1)

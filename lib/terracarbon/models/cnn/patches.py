@@ -38,12 +38,17 @@ def default_features(cube: xr.Dataset) -> list[str]:
     ]
 
 
+SOURCE_DTYPE_ATTR = "source_dtype"
+"""Attribute of a :func:`window_cube` layer: the dtype the layer had in the full cube."""
+
+
 def default_categorical(cube: xr.Dataset, features: Sequence[str]) -> list[str]:
     """Features that are categorical: known class layers or integer-typed layers."""
     return [
         f
         for f in features
-        if f in CATEGORICAL_FEATURES or np.issubdtype(cube[f].dtype, np.integer)
+        if f in CATEGORICAL_FEATURES or np.issubdtype(
+            np.dtype(cube[f].attrs.get(SOURCE_DTYPE_ATTR, cube[f].dtype)), np.integer)
     ]
 
 
@@ -183,3 +188,101 @@ def sample_patches(
             if hit.size:
                 out[hit, t] = cut_patches(padded, rows[hit], cols[hit], patch_size)
     return out
+
+
+def window_cube(
+    cube: xr.Dataset,
+    samples: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    patch_size: int,
+    sequence_length: int = 1,
+) -> tuple[xr.Dataset, pd.DataFrame]:
+    """The part of ``cube`` a patch model reads at ``samples``, as a small mosaic cube.
+
+    Every distinct sample pixel gets a ``patch_size`` x ``patch_size`` tile holding its window
+    (NaN beyond the grid edge, as :func:`pad_raw`); tiles are laid side by side on a new
+    ``(y, x)`` grid, and only the years a sequence of ``sequence_length`` steps ending at a
+    sample year reaches are kept. A CNN or CNN-TCN fitted (or asked for sample predictions) on
+    the mosaic and the returned samples sees exactly the patches it would see on the full
+    cube, so its weights and predictions are identical — while the mosaic is a few MB that can
+    be sent to worker processes, and building it reads only the sample years.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        The data-prep cube holding ``features``.
+    samples : pandas.DataFrame
+        The sample table (``row``, ``col``, ``year`` on the cube's grid).
+    features : sequence of str
+        The layers to keep.
+    patch_size : int
+        Patch edge k in pixels (odd).
+    sequence_length : int, default 1
+        Longest sequence of years a model reads (the CNN-TCN's ``sequence_length``).
+
+    Returns
+    -------
+    mosaic : xarray.Dataset
+        ``features`` on ``(year, y, x)`` (annual) or ``(y, x)`` (static), float32, with each
+        layer's attributes and its original dtype in ``attrs["source_dtype"]``; integer
+        ``y``/``x`` coordinates (tile pixels, not map coordinates).
+    samples : pandas.DataFrame
+        A copy of ``samples`` whose ``row``/``col`` point at the tile centres.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"a": (("year", "y", "x"), np.arange(2 * 4 * 5, dtype="float32")
+    ...                         .reshape(2, 4, 5))}, coords={"year": [2020, 2021]})
+    >>> plots = pd.DataFrame({"row": [0, 2], "col": [0, 3], "year": [2021, 2021]})
+    >>> mosaic, local = window_cube(ds, plots, ["a"], patch_size=3)
+    >>> mosaic["a"].sizes["year"], local[["row", "col"]].to_numpy().tolist()
+    (1, [[1, 1], [1, 4]])
+    >>> float(mosaic["a"].isel(year=0, y=1, x=4)) == float(ds["a"].sel(year=2021)[2, 3])
+    True
+    """
+    halo = patch_size // 2
+    rows = samples["row"].to_numpy().astype(np.int64)
+    cols = samples["col"].to_numpy().astype(np.int64)
+    pixel = rows * cube.sizes["x"] + cols
+    unique, tile_of = np.unique(pixel, return_inverse=True)
+    n_tiles = len(unique)
+    tiles_x = int(np.ceil(np.sqrt(n_tiles)))
+    tiles_y = int(np.ceil(n_tiles / tiles_x))
+    ty, tx = np.divmod(np.arange(n_tiles), tiles_x)
+    u_rows, u_cols = np.divmod(unique, cube.sizes["x"])
+
+    years = cube_years(cube)
+    keep_years = None
+    if years.size:
+        positions = year_index(cube, samples["year"].to_numpy(), where="window_cube")
+        first = max(0, int(positions.min()) - sequence_length + 1)
+        keep_years = years[first:int(positions.max()) + 1]
+
+    def mosaic_of(layer: np.ndarray) -> np.ndarray:
+        padded = pad_raw(layer.astype(np.float32)[None], halo)
+        windows = cut_patches(padded, u_rows, u_cols, patch_size)[:, 0]  # (n, k, k)
+        out = np.full((tiles_y, patch_size, tiles_x, patch_size), np.nan, dtype=np.float32)
+        out[ty, :, tx, :] = windows
+        return out.reshape(tiles_y * patch_size, tiles_x * patch_size)
+
+    variables = {}
+    for name in features:
+        da = cube[name]
+        attrs = {**da.attrs, SOURCE_DTYPE_ATTR: str(da.dtype)}
+        if "year" in da.dims:
+            da = da.sel(year=keep_years).transpose("year", "y", "x")
+            data = np.stack([mosaic_of(np.asarray(da.isel(year=i).values))
+                             for i in range(da.sizes["year"])])
+            variables[name] = (("year", "y", "x"), data, attrs)
+        else:
+            variables[name] = (("y", "x"), mosaic_of(np.asarray(da.transpose("y", "x").values)),
+                               attrs)
+    coords = {"y": np.arange(tiles_y * patch_size), "x": np.arange(tiles_x * patch_size)}
+    if keep_years is not None:
+        coords["year"] = keep_years
+    mosaic = xr.Dataset(variables, coords=coords, attrs={"window_cube_patch_size": patch_size})
+    local = samples.copy()
+    local["row"] = ty[tile_of] * patch_size + halo
+    local["col"] = tx[tile_of] * patch_size + halo
+    return mosaic, local
