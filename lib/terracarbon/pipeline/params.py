@@ -78,9 +78,21 @@ RULES: dict[str, Rule] = {
     "models.candidates": Rule(items=(str,), item_choices=MODEL_NAMES),
     "models.cv_folds": Rule(types=(int,), minimum=2, maximum=100),
     "models.cv_folds_deep": Rule(types=(int,), minimum=2, maximum=100),
-    "models.cv_block_size_m": Rule(types=NUM, minimum=0),
+    "models.cv_block_size_m": Rule(types=NUM, minimum=1),
+    "models.rf.n_estimators": Rule(types=(int,), minimum=1),
+    "models.rf.max_depth": Rule(types=(int,), minimum=1, nullable=True),
+    "models.rf.min_samples_leaf": Rule(types=(int,), minimum=1),
+    "models.cnn.patch_size_px": Rule(types=(int,), minimum=3),
+    "models.cnn.learning_rate": Rule(types=NUM, minimum=1e-9, maximum=1),
+    "models.cnn.weight_decay": Rule(types=NUM, minimum=0, maximum=1),
+    "models.cnn.max_epochs": Rule(types=(int,), minimum=1),
+    "models.cnn.patience": Rule(types=(int,), minimum=1),
+    "models.cnn.batch_size": Rule(types=(int,), minimum=1),
+    "models.cnn_tcn.sequence_years": Rule(types=(int,), minimum=2),
+    "models.cnn_tcn.max_epochs": Rule(types=(int,), minimum=1),
     "models.holdout": Rule(choices=("10pct", "7:2:1")),
     "maps.interval": Rule(types=NUM, minimum=0.5, maximum=0.99),
+    "models.n_jobs": Rule(types=(int,), minimum=0),
     "maps.model": Rule(choices=("best",) + MODEL_NAMES),
     "maps.interval_method": Rule(choices=("correlated", "independent")),
     "maps.lookup_table": Rule(types=(str,), nullable=True),
@@ -90,6 +102,7 @@ RULES: dict[str, Rule] = {
     "trends.hurst_correction": Rule(choices=(None, "anis_lloyd"), nullable=True),
     "trends.source_stage": Rule(choices=("01_data_prep", "03_carbon_maps")),
     "zoning.contiguity": Rule(choices=("queen", "rook")),
+    "zoning.persistence": Rule(choices=("last_year", "persistent")),
     "zoning.permutations": Rule(types=(int,), minimum=0, maximum=99999),
     "zoning.alpha": Rule(types=NUM, minimum=1e-6, maximum=0.5),
     "compute.scheduler": Rule(choices=("threads", "processes", "distributed", "synchronous")),
@@ -129,21 +142,26 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ParameterError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+        raise ParameterError(f"{path}: expected a mapping of sections, got "
+                             f"{type(loaded).__name__}; write it as sections (study:, grid:, "
+                             "data:, ...) as in params/quick.yaml.")
     return loaded
 
 
-def deep_merge(base: Mapping, update: Mapping) -> dict:
+def deep_merge(base: Mapping, update: Mapping, *, _prefix: str = "") -> dict:
     """Return ``base`` updated recursively by ``update`` (neither is modified).
 
-    Mappings merge key by key; any other value (lists included) replaces the old one.
-    Free-form sections (``data.layers``) are replaced whole when ``update`` gives them, so a
-    real-data study does not inherit the synthetic layers.
+    Mappings merge key by key (an empty mapping, ``study: {}``, changes nothing); any other
+    value (lists included) replaces the old one. Free-form sections (:data:`OPEN_SECTIONS`,
+    e.g. ``data.layers``) are replaced whole when ``update`` gives them, so a real-data study
+    does not inherit layers it did not list.
     """
     merged = copy.deepcopy(dict(base))
     for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and value:
-            merged[key] = deep_merge(merged[key], value)
+        dotted = f"{_prefix}{key}"
+        if (isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+                and dotted not in OPEN_SECTIONS):
+            merged[key] = deep_merge(merged[key], value, _prefix=dotted + ".")
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -236,26 +254,28 @@ def load_params(
 
 
 def resolve_data_paths(study: dict, base: Path) -> dict:
-    """Make relative paths in the ``data`` section absolute, relative to ``base``."""
+    """Make relative input paths (``data`` section, ``maps.lookup_table``) absolute, relative
+    to ``base``."""
     study = copy.deepcopy(study)
-    data = study.get("data")
-    if not isinstance(data, dict):
-        return study
 
     def absolute(value: Any) -> Any:
         if isinstance(value, str) and value and not Path(value).is_absolute():
             return str((base / value).resolve())
         return value
 
+    if isinstance(study.get("maps"), dict) and study["maps"].get("lookup_table"):
+        study["maps"]["lookup_table"] = absolute(study["maps"]["lookup_table"])
+    data = study.get("data")
+    if not isinstance(data, dict):
+        return study
     if "boundary" in data:
         data["boundary"] = absolute(data["boundary"])
-    for spec in (data.get("layers") or {}).values():
+    layers = data.get("layers")
+    for spec in (layers.values() if isinstance(layers, dict) else ()):
         if isinstance(spec, dict) and "path" in spec:
             spec["path"] = absolute(spec["path"])
     if isinstance(data.get("plots"), dict) and "path" in data["plots"]:
         data["plots"]["path"] = absolute(data["plots"]["path"])
-    if isinstance(study.get("maps"), dict) and study["maps"].get("lookup_table"):
-        study["maps"]["lookup_table"] = absolute(study["maps"]["lookup_table"])
     return study
 
 
@@ -324,7 +344,144 @@ def _walk(prefix: str, values: Mapping, schema: Mapping, problems: Problems) -> 
 
 
 from terracarbon.data.prep import LAYER_KEYS, REQUIRED_LAYER_KEYS  # noqa: E402  one definition
-from terracarbon.data.survey import PLOT_KEYS  # noqa: E402  one definition of the plot options
+from terracarbon.data.survey import PLOT_KEYS, PLOT_KEYS_REQUIRED  # noqa: E402  one definition
+
+PATH_HINT = (" (a relative path in a study file is relative to that file's folder; given with "
+             "--set, relative to the folder the command runs in)")
+_PLOT_KEY_HELP = {
+    "x_column": "name the CSV column of x / longitude",
+    "y_column": "name the CSV column of y / latitude",
+    "crs": "give the CRS of the plot coordinates, e.g. EPSG:4326 for lon/lat",
+    "year_column": "name the CSV column holding the survey year",
+}
+
+
+def _csv_header(path: str, problems: Problems) -> list[str] | None:
+    """The column names of a CSV, or None (with a problem named) when it cannot be read."""
+    import pandas as pd
+
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except pd.errors.EmptyDataError:
+        problems.add("data.plots.path", f"{path} is empty (no header, no rows); give the "
+                     "field-plot CSV, or set data.plots: null for a study without plots")
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        problems.add("data.plots.path", f"{path} is not a readable CSV ({type(exc).__name__}: "
+                     f"{str(exc)[:120]}); save the plots as comma-separated UTF-8 text")
+    return None
+
+
+def _separator_hint(header: list[str]) -> str:
+    if len(header) == 1:
+        for sep in (";", "\t", "|"):
+            if sep in header[0]:
+                return (f"; the file looks separated by {sep!r}: save it comma-separated "
+                        "(the decimal mark must be '.')")
+    return ""
+
+
+def _check_stages(stages: Any, problems: Problems) -> None:
+    if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
+        return  # the schema check reports the type
+    if not stages:
+        problems.add("study.stages", f"is empty: nothing would run; list the stages to run, "
+                     f"e.g. {list(STAGE_IDS)}")
+        return
+    twice = sorted({s for s in stages if stages.count(s) > 1})
+    if twice:
+        problems.add("study.stages", f"{twice} listed twice; list each stage once")
+    known = [s for s in stages if s in STAGE_IDS]
+    in_order = sorted(dict.fromkeys(known), key=STAGE_IDS.index)
+    if not twice and known != in_order:
+        problems.add("study.stages", f"{known} is not in pipeline order; list them as "
+                     f"[{', '.join(in_order)}]")
+
+
+def _check_misc(study: Mapping, models: Mapping, zoning: Mapping, compute: Mapping,
+                problems: Problems) -> None:
+    """Values whose type the schema checks but whose content it cannot."""
+    import re
+
+    region = study.get("region_code")
+    if isinstance(region, str) and not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", region):
+        problems.add("study.region_code", f"got {region!r}; use 1-16 letters, digits, '_' or "
+                     "'-' (it is part of exported file names, e.g. tcd_gd_21.tif)")
+    patch = (models.get("cnn") or {}).get("patch_size_px") if isinstance(
+        models.get("cnn"), Mapping) else None
+    if isinstance(patch, int) and not isinstance(patch, bool) and patch % 2 == 0:
+        problems.add("models.cnn.patch_size_px", f"= {patch}: use an odd number of pixels (the "
+                     "patch is centred on the plot's pixel)")
+    limit = compute.get("memory_limit")
+    if isinstance(limit, (str, int)) and not isinstance(limit, bool):
+        from dask.utils import parse_bytes
+
+        try:
+            ok = parse_bytes(limit) >= 2**20
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            problems.add("compute.memory_limit", f"got {limit!r}; give a size such as 4GB or "
+                         "500MB (per worker)")
+    _check_zoning_rules(zoning.get("rules"), problems)
+
+
+def _check_zoning_rules(rules: Any, problems: Problems) -> None:
+    from terracarbon.conventions import FUTURE_TREND, LISA_CLUSTER
+
+    if not isinstance(rules, list):
+        return  # the schema check reports the type
+    clusters = {"*", *LISA_CLUSTER.abbreviations, LISA_CLUSTER.names[0], *LISA_CLUSTER.codes}
+    futures = {"*", *FUTURE_TREND.names, *FUTURE_TREND.codes}
+    example = "{cluster: HH, future: '*', zone: protect}"
+    if not rules:
+        problems.add("zoning.rules", f"is empty: no zone could be assigned; give rules such as "
+                     f"[{example}] (see params/default.yaml)")
+    for i, rule in enumerate(rules):
+        key = f"zoning.rules[{i}]"
+        if not isinstance(rule, dict) or set(rule) != {"cluster", "future", "zone"}:
+            problems.add(key, f"got {rule!r}; expected exactly the keys cluster, future, zone, "
+                         f"e.g. {example}")
+            continue
+        if isinstance(rule["cluster"], bool) or rule["cluster"] not in clusters:
+            problems.add(f"{key}.cluster", f"got {rule['cluster']!r}; expected '*' or one of "
+                         f"{list(LISA_CLUSTER.abbreviations)}")
+        if isinstance(rule["future"], bool) or rule["future"] not in futures:
+            problems.add(f"{key}.future", f"got {rule['future']!r}; expected '*' or one of "
+                         f"{list(FUTURE_TREND.names)}")
+        if not isinstance(rule["zone"], str) or not rule["zone"] or rule["zone"] == "nodata":
+            problems.add(f"{key}.zone", f"got {rule['zone']!r}; expected a zone name")
+
+
+def _check_grid(grid: Mapping, problems: Problems, *, key: str = "grid.crs") -> None:
+    import math
+
+    import pyproj
+
+    crs = grid.get("crs")
+    if isinstance(crs, str) and crs:
+        try:
+            parsed = pyproj.CRS.from_user_input(crs)
+        except pyproj.exceptions.CRSError as exc:
+            problems.add(key, f"cannot interpret {crs[:80]!r} ({str(exc)[:160]}); give "
+                         "an EPSG/ESRI code such as EPSG:32649, a PROJ string or WKT")
+        else:
+            units = {ax.unit_name for ax in parsed.axis_info}
+            if not parsed.is_projected:
+                problems.add(key, f"{crs!r} is not projected (degrees); the grid needs "
+                             "metres: use a projected CRS such as a UTM zone (EPSG:326xx) or "
+                             "an Albers equal-area CRS")
+            elif not units <= {"metre", "meter", "m"}:
+                problems.add(key, f"{crs!r} has axis units {sorted(units)}; use a "
+                             "projection in metres")
+    bounds = grid.get("bounds_m")
+    if isinstance(bounds, list):
+        numbers = [b for b in bounds if isinstance(b, NUM) and not isinstance(b, bool)]
+        if len(bounds) != 4 or len(numbers) != 4 or not all(math.isfinite(b) for b in numbers):
+            problems.add("grid.bounds_m", f"got {bounds!r}; expected four numbers [xmin, ymin, "
+                         "xmax, ymax] in metres of grid.crs")
+        elif not (numbers[0] < numbers[2] and numbers[1] < numbers[3]):
+            problems.add("grid.bounds_m", f"got {bounds!r}; expected [xmin, ymin, xmax, ymax] "
+                         "with xmin < xmax and ymin < ymax")
 
 
 def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
@@ -332,7 +489,7 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
     if not isinstance(layers, dict):
         problems.add("data.layers", "expected a mapping of layer name -> layer spec")
         return
-    years = data.get("years") or []
+    years = data.get("years") if isinstance(data.get("years"), list) else []
     for name, spec in layers.items():
         key = f"data.layers.{name}"
         if not isinstance(spec, dict):
@@ -343,7 +500,12 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
         for required in REQUIRED_LAYER_KEYS:
             if required != "path" and not spec.get(required):
                 problems.add(f"{key}.{required}", "missing (every layer needs kind and units)")
-        if spec.get("kind") not in ("continuous", "categorical"):
+        for text in ("units", "long_name"):
+            value = spec.get(text)
+            if value not in (None, "") and not isinstance(value, str):
+                problems.add(f"{key}.{text}", f"expected text, got {value!r} (units as UDUNITS "
+                             "text, e.g. \"1\", m, degC, \"mm yr-1\")")
+        if spec.get("kind") and spec.get("kind") not in ("continuous", "categorical"):
             problems.add(f"{key}.kind", f"got {spec.get('kind')!r}; expected 'continuous' or "
                          "'categorical'")
         if "path" not in spec:
@@ -354,10 +516,21 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
             missing = [p for p in paths if not Path(p).is_file()]
             if missing:
                 shown = ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "")
-                problems.add(f"{key}.path", f"{len(missing)} file(s) not found: {shown}")
+                problems.add(f"{key}.path", f"{len(missing)} file(s) not found: {shown}"
+                             f"{PATH_HINT}")
     boundary = data.get("boundary")
-    if check_files and boundary and not Path(boundary).is_file():
-        problems.add("data.boundary", f"file not found: {boundary}")
+    if check_files and isinstance(boundary, str) and boundary and not Path(boundary).is_file():
+        problems.add("data.boundary", f"file not found: {boundary}{PATH_HINT}")
+    unit_filter = data.get("boundary_filter")
+    if isinstance(unit_filter, dict) and set(unit_filter) != {"column", "value"}:
+        problems.add("data.boundary_filter", f"got {unit_filter!r}; expected {{column: "
+                     "<attribute>, value: <value or list of values>}, e.g. {column: ADM1_EN, "
+                     "value: Guangdong Province}")
+    if isinstance(years, list):
+        repeated = sorted({y for y in years if isinstance(y, int) and years.count(y) > 1})
+        if repeated:
+            problems.add("data.years", f"{repeated} listed more than once; list each study "
+                         "year once")
     plots = data.get("plots")
     if isinstance(plots, dict):
         for unknown in sorted(set(plots) - PLOT_KEYS):
@@ -365,20 +538,28 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
         path = plots.get("path")
         if not path:
             problems.add("data.plots.path", "missing; give the field-plot CSV")
+        elif not isinstance(path, str):
+            problems.add("data.plots.path", f"expected a file path, got {path!r}")
         elif check_files and not Path(path).is_file():
-            problems.add("data.plots.path", f"file not found: {path}")
+            problems.add("data.plots.path", f"file not found: {path}{PATH_HINT}")
         elif check_files:
-            import pandas as pd
-
-            header = list(pd.read_csv(path, nrows=0).columns)
+            header = _csv_header(path, problems)
             for col_key in ("x_column", "y_column", "year_column", "id_column", "veg_column",
                             "soil_column"):
                 column = plots.get(col_key)
-                if column and column not in header:
+                if header is not None and column and column not in header:
                     problems.add(f"data.plots.{col_key}", f"column {column!r} not in {path} "
-                                 f"(columns: {header})")
-            if not plots.get("veg_column") and not plots.get("soil_column"):
-                problems.add("data.plots", "give veg_column and/or soil_column")
+                                 f"(columns: {header}){_separator_hint(header)}")
+        for required in PLOT_KEYS_REQUIRED:
+            if required != "path" and not plots.get(required):
+                problems.add(f"data.plots.{required}", f"missing; {_PLOT_KEY_HELP[required]}")
+        for factor in ("veg_factor", "soil_factor"):
+            value = plots.get(factor)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, NUM)):
+                problems.add(f"data.plots.{factor}", f"expected a number, got {value!r} (e.g. "
+                             "0.47 turns dry biomass into carbon)")
+        if not plots.get("veg_column") and not plots.get("soil_column"):
+            problems.add("data.plots", "give veg_column and/or soil_column")
 
 
 def validate(
@@ -387,28 +568,43 @@ def validate(
     """Check ``params`` against ``schema`` (the defaults); raise one error listing all problems."""
     problems = Problems()
     _walk("", params, schema, problems)
-    name = (params.get("study") or {}).get("name")
+
+    def section(key: str) -> Mapping:
+        # a section that is not a mapping is reported by the schema walk above
+        value = params.get(key)
+        return value if isinstance(value, Mapping) else {}
+
+    name = section("study").get("name")
     if isinstance(name, str) and not SLUG.match(name) or isinstance(name, str) and ".." in name:
         problems.add("study.name", f"{name!r} is not a plain folder name: use letters, digits, "
                      "'.', '_' or '-' (it names the run folder inside --runs-dir)")
-    window = (params.get("prep") or {}).get("composite_window", 1)
+    window = section("prep").get("composite_window", 1)
     if isinstance(window, int) and window % 2 == 0:
         problems.add("prep.composite_window", f"= {window}: use an odd number of years "
                      "(centred window; 1 = no composites)")
-    synthetic = params.get("synthetic", {})
-    if synthetic.get("first_year", 0) > synthetic.get("last_year", 0):
+    _check_stages(section("study").get("stages"), problems)
+    _check_misc(section("study"), section("models"), section("zoning"), section("compute"),
+                problems)
+    synthetic = section("synthetic")
+    first, last = synthetic.get("first_year"), synthetic.get("last_year")
+    if isinstance(first, int) and isinstance(last, int) and first > last:
         problems.add("synthetic.first_year", "must not be after synthetic.last_year")
-    if not synthetic.get("enabled", False):
-        data = params.get("data") or {}
+    if synthetic.get("enabled", False):
+        crs = synthetic.get("crs")
+        if isinstance(crs, str):
+            _check_grid({"crs": crs}, problems, key="synthetic.crs")
+    else:
+        data, grid = section("data"), section("grid")
         if not data.get("layers"):
             problems.add("data.layers", "no input layers: set synthetic.enabled: true or "
                          "describe your rasters under data.layers (see params/examples/)")
         if not data.get("years"):
             problems.add("data.years", "list the study years, e.g. [2000, 2005, 2010]")
-        if not (params.get("grid") or {}).get("crs"):
+        if not grid.get("crs"):
             problems.add("grid.crs", "set the target grid CRS (e.g. EPSG:32649) for real data")
-        if not (params.get("grid") or {}).get("pixel_size_m"):
+        if not grid.get("pixel_size_m"):
             problems.add("grid.pixel_size_m", "set the target pixel size in metres")
+        _check_grid(grid, problems)
         _check_data(data, problems, check_files)
     problems.raise_if_any(source)
 

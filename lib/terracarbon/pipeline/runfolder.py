@@ -45,6 +45,12 @@ def run_folder(runs_dir: str | os.PathLike, name: str) -> Path:
     """``<runs_dir>/<name>``, resolved, checked to lie inside ``runs_dir``."""
     check_run_name(name)
     root = Path(runs_dir).resolve()
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ParameterError(f"--runs-dir {runs_dir}: {folder} is not a folder (a file "
+                                     "has that name); give a folder to hold the run folders.")
+            break
     folder = (root / name).resolve()
     if folder.parent != root:
         raise ParameterError(f"study.name={name!r} resolves to {folder}, outside the runs "

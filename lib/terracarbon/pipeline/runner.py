@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -78,6 +80,74 @@ def _kernel_env() -> dict[str, str]:
     return env
 
 
+KERNEL_LOG = "kernel.log"
+"""The stage kernel's own stdout/stderr (start-up notes, shutdown noise), in the stage folder."""
+
+
+def _kernel_manager_class(log_path: Path) -> type:
+    """A Jupyter kernel manager that sends the kernel process's console output to ``log_path``.
+
+    The kernel runs in its own session (jupyter_client does that), so Ctrl-C reaches only
+    ``run_all``; when the run then shuts the kernel down mid-cell, the kernel's complaints
+    (tracebacks of closed sockets) go to the log instead of the user's terminal.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class StageKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: object) -> None:
+            with open(log_path, "ab") as log:  # the kernel process keeps its own copy
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+                await super().start_kernel(**kw)
+
+    return StageKernelManager
+
+
+class _InterruptFilter(logging.Filter):
+    """Drops log records once the run is interrupted.
+
+    Shutting a kernel down mid-cell makes papermill log "Kernel died" and asyncio log a
+    never-retrieved ``DeadKernelError`` with its traceback; after Ctrl-C / SIGTERM the user
+    gets one line from ``run_all`` instead.
+    """
+
+    interrupted = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _InterruptFilter.interrupted
+
+
+_NOISY_LOGGERS = ("papermill", "asyncio", "nbclient", "traitlets")
+_INTERRUPT_FILTER = _InterruptFilter()
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    _InterruptFilter.interrupted = True
+    raise KeyboardInterrupt
+
+
+class _InterruptHandling:
+    """For the duration of a run: SIGINT/SIGTERM raise KeyboardInterrupt and silence the
+    kernel-shutdown noise (main thread only; elsewhere signals stay as they are)."""
+
+    def __enter__(self) -> _InterruptHandling:
+        _InterruptFilter.interrupted = False
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).addFilter(_INTERRUPT_FILTER)
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, _on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        # the filters stay: asyncio reports never-retrieved task errors when the tasks are
+        # garbage-collected, after the run has returned; they are dropped only after an
+        # interrupt
+
+
 def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path) -> Path:
     """Execute a stage notebook with papermill into its stage folder (atomically)."""
     import papermill
@@ -87,13 +157,15 @@ def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path) -> 
     stage_dir.mkdir(parents=True, exist_ok=True)
     out_nb = stage_dir / spec.notebook
     os.environ.update(_kernel_env())
+    kernel_log = stage_dir / KERNEL_LOG
+    kernel_log.unlink(missing_ok=True)
     with atomic_path(out_nb) as tmp:
         try:
             papermill.execute_notebook(
                 str(notebook_dir / spec.notebook), str(tmp),
                 parameters=stage_parameters(params, stage_id, run_dir),
                 cwd=str(notebook_dir), progress_bar=False, kernel_name="python3",
-                report_mode=False,
+                report_mode=False, kernel_manager_class=_kernel_manager_class(kernel_log),
             )
         except BaseException:
             # keep the failed notebook (with its traceback) for the HTML report
@@ -137,12 +209,16 @@ def run_study(
     listed = list(params["study"]["stages"])
     todo = select_stages(listed, start=start, only=only)
     check_notebook_parameters(todo, notebook_dir)
-    warnings = preflight.check_study(params, todo)
+    warnings = preflight.check_study(params, todo, run_dir=run_dir)
     for warning in warnings:
         progress(f"warning: {warning}")
     params = {**params, "_meta": {**params.get("_meta", {}), "warnings": warnings}}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StageError(f"cannot create the run folder {run_dir} ({exc.strerror}); check "
+                         "--runs-dir and its permissions.") from None
+    with RunLock(run_dir), _InterruptHandling():
         return _run_locked(params, run_dir, todo, force=force, notebook_dir=notebook_dir,
                            progress=progress)
 
@@ -191,6 +267,12 @@ def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
             out_nb = run_dir / stage_id / spec.notebook
             error = (f"stage {stage_id} failed in cell {exc.exec_count} "
                      f"(index {exc.cell_index}): {exc.ename}: {exc.evalue}")
+        except Exception as exc:  # noqa: BLE001  the kernel died (out of memory, killed) or
+            # could not start: a failed stage with the kernel's own log, not a traceback
+            out_nb = run_dir / stage_id / spec.notebook
+            error = (f"stage {stage_id} failed: the notebook kernel stopped "
+                     f"({type(exc).__name__}: {str(exc)[:200]}); see "
+                     f"{run_dir / stage_id / KERNEL_LOG} (out of memory is the usual cause)")
         duration = round(time.time() - t0, 2)
         html_path = run_dir / stage_id / (Path(spec.notebook).stem + ".html")
         if out_nb.exists():

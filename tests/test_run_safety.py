@@ -1,0 +1,355 @@
+"""Run safety (issue 13): stale results are never trusted, run folders are safe to use.
+
+* input fingerprints: an input file edited in place reruns the stages that read it, a touch
+  (mtime only) does not;
+* the lock: a second run into the same run folder stops with a message, also while a real
+  run is under way;
+* interrupts (Ctrl-C to the process group, SIGTERM to the process): exit 130, one line, the
+  stage's manifest "interrupted", no temporaries; a rerun resumes and gives byte-identical
+  tables to an uninterrupted run;
+* run names: nothing is ever written outside --runs-dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from terracarbon.errors import ParameterError, StageError
+from terracarbon.pipeline.params import REPO_ROOT
+from terracarbon.pipeline.runfolder import RunLock, check_run_name, run_folder
+from tiny_study import folder_digest, load_run_all, make_tiny_study
+
+run_all = load_run_all()
+
+RUN_ALL = [sys.executable, str(REPO_ROOT / "run_all.py")]
+TWO_STAGES = "study.stages=[01_data_prep, 02_train_models]"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_safety") / "study"
+    make_tiny_study(folder)
+    return folder
+
+
+def manifest(run: Path, stage: str) -> dict:
+    return json.loads((run / stage / "manifest.json").read_text())
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob(".*.tmp-*")]
+
+
+def csv_tables(run: Path) -> dict[str, bytes]:
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*.csv"))}
+
+
+def wait_for(predicate, *, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"run ended (exit {proc.returncode}) before {what}\n{out[-2000:]}\n"
+                        f"{err[-2000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def status_is(run: Path, stage: str, status: str):
+    def check() -> bool:
+        try:
+            return manifest(run, stage).get("status") == status
+        except (OSError, json.JSONDecodeError):
+            return False
+    return check
+
+
+def own_lines(stderr: str) -> list[str]:
+    """stderr lines written by run_all itself (not by the Jupyter kernel or loggers)."""
+    noise = re.compile(r"^(\[\w+\]|WARNING:|INFO:|DEBUG:|\s*$)")
+    return [line for line in stderr.splitlines() if not noise.match(line)]
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+
+@pytest.mark.slow
+def test_edited_input_reruns_data_prep_but_a_touch_does_not(study, tmp_path, capsys):
+    study = Path(shutil.copytree(study, tmp_path / "study"))  # this test edits its inputs
+    runs = tmp_path / "runs"
+    argv = ["--params", str(study / "study.yaml"), "--runs-dir", str(runs),
+            "--only", "01_data_prep"]
+    assert run_all.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[01_data_prep] complete" in out
+    run = runs / "tiny"
+    first = manifest(run, "01_data_prep")
+    # every input file is fingerprinted: 4 annual layers x 6 years + dem + boundary + plots
+    assert len(first["inputs"]) == 4 * 6 + 3
+    plots = str(study / "plots.csv")
+    assert first["inputs"][plots] != "missing"
+
+    assert run_all.main(argv) == 0
+    assert "[01_data_prep] up to date, skipped" in capsys.readouterr().out
+
+    # a touch changes the mtime only: still up to date
+    later = time.time() + 120
+    os.utime(study / "plots.csv", (later, later))
+    assert run_all.main(argv) == 0
+    assert "[01_data_prep] up to date, skipped" in capsys.readouterr().out
+    assert manifest(run, "01_data_prep")["stage_hash"] == first["stage_hash"]
+
+    # one value edited in place (same size, same mtime): the stage runs again
+    text = (study / "plots.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    fields = lines[1].split(",")
+    fields[4] = fields[4][:-1] + ("1" if fields[4][-1] != "1" else "2")  # veg_c, last digit
+    lines[1] = ",".join(fields)
+    (study / "plots.csv").write_text("".join(lines))
+    assert len("".join(lines)) == len(text)
+    os.utime(study / "plots.csv", (later, later))
+    # a later stage alone would read the stale data prep: refused before anything runs
+    rc = run_all.main(argv[:-2] + ["--from", "02_train_models"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "01_data_prep" in err and "out of date" in err
+    assert "--from 01_data_prep" in err and "Traceback" not in out + err
+    assert not (run / "02_train_models").exists()
+    assert run_all.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[01_data_prep] running" in out and "[01_data_prep] complete" in out
+    second = manifest(run, "01_data_prep")
+    assert second["inputs"][plots] != first["inputs"][plots]
+    changed = {k for k in first["inputs"] if first["inputs"][k] != second["inputs"][k]}
+    assert changed == {plots}
+    assert second["stage_hash"] != first["stage_hash"]
+    assert run_all.main(argv) == 0
+    assert "[01_data_prep] up to date, skipped" in capsys.readouterr().out
+
+
+def test_fingerprint_of_a_large_file_samples_but_sees_edits(tmp_path, monkeypatch):
+    """Beyond FULL_HASH_MAX_BYTES the hash samples: header, tail, length and blocks count."""
+    from terracarbon.pipeline import fingerprints
+
+    monkeypatch.setattr(fingerprints, "FULL_HASH_MAX_BYTES", 2**20)
+    path = tmp_path / "big.bin"
+    data = bytearray(os.urandom(5 * 2**20))
+    path.write_bytes(data)
+    base = fingerprints.file_fingerprint(path)
+    os.utime(path, (1, 1))
+    assert fingerprints.file_fingerprint(path) == base  # mtime is not content
+    for offset in (0, len(data) - 1):  # header, tail
+        edited = bytearray(data)
+        edited[offset] ^= 0xFF
+        path.write_bytes(edited)
+        assert fingerprints.file_fingerprint(path) != base
+    path.write_bytes(data + b"\0")  # length
+    assert fingerprints.file_fingerprint(path) != base
+    path.write_bytes(data)
+    assert fingerprints.file_fingerprint(path) == base
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def test_second_run_into_a_locked_folder_stops(study, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    run = runs / "tiny"
+    before = folder_digest(study)
+    with RunLock(run):
+        rc = run_all.main(["--params", str(study / "study.yaml"), "--runs-dir", str(runs)])
+        out, err = capsys.readouterr()
+        assert rc == 1
+        assert "in use by another run" in err and f"pid {os.getpid()}" in err
+        assert "--set study.name=" in err  # what to do
+        assert "Traceback" not in out + err
+        # the refused run wrote nothing: no params.yaml, no stage folder
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    # released on exit: the folder can be locked again
+    with RunLock(run):
+        pass
+    assert folder_digest(study) == before
+
+
+@pytest.mark.slow
+def test_interrupts_clean_up_and_resume_byte_identically(study, tmp_path):
+    """Ctrl-C (SIGINT to the process group) during 02 and SIGTERM (to the process) during 01.
+
+    Ctrl-C: exit 130, one line, 02's manifest 'interrupted', no temporaries; a second run
+    into the same folder meanwhile is refused by the lock. The rerun skips 01, reruns 02 and
+    its tables are byte-identical to an uninterrupted run's.
+    """
+    before = folder_digest(study)
+    argv = ["--params", str(study / "study.yaml"), "--set", TWO_STAGES]
+
+    # the reference: one uninterrupted run, started alongside
+    ref_runs = tmp_path / "ref"
+    reference = subprocess.Popen([*RUN_ALL, *argv, "--runs-dir", str(ref_runs)], cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    runs = tmp_path / "runs"
+    run = runs / "tiny"
+    cmd = [*RUN_ALL, *argv, "--runs-dir", str(runs)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    wait_for(status_is(run, "02_train_models", "running"), timeout=240, what="02 running",
+             proc=proc)
+    # a second run of the same name while this one runs: refused at once
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1
+    assert "in use by another run" in second.stderr
+    assert "Traceback" not in second.stdout + second.stderr
+
+    time.sleep(1.0)  # well inside the stage
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{out[-2000:]}\n{err[-3000:]}"
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
+    assert own_lines(err) == [own_lines(err)[0]] and own_lines(err)[0].startswith(
+        "interrupted: interrupted during 02_train_models"), err[-2000:]
+    assert "Rerun the same command" in err
+    assert manifest(run, "01_data_prep")["status"] == "complete"
+    assert manifest(run, "02_train_models")["status"] == "interrupted"
+    assert "interrupted" in (run / "index.html").read_text()
+    assert not temporaries(run), temporaries(run)
+    assert not (run / ".lock").read_text().strip()  # released
+
+    # the rerun resumes at 02
+    rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "[01_data_prep] up to date, skipped" in rerun.stdout
+    assert "[02_train_models] complete" in rerun.stdout
+    assert manifest(run, "02_train_models")["status"] == "complete"
+
+    ref_out, ref_err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, ref_err[-3000:]
+    tables, ref_tables = csv_tables(run), csv_tables(ref_runs / "tiny")
+    assert tables.keys() == ref_tables.keys() and len(tables) >= 5, sorted(tables)
+    different = [k for k in tables if tables[k] != ref_tables[k]]
+    assert not different, f"tables differ after resume: {different}"
+    assert folder_digest(study) == before
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_stage_marks_it_interrupted(study, tmp_path):
+    runs = tmp_path / "runs"
+    run = runs / "tiny"
+    proc = subprocess.Popen([*RUN_ALL, "--params", str(study / "study.yaml"), "--set",
+                             TWO_STAGES, "--runs-dir", str(runs)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(status_is(run, "01_data_prep", "running"), timeout=120, what="01 running",
+             proc=proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)  # a batch scheduler, `kill`
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, f"exit {proc.returncode}\n{err[-3000:]}"
+    assert "Traceback" not in out + err
+    assert len(own_lines(err)) == 1 and own_lines(err)[0].startswith(
+        "interrupted: interrupted during 01_data_prep"), err[-2000:]
+    assert manifest(run, "01_data_prep")["status"] == "interrupted"
+    assert not (run / "02_train_models").exists()
+    assert not temporaries(run), temporaries(run)
+    # nothing a rerun would trust: no complete manifest, the cube is not left behind
+    assert not list((run / "01_data_prep").glob("cube.*"))
+
+
+@pytest.mark.slow
+def test_kernel_killed_is_a_failed_stage_not_a_traceback(study, tmp_path):
+    """The kernel dies mid-stage (the OOM killer): a failed stage naming the kernel log."""
+    import psutil
+
+    runs = tmp_path / "runs"
+    run = runs / "tiny"
+    proc = subprocess.Popen([*RUN_ALL, "--params", str(study / "study.yaml"), "--set",
+                             TWO_STAGES, "--runs-dir", str(runs)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(status_is(run, "01_data_prep", "running"), timeout=120, what="01 running",
+             proc=proc)
+    kernels = [p for p in psutil.Process(proc.pid).children(recursive=True)
+               if "ipykernel_launcher" in " ".join(p.cmdline())]
+    assert len(kernels) == 1
+    kernels[0].kill()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in out + err
+    assert "error: stage 01_data_prep failed: the notebook kernel stopped" in err
+    assert str(run / "01_data_prep" / "kernel.log") in err
+    assert (run / "01_data_prep" / "kernel.log").exists()
+    assert manifest(run, "01_data_prep")["status"] == "failed"
+    assert not (run / "02_train_models").exists()
+    assert not temporaries(run)
+
+
+# --------------------------------------------------------------------------- run names
+
+
+@pytest.mark.parametrize("name", ["../escaped", "", "a/b", "/tmp/x", ".", "..", ".hidden",
+                                  "a" * 81, "x\ny", None, 7])
+def test_bad_run_names_refused(name, tmp_path):
+    with pytest.raises(ParameterError, match="study.name"):
+        check_run_name(name)
+    with pytest.raises(ParameterError, match="study.name"):
+        run_folder(tmp_path / "runs", name)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_good_run_names_stay_inside(tmp_path):
+    for name in ("tiny", "guangdong_2000-2021", "v1.2"):
+        assert run_folder(tmp_path / "runs", name) == (tmp_path / "runs" / name).resolve()
+
+
+def test_symlinked_run_folder_pointing_outside_refused(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (tmp_path / "outside").mkdir()
+    (runs / "evil").symlink_to(tmp_path / "outside")
+    with pytest.raises(ParameterError, match="outside the runs folder"):
+        run_folder(runs, "evil")
+
+
+@pytest.mark.parametrize("name", ["../escaped", ""])
+def test_run_study_refuses_names_even_without_the_schema_check(name, study, tmp_path):
+    """The runner's own guard, independent of params.validate: nothing written anywhere."""
+    from terracarbon.pipeline.params import load_params
+    from terracarbon.pipeline.runner import run_study
+
+    params = load_params(study / "study.yaml")
+    params["study"]["name"] = name
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(ParameterError, match="study.name"):
+        run_study(params, runs_dir=work / "runs")
+    assert list(work.iterdir()) == []
+    assert not list(tmp_path.rglob("params.yaml"))
+
+
+def test_run_escape_via_command_line_writes_nothing(study, tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for name in ("../escaped", "''"):
+        rc = run_all.main(["--params", str(study / "study.yaml"), "--runs-dir",
+                           str(work / "runs"), "--set", f"study.name={name}"])
+        out, err = capsys.readouterr()
+        assert rc == 1 and "study.name" in err and "Traceback" not in out + err
+    assert list(work.iterdir()) == []
+    assert not (tmp_path / "escaped").exists()
+    assert not list(tmp_path.rglob("params.yaml"))
+
+
+def test_lock_error_is_a_stage_error(tmp_path):
+    with RunLock(tmp_path / "r"):
+        with pytest.raises(StageError, match="in use by another run"):
+            with RunLock(tmp_path / "r"):
+                pass
