@@ -481,7 +481,8 @@ def test_unknown_landuse_codes_in_lookup_are_listed():
     with pytest.raises(InputDataError, match=r"class codes \[9, 12\] are not in the class table"):
         carbon.lookup_carbon(landuse, table)
     with pytest.raises(InputDataError, match=r"missing pool column\(s\) \['dead'\]"):
-        carbon.lookup_carbon(landuse, {1: {"above": 1, "below": 1, "soil": 1}})
+        carbon.lookup_carbon(landuse, {1: {"above": 1, "below": 1, "soil": 1}},
+                             pools=carbon.LOOKUP_POOLS)
 
 
 def test_bad_options_and_grids(rng):
@@ -522,3 +523,22 @@ def test_class_mean_table_fills_classes_without_plots():
     assert table.loc[1, "veg"] == 70.0 and table.loc[4, "soil"] == 50.0
     # class 6 (water) has no plots: the mean over all plots, (60 + 80 + 10) / 3 = 50
     assert table.loc[6, "veg"] == pytest.approx(50.0) and table.loc[6, "n_plots_veg"] == 0
+
+
+def test_lookup_pools_follow_the_table_and_an_invest_csv_is_read(tmp_path):
+    # class 1: 15 + 10 + 1 = 26 t C/ha vegetation, 60 soil; class 2: 5 + 1 + 0 = 6 and 40
+    (tmp_path / "carbon.csv").write_text("lucode,LULC_name,c_above,c_below,c_soil,c_dead\n"
+                                         "1,forest,15,10,60,1\n2,crop,5,1,40,0\n")
+    table = carbon.read_lookup_table(tmp_path / "carbon.csv")
+    landuse = as_map(np.array([[1, 2], [2, 0]], dtype="int16"))
+    ds = carbon.lookup_carbon(landuse, table)
+    assert set(ds.data_vars) == {"above_carbon_density", "below_carbon_density",
+                                 "soil_carbon_density", "dead_carbon_density",
+                                 "veg_carbon_density"}
+    np.testing.assert_array_equal(ds["veg_carbon_density"].values, [[26, 6], [6, np.nan]])
+    np.testing.assert_array_equal(ds["soil_carbon_density"].values, [[60, 40], [40, np.nan]])
+    two_pool = carbon.lookup_carbon(landuse, {1: {"veg": 20, "soil": 50}, 2: {"veg": 4, "soil": 30}})
+    assert set(two_pool.data_vars) == {"veg_carbon_density", "soil_carbon_density"}
+    (tmp_path / "bad.csv").write_text("lucode,c_above\n1,x\n")
+    with pytest.raises(InputDataError, match="bad.csv.*missing or negative"):
+        carbon.read_lookup_table(tmp_path / "bad.csv")

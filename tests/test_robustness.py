@@ -415,8 +415,15 @@ CASES: list[Case] = [
     Case("composite_variable_unknown", both(put("prep.composite_window", 3),
                                             put("prep.composite_variables", ["lai"])),
          ("prep.composite_variables", "'lai'",)),
-    Case("lookup_table_given", put("maps.lookup_table", "lookup.csv"),
-         ("maps.lookup_table", "not used")),
+    Case("lookup_table_missing", put("maps.lookup_table", "lookup.csv"),
+         ("maps.lookup_table", "not found", "lookup.csv")),
+    Case("lookup_table_without_pools", both(write_file("lookup.csv", "lucode,name\n1,forest\n"),
+                                            put("maps.lookup_table", "lookup.csv")),
+         ("maps.lookup_table", "expected pool columns c_above")),
+    Case("lookup_table_negative_density", both(
+        write_file("lookup.csv", "lucode,c_above,c_below,c_soil,c_dead\n1,-5,1,40,0\n"),
+        put("maps.lookup_table", "lookup.csv")),
+        ("maps.lookup_table", "negative densities")),
     # -- the target grid
     Case("pixel_size_needs_terabytes", put("grid.pixel_size_m", 0.01),
          ("grid.pixel_size_m", "GiB", "coarser pixel size")),

@@ -177,3 +177,15 @@ def test_downstream_parameter_reruns_only_downstream_stages(resolved):
     chunks = hashes(tc_params.load_params(tc_params.REPO_ROOT / "params" / "quick.yaml",
                                           ["compute.chunk_px=16"]))
     assert all(chunks[s] != base[s] for s in base)  # chunking may change float32 sums
+
+
+def test_index_lists_outputs_with_units_and_input_fingerprints(tmp_path, resolved):
+    complete_stage(tmp_path, resolved, "01_data_prep")
+    stages.update_manifest(tmp_path / "01_data_prep",
+                           inputs={"/data/plots.csv": "0123456789abcdef"})
+    page = report.render_index(tmp_path, [stages.read_manifest(tmp_path / "01_data_prep")],
+                               params_file="params.yaml", title="t",
+                               warnings=["data.plots: 3 plot(s) off the grid"]).read_text()
+    assert '<a href="01_data_prep/samples.csv"><code>samples</code></a> <small>[t C ha-1]</small>' in page
+    assert "0123456789abcdef" in page and "/data/plots.csv" in page
+    assert "3 plot(s) off the grid" in page

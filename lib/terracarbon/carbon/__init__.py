@@ -55,10 +55,12 @@ from terracarbon.carbon import mapping
 from terracarbon.carbon.area import pixel_area_ha, uniform_pixel_area_ha
 from terracarbon.carbon.stock_change import change, change_table, describe_change, ecosystem_contribution
 from terracarbon.carbon.lookup import (
+    LOOKUP_POOLS,
     VEG_COMPONENTS,
     class_mean_table,
     compare_with_lookup,
     lookup_carbon,
+    read_lookup_table,
 )
 from terracarbon.carbon.products import PRODUCT_PREFIXES, export_products
 from terracarbon.carbon.stocks import add_total, storage
@@ -72,6 +74,8 @@ from terracarbon.carbon.zonal import outside_aoa_share, totals_by_class, totals_
 from terracarbon.conventions import LANDUSE_CLASSES
 
 __all__ = [
+    "LOOKUP_POOLS",
+    "read_lookup_table",
     "uniform_pixel_area_ha",
     "mapping",
     "BOUNDS", "LANDUSE_CLASSES", "POOLS", "POOL_LONG_NAMES", "PRODUCT_PREFIXES",

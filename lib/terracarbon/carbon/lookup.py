@@ -4,6 +4,7 @@ field plots, and the comparison of model maps with it."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,11 +66,68 @@ def _normalise_table(
     return values
 
 
+LOOKUP_POOLS: tuple[str, ...] = ("above", "below", "soil", "dead")
+"""The four pools of an InVEST carbon table (``c_above`` … ``c_dead``), t C ha-1."""
+
+
+def read_lookup_table(path: str | Path) -> pd.DataFrame:
+    r"""Read a land-use -> carbon-density table (CSV) as :func:`lookup_carbon` takes it.
+
+    Parameters
+    ----------
+    path : str or Path
+        A CSV with a class-code column ``lucode`` (InVEST's biophysical table) or ``code``,
+        and pool columns in t C ha-1: any of ``c_above``, ``c_below``, ``c_soil``, ``c_dead``
+        (InVEST) or ``above``, ``below``, ``soil``, ``dead``, or ``veg`` and ``soil``. Other
+        columns (``LULC_name`` …) are kept out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by integer class code; one float column per pool present, in t C ha-1.
+
+    Raises
+    ------
+    InputDataError
+        Unreadable file, no class-code column, no pool column, non-integer codes, missing or
+        negative densities — naming the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "carbon.csv").write_text("lucode,LULC_name,c_above,c_below,c_soil,c_dead\n"
+    ...                                        "1,forest,15,10,60,1\n2,crop,5,1,40,0\n")
+    >>> read_lookup_table(folder / "carbon.csv").loc[1].tolist()
+    [15.0, 10.0, 60.0, 1.0]
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputDataError(f"maps.lookup_table {str(path)!r}: not a readable CSV ({exc}).") \
+            from exc
+    code = next((c for c in ("lucode", "code") if c in raw.columns), None)
+    if code is None:
+        raise InputDataError(f"maps.lookup_table {str(path)!r}: no class-code column 'lucode' "
+                             f"(or 'code'); it has {list(raw.columns)}.")
+    table = raw.set_index(code).rename(columns=lambda c: str(c).removeprefix("c_"))
+    pools = [p for p in (*LOOKUP_POOLS, "veg") if p in table.columns]
+    if not pools or ("veg" in pools and set(VEG_COMPONENTS) & set(pools)):
+        raise InputDataError(
+            f"maps.lookup_table {str(path)!r}: expected pool columns c_above, c_below, c_soil, "
+            f"c_dead (InVEST) or veg and soil, in t C ha-1; it has {list(raw.columns)}.")
+    try:
+        return _normalise_table(table[pools], pools).astype("float64")
+    except InputDataError as exc:
+        raise InputDataError(f"maps.lookup_table {str(path)!r}: {exc}") from None
+
+
 def lookup_carbon(
     landuse: xr.DataArray,
     table: pd.DataFrame | Mapping[int, Mapping[str, float]],
     *,
-    pools: Sequence[str] = ("above", "below", "soil", "dead"),
+    pools: Sequence[str] | None = None,
 ) -> xr.Dataset:
     """InVEST-style carbon density maps from a land-use map and a class density table.
 
@@ -81,8 +139,9 @@ def lookup_carbon(
         Density per class in t C ha-1: a DataFrame indexed by class code (or with an InVEST
         ``lucode`` column; ``c_above`` etc. are accepted for ``above``), or
         ``{code: {"above": .., "below": .., "soil": .., "dead": ..}}``.
-    pools : sequence of str
-        Table columns to map. ``above``, ``below`` and ``dead`` are summed into
+    pools : sequence of str, optional
+        Table columns to map; by default every pool column the table has (``above``,
+        ``below``, ``soil``, ``dead``, ``veg``). ``above``, ``below`` and ``dead`` are summed into
         ``veg_carbon_density``; ``soil`` becomes ``soil_carbon_density``; a ``veg`` column
         (e.g. from :func:`class_mean_table`) is used as is.
 
@@ -117,6 +176,11 @@ def lookup_carbon(
     >>> ds["veg_carbon_density"].values.tolist()
     [[26.0, nan]]
     """
+    if pools is None:
+        columns = ({str(c).removeprefix("c_") for v in table.values() for c in v}
+                   if isinstance(table, Mapping) else
+                   {str(c).removeprefix("c_") for c in table.columns})
+        pools = [p for p in (*LOOKUP_POOLS, "veg") if p in columns]
     pools = list(pools)
     if "veg" in pools and set(VEG_COMPONENTS) & set(pools):
         raise ParameterError(

@@ -216,10 +216,15 @@ def _check_cross_parameters(params: Mapping, stage_ids: Sequence[str], years: li
             problems.add("trends.variable", f"{trends.get('variable')!r} is not a layer of the "
                          f"cube (layers: {names}).")
     if "03_carbon_maps" in stage_ids and maps.get("lookup_table"):
-        problems.add("maps.lookup_table", f"= {maps['lookup_table']}: not used yet (03_carbon_maps "
-                     "compares the models with a lookup of the plots' class means, and reads no "
-                     "table); remove it (set maps.lookup_table: null) so the run does not "
-                     "appear to use it.")
+        from terracarbon.carbon.lookup import read_lookup_table
+
+        if not Path(maps["lookup_table"]).is_file():
+            problems.add("maps.lookup_table", f"file not found: {maps['lookup_table']}")
+        else:
+            try:
+                read_lookup_table(maps["lookup_table"])
+            except TerracarbonError as exc:
+                problems.add("maps.lookup_table", str(exc))
     if "03_carbon_maps" in stage_ids:
         choice = maps.get("model")
         candidates = models.get("candidates") or []

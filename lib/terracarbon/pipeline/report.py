@@ -113,7 +113,18 @@ def _outputs_html(run_dir: Path, manifest: Mapping) -> str:
         units = f" <small>[{html.escape(out.units)}]</small>" if out.units else ""
         items.append(f'<li><a href="{html.escape(entry["path"])}"><code>{html.escape(out.id)}'
                      f'</code></a>{units} {html.escape(out.description)}</li>')
-    return f'<ul class="outputs">{"".join(items)}</ul>'
+    return f'<ul class="outputs">{"".join(items)}</ul>{_inputs_html(manifest)}'
+
+
+def _inputs_html(manifest: Mapping) -> str:
+    """The input files the stage read, with their content fingerprints (collapsed)."""
+    inputs = manifest.get("inputs") or {}
+    if not inputs:
+        return ""
+    items = "".join(f"<li><code>{html.escape(fp)}</code> {html.escape(path)}</li>"
+                    for path, fp in inputs.items())
+    return (f'<details class="inputs"><summary>{len(inputs)} input file(s), fingerprinted'
+            f'</summary><ul>{items}</ul></details>')
 
 
 def _warnings_html(warnings: Sequence[str]) -> str:
@@ -181,6 +192,7 @@ th {{ background: #f6f8fa; }}
 pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85em; }}
 .headlines li {{ margin: .2rem 0; }}
 .warnings li {{ color: #9a6700; }}
+.inputs {{ font-size: .8em; color: #57606a; }}
 .outputs {{ margin: 0; padding-left: 1rem; font-size: .85em; }}
 </style></head>
 <body>
