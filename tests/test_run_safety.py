@@ -139,25 +139,30 @@ def test_edited_input_reruns_data_prep_but_a_touch_does_not(study, tmp_path, cap
 
 
 def test_fingerprint_of_a_large_file_samples_but_sees_edits(tmp_path, monkeypatch):
-    """Beyond FULL_HASH_MAX_BYTES the hash samples: header, tail, length and blocks count."""
+    """Beyond FULL_HASH_MAX_BYTES the hash samples header, tail, length and blocks, and adds
+    the modification time; with the mtime held fixed, the sampled content alone decides."""
     from terracarbon.pipeline import fingerprints
 
     monkeypatch.setattr(fingerprints, "FULL_HASH_MAX_BYTES", 2**20)
     path = tmp_path / "big.bin"
     data = bytearray(os.urandom(5 * 2**20))
     path.write_bytes(data)
-    base = fingerprints.file_fingerprint(path)
     os.utime(path, (1, 1))
-    assert fingerprints.file_fingerprint(path) == base  # mtime is not content
+    base = fingerprints.file_fingerprint(path)
     for offset in (0, len(data) - 1):  # header, tail
         edited = bytearray(data)
         edited[offset] ^= 0xFF
         path.write_bytes(edited)
+        os.utime(path, (1, 1))
         assert fingerprints.file_fingerprint(path) != base
     path.write_bytes(data + b"\0")  # length
+    os.utime(path, (1, 1))
     assert fingerprints.file_fingerprint(path) != base
     path.write_bytes(data)
+    os.utime(path, (1, 1))
     assert fingerprints.file_fingerprint(path) == base
+    os.utime(path, (2, 2))  # a touch of a large (sampled) file counts, the safe side
+    assert fingerprints.file_fingerprint(path) != base
 
 
 # --------------------------------------------------------------------------- the lock
@@ -353,3 +358,23 @@ def test_lock_error_is_a_stage_error(tmp_path):
         with pytest.raises(StageError, match="in use by another run"):
             with RunLock(tmp_path / "r"):
                 pass
+
+
+def test_large_file_fingerprint_sees_an_edit_between_sampled_blocks(tmp_path, monkeypatch):
+    """Above the full-hash limit the content is sampled; the modification time catches an
+    in-place edit that no sampled block covers."""
+    import os
+
+    from terracarbon.pipeline import fingerprints
+
+    monkeypatch.setattr(fingerprints, "FULL_HASH_MAX_BYTES", 4 * 2**20)
+    path = tmp_path / "big.tif"
+    path.write_bytes(bytes(8 * 2**20))
+    before = fingerprints.file_fingerprint(path)
+    stat = path.stat()
+    with path.open("r+b") as fh:  # a byte no sampled block reads (offsets checked below)
+        fh.seek(2**20 + 1000)
+        fh.write(b"x")
+    assert fingerprints.file_fingerprint(path) != before
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: content alone
+    assert fingerprints.file_fingerprint(path) == before  # proves the edit was unsampled
