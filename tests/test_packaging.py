@@ -58,3 +58,19 @@ def test_notebooks_stored_without_outputs():
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
         assert "\ndef " not in "\n" + code and "\nclass " not in "\n" + code, \
             f"{path.name} defines functions/classes; move them into lib/terracarbon"
+
+
+def test_every_tc_name_a_notebook_uses_is_public():
+    """Notebooks reach the library as ``tc.<name>``: each name must be in PUBLIC_MODULES
+    (a name missing there fails only when the notebook runs)."""
+    import re
+
+    import terracarbon as tc
+    from terracarbon.pipeline.params import REPO_ROOT
+
+    used = set()
+    for nb in (REPO_ROOT / "notebooks").glob("*.ipynb"):
+        used |= set(re.findall(r"\btc\.([a-z_]+)", nb.read_text()))
+    assert used and used <= set(tc.PUBLIC_MODULES), sorted(used - set(tc.PUBLIC_MODULES))
+    for name in used:
+        assert getattr(tc, name).__name__.startswith("terracarbon")

@@ -151,7 +151,7 @@ def test_planted_truth_recovered_end_to_end(quick_run):
 
 
 def test_no_overlap_fails_stage_without_partial_output(tmp_path):
-    """A study whose grid misses its rasters stops in data prep and writes no cube."""
+    """A study whose grid misses its rasters stops before any stage runs and writes nothing."""
     import yaml
 
     from terracarbon.data import synthetic
@@ -169,8 +169,8 @@ def test_no_overlap_fails_stage_without_partial_output(tmp_path):
     result = subprocess.run([*RUN_ALL, "--params", str(path), "--runs-dir", str(tmp_path / "runs")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
-    assert "stage 01_data_prep failed" in result.stderr and "GridMismatchError" in result.stderr
-    assert "overlap the target grid" in result.stderr  # the message says what and how to fix
-    stage_dir = tmp_path / "runs" / "nooverlap" / "01_data_prep"
-    assert not (stage_dir / "cube.zarr").exists()
-    assert not [p for p in stage_dir.iterdir() if ".tmp-" in p.name]
+    # caught by the checks before the run (pipeline.preflight), naming the key and the file
+    assert "checks before the run" in result.stderr and "grid.bounds_m" in result.stderr
+    assert "overlaps none of the input rasters" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs" / "nooverlap").exists()  # nothing a rerun could trust
