@@ -426,30 +426,22 @@ def _check_misc(study: Mapping, models: Mapping, zoning: Mapping, compute: Mappi
 
 
 def _check_zoning_rules(rules: Any, problems: Problems) -> None:
-    from terracarbon.conventions import FUTURE_TREND, LISA_CLUSTER
-
+    """The rules in the zoning stage's own grammar (:func:`terracarbon.spatial.zoning.parse_rules`)."""
     if not isinstance(rules, list):
         return  # the schema check reports the type
-    clusters = {"*", *LISA_CLUSTER.abbreviations, LISA_CLUSTER.names[0], *LISA_CLUSTER.codes}
-    futures = {"*", *FUTURE_TREND.names, *FUTURE_TREND.codes}
+    from terracarbon.spatial.zoning import parse_rules
+
     example = "{cluster: HH, future: '*', zone: protect}"
     if not rules:
         problems.add("zoning.rules", f"is empty: no zone could be assigned; give rules such as "
                      f"[{example}] (see params/default.yaml)")
-    for i, rule in enumerate(rules):
-        key = f"zoning.rules[{i}]"
-        if not isinstance(rule, dict) or set(rule) != {"cluster", "future", "zone"}:
-            problems.add(key, f"got {rule!r}; expected exactly the keys cluster, future, zone, "
-                         f"e.g. {example}")
-            continue
-        if isinstance(rule["cluster"], bool) or rule["cluster"] not in clusters:
-            problems.add(f"{key}.cluster", f"got {rule['cluster']!r}; expected '*' or one of "
-                         f"{list(LISA_CLUSTER.abbreviations)}")
-        if isinstance(rule["future"], bool) or rule["future"] not in futures:
-            problems.add(f"{key}.future", f"got {rule['future']!r}; expected '*' or one of "
-                         f"{list(FUTURE_TREND.names)}")
-        if not isinstance(rule["zone"], str) or not rule["zone"] or rule["zone"] == "nodata":
-            problems.add(f"{key}.zone", f"got {rule['zone']!r}; expected a zone name")
+        return
+    for p in parse_rules(rules)[2]:
+        if p.field is None:
+            problems.add(f"zoning.rules[{p.index}]", f"got {p.value!r}; expected exactly the "
+                         f"keys cluster, future, zone, e.g. {example}")
+        else:
+            problems.add(f"zoning.rules[{p.index}].{p.field}", f"got {p.value!r}; {p.expected}")
 
 
 def _check_grid(grid: Mapping, problems: Problems, *, key: str = "grid.crs") -> None:

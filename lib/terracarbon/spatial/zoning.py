@@ -11,7 +11,7 @@ Cluster codes are :data:`terracarbon.conventions.LISA_CLUSTER`'s; future-trend c
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -160,7 +160,16 @@ def _future_names(future_trend: xr.DataArray) -> dict[str, int]:
     return {v: k for k, v in FUTURE_TREND_CLASSES.items()}
 
 
-def _rule_code(rule_no: int, key: str, value: Any, names: dict[str, int]) -> int | None:
+class RuleProblem(NamedTuple):
+    """One problem of a zoning rule list: rule index (None: the list), field, value, expected."""
+
+    index: int | None
+    field: str | None
+    value: Any
+    expected: str
+
+
+def _rule_code(value: Any, names: dict[str, int]) -> int | None | RuleProblem:
     if value == "*":
         return None
     if isinstance(value, str) and value in names:
@@ -169,9 +178,52 @@ def _rule_code(rule_no: int, key: str, value: Any, names: dict[str, int]) -> int
         names.values()
     ):
         return int(value)
-    raise ParameterError(
-        f"rules[{rule_no}]['{key}']={value!r}: expected '*' or one of {sorted(names)}."
-    )
+    return RuleProblem(None, None, value, f"expected '*' or one of {sorted(names)}")
+
+
+def parse_rules(rules: Any, future_names: dict[str, int] | None = None
+                ) -> tuple[list[tuple[int | None, int | None, int]], list[str], list[RuleProblem]]:
+    """The one grammar of zoning rules: parsed rules, zone names, and every problem.
+
+    Parameters
+    ----------
+    rules : list of dict
+        ``{"cluster": ..., "future": ..., "zone": ...}`` as :func:`diagnostic_zoning` takes.
+    future_names : dict, optional
+        Future-trend class name -> code (default :data:`FUTURE_TREND_CLASSES`).
+
+    Returns
+    -------
+    parsed : list of (cluster code or None, future code or None, zone number)
+        ``None`` matches anything; zone 0 is "other", 1.. the zone names in order.
+    zone_names : list of str
+    problems : list of RuleProblem
+        Empty when the rules are valid (the parameter check reports them all up front).
+    """
+    future_names = future_names or {v: k for k, v in FUTURE_TREND_CLASSES.items()}
+    if not isinstance(rules, list) or not rules:
+        return [], [], [RuleProblem(None, None, rules, "expected a non-empty list of dicts "
+                                    "with keys 'cluster', 'future', 'zone'")]
+    parsed, zone_names, problems = [], [], []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or set(rule) != {"cluster", "future", "zone"}:
+            problems.append(RuleProblem(i, None, rule, "expected a dict with exactly the "
+                                        "keys 'cluster', 'future', 'zone'"))
+            continue
+        zone = rule["zone"]
+        if not isinstance(zone, str) or not zone or zone == "nodata":
+            problems.append(RuleProblem(i, "zone", zone, "expected a non-empty name"))
+            continue
+        codes = []
+        for field, names in (("cluster", _CLUSTER_RULE_NAMES), ("future", future_names)):
+            code = _rule_code(rule[field], names)
+            if isinstance(code, RuleProblem):
+                problems.append(code._replace(index=i, field=field))
+            codes.append(code)
+        if zone != "other" and zone not in zone_names:
+            zone_names.append(zone)
+        parsed.append((*codes, 0 if zone == "other" else zone_names.index(zone) + 1))
+    return parsed, zone_names, problems
 
 
 def diagnostic_zoning(
@@ -220,29 +272,12 @@ def diagnostic_zoning(
         if not isinstance(arr, xr.DataArray) or set(arr.dims) != {"y", "x"}:
             raise InputDataError(f"{name}: expected a DataArray with dims ('y', 'x').")
     check_same_grid(cluster, future_trend, ("cluster", "future_trend"))
-    if not isinstance(rules, list) or not rules:
-        raise ParameterError(
-            "rules: expected a non-empty list of dicts with keys 'cluster', 'future', 'zone'."
-        )
-    zone_names: list[str] = []
-    future_names = _future_names(future_trend)
-    parsed = []
-    for i, rule in enumerate(rules):
-        if not isinstance(rule, dict) or set(rule) != {"cluster", "future", "zone"}:
-            raise ParameterError(
-                f"rules[{i}]={rule!r}: expected a dict with exactly the keys 'cluster', "
-                "'future', 'zone'."
-            )
-        zone = rule["zone"]
-        if not isinstance(zone, str) or not zone or zone == "nodata":
-            raise ParameterError(f"rules[{i}]['zone']={zone!r}: expected a non-empty name.")
-        if zone != "other" and zone not in zone_names:
-            zone_names.append(zone)
-        parsed.append((
-            _rule_code(i, "cluster", rule["cluster"], _CLUSTER_RULE_NAMES),
-            _rule_code(i, "future", rule["future"], future_names),
-            0 if zone == "other" else zone_names.index(zone) + 1,
-        ))
+    parsed, zone_names, problems = parse_rules(rules, _future_names(future_trend))
+    if problems:
+        raise ParameterError("; ".join(
+            f"rules{'' if p.index is None else f'[{p.index}]'}"
+            f"{'' if p.field is None else f'[{p.field!r}]'}={p.value!r}: {p.expected}"
+            for p in problems) + ".")
     c = cluster.transpose("y", "x")
     f = future_trend.transpose("y", "x")
     if valid is None:
