@@ -67,6 +67,12 @@ class MultipleLinear(TabularCarbonModel):
     predicted as the reference class (all dummies 0). All columns are then standardised with
     the training mean and standard deviation (scikit-learn ``StandardScaler``) before
     ``LinearRegression``, so coefficients are comparable.
+
+    Prediction does not build the design matrix: the fitted pipeline is rewritten in raw
+    feature units (one weight per continuous feature, one effect per training class of each
+    categorical feature, one constant), so a pixel's density is a dot product plus one
+    table lookup per categorical feature. It equals the pipeline's prediction on the
+    one-hot design to float round-off (about 1e-13 t C ha-1).
     """
 
     name = "mlr"
@@ -77,6 +83,7 @@ class MultipleLinear(TabularCarbonModel):
         self.pipelines_: dict[str, Any] = {}
 
     def _design(self, target: str, X: np.ndarray) -> np.ndarray:
+        """Unscaled design: each feature's column or dummies, in feature order (fit only)."""
         cols = []
         for i, f in enumerate(self.features):
             if f in CATEGORICAL_FEATURES:
@@ -98,8 +105,58 @@ class MultipleLinear(TabularCarbonModel):
         pipe = make_pipeline(StandardScaler(), LinearRegression())
         self.pipelines_[target] = pipe.fit(self._design(target, X), y)
 
+    def _linear_terms(self, target: str) -> tuple[float, np.ndarray, list[int],
+                                                  list[tuple[int, _ClassEffects]]]:
+        """The fitted pipeline of ``target`` rewritten in raw (unstandardised) feature units.
+
+        ``StandardScaler`` + ``LinearRegression`` predict ``b0 + sum_j c_j (d_j - m_j) / s_j``
+        over the design columns ``d_j`` (continuous features and dummies). With
+        ``w_j = c_j / s_j`` this is ``const + sum over continuous features of w_j x_j + sum
+        over categorical features of the weight of the row's class``, where ``const = b0 -
+        sum_j w_j m_j`` and a class's weight is its dummy's ``w_j`` (0 for the reference
+        class and for codes not seen in training, whose dummies are all 0).
+
+        Returns ``(const, weights, continuous_columns, [(column, class_effects), ...])``;
+        ``weights`` has one entry per feature, 0 at the categorical ones.
+        """
+        scaler, reg = self.pipelines_[target][0], self.pipelines_[target][-1]
+        w_design = np.asarray(reg.coef_, np.float64).ravel() / scaler.scale_
+        const = float(np.ravel(reg.intercept_)[0]) - float(w_design @ scaler.mean_)
+        weights = np.zeros(len(self.features))
+        continuous, categorical = [], []
+        j = 0  # first design column of feature i
+        for i, f in enumerate(self.features):
+            if f in CATEGORICAL_FEATURES:
+                levels = np.asarray(self.categories_[target][f], np.float64)
+                effects = np.concatenate([[0.0], w_design[j:j + levels.size - 1]])
+                categorical.append((i, _ClassEffects(levels, effects)))
+                j += levels.size - 1
+            else:
+                weights[i] = w_design[j]
+                continuous.append(i)
+                j += 1
+        return const, weights, continuous, categorical
+
     def _predict_target(self, target: str, X: np.ndarray) -> np.ndarray:
-        return self.pipelines_[target].predict(self._design(target, X))
+        # Equal (to float round-off) to pipelines_[target].predict(self._design(target, X))
+        # without building the one-hot design: a categorical feature adds the weight of the
+        # row's class, looked up by code (issue #19; benchmarks/bench_baselines.py).
+        # einsum, not matmul: a matrix-vector product this thin is memory-bound, and
+        # multi-threaded BLAS only slows it down on a shared machine.
+        X = np.asarray(X, dtype=np.float64)
+        const, weights, continuous, categorical = self._linear_terms(target)
+        out = np.einsum("ij,j->i", X, weights)
+        if categorical:
+            # a non-finite class code times its weight 0 gave NaN: redo those rows from the
+            # continuous columns only (the class lookup below gives such a code effect 0)
+            redo = np.isnan(out)
+            if redo.any():
+                out[redo] = np.einsum("ij,j->i", X[np.ix_(redo, continuous)],
+                                      weights[continuous])
+        out += const
+        for i, effects in categorical:
+            out += effects.lookup(X[:, i])
+        return out
 
     def _card_extra(self) -> dict[str, Any]:
         scaling = {}
@@ -114,6 +171,49 @@ class MultipleLinear(TabularCarbonModel):
             "categories": self.categories_,
             "scaling": scaling,
         }
+
+
+class _ClassEffects:
+    """Per-class additive effects of one categorical feature, looked up by class code.
+
+    ``levels`` are the training classes (sorted, distinct, finite) and ``effects`` their
+    effects; any other code (unseen class, NaN, a non-integer value) gets 0. Integer
+    classes in 0..65535 use a dense table indexed by code; other classes a sorted search.
+
+    >>> _ClassEffects(np.array([1.0, 3.0]), np.array([0.0, 2.5])).lookup(
+    ...     np.array([3.0, 1.0, 2.0, 7.0, 3.5, np.nan, -1.0]))
+    array([2.5, 0. , 0. , 0. , 0. , 0. , 0. ])
+    """
+
+    MAX_DENSE_CODE = 65_535
+
+    def __init__(self, levels: np.ndarray, effects: np.ndarray):
+        self.dense = bool(
+            levels.size and levels.min() >= 0 and levels.max() <= self.MAX_DENSE_CODE
+            and np.array_equal(levels, np.round(levels))
+        )
+        if self.dense:
+            # slot n = the code n for n <= max class; one spare slot for everything else
+            size = int(levels.max()) + 2
+            self.codes = np.full(size, np.nan)
+            self.table = np.zeros(size)
+            self.codes[levels.astype(np.intp)] = levels
+            self.table[levels.astype(np.intp)] = effects
+        else:
+            self.codes = np.append(levels, np.nan)
+            self.table = np.append(effects, 0.0)
+
+    def lookup(self, codes: np.ndarray) -> np.ndarray:
+        """The effect of each code (float64 array like ``codes``)."""
+        if self.dense:
+            with np.errstate(invalid="ignore"):  # NaN/inf/huge codes: any slot, rejected below
+                slot = codes.astype(np.intp)
+            np.clip(slot, 0, self.codes.size - 1, out=slot)
+        else:
+            slot = np.searchsorted(self.codes, codes)
+            np.minimum(slot, self.codes.size - 1, out=slot)
+        # a slot counts only when it holds exactly this code (NaN never equals itself)
+        return np.where(self.codes[slot] == codes, self.table[slot], 0.0)
 
 
 class LanduseLookup(TabularCarbonModel):
