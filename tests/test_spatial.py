@@ -188,6 +188,187 @@ def test_moran_by_year_matches_moran():
     assert table["I"].iloc[1] == spatial.moran(stack.sel(year=2010), permutations=0).I
 
 
+def year_stack(n_years: int, *, odd: int | None = None, ny: int = 18, nx: int = 23):
+    """``n_years`` fields (seeds 0, 1, ...) on the valid cells of the first one (its random
+    holes and top-left island at the same cells every year, as in a density cube); year
+    ``odd`` loses one more cell, so its mask is its own."""
+    fields = [make_field(ny, nx, seed=s, hole_frac=0.0 if s else 0.08) for s in range(n_years)]
+    valid = fields[0].notnull()
+    stack = xr.concat([f.where(valid) for f in fields], dim="year")
+    stack = stack.assign_coords(year=2000 + np.arange(n_years))
+    stack.attrs["history"] = "made by the test"
+    if odd is not None:
+        r, c = np.argwhere(valid.values)[valid.values.sum() // 2]
+        stack[odd, r, c] = np.nan
+    return stack
+
+
+def moran_loop(stack: xr.DataArray, **kwargs) -> pd.DataFrame:
+    """The oracle: moran of each year, one at a time (what moran_by_year must reproduce)."""
+    rows = []
+    for year in stack.year.values:
+        r = spatial.moran(stack.sel(year=year, drop=True), **kwargs)
+        rows.append({"year": year, "I": r.I, "EI": r.EI, "z_norm": r.z_norm, "p_norm": r.p_norm,
+                     "p_sim": r.p_sim, "z_sim": r.z_sim, "n": r.n})
+    return pd.DataFrame(rows)
+
+
+def lisa_loop(stack: xr.DataArray, **kwargs) -> xr.Dataset:
+    """The oracle: lisa of each year, one at a time, stacked as lisa_by_year stacks them."""
+    slices = [spatial.lisa(stack.sel(year=year, drop=True), **kwargs) for year in stack.year.values]
+    out = xr.concat(slices, dim=stack.year, combine_attrs="override")
+    out["cluster"].attrs["p_cutoff"] = [float(s.cluster.attrs["p_cutoff"]) for s in slices]
+    return out
+
+
+def spy(monkeypatch, module, name: str) -> list:
+    """Record the calls of ``module.name`` (still calling it); returns the list of args."""
+    calls, real = [], getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+def test_shuffle_plan_replays_scatter_shuffle():
+    # the plan (draws only) applied to the values must write the grid _scatter_shuffle
+    # writes from the same stream state, and leave the stream in the same state; sizes
+    # cover n < 8 random bytes, n not a multiple of 8, empty and crowded buckets
+    from terracarbon.spatial import kernels
+
+    for n in (1, 5, 300, 4099):
+        values = np.random.default_rng(n).normal(size=n).astype(np.float32)
+        pos = np.sort(np.random.default_rng(0).choice(3 * n, size=n, replace=False))
+        out, grid, grid_plan = np.empty(n, np.float32), np.zeros(3 * n, np.float32), np.zeros(
+            3 * n, np.float32)
+        bucket, counts, jumps = np.empty(n, np.uint8), np.zeros(256, np.int64), np.empty(n, np.int32)
+        dest, source, starts = np.empty(n, np.uint32), np.empty(n, np.uint32), np.empty(257, np.uint64)
+        state = plan_state = np.uint64(kernels.stream_start(9, 3))
+        for _ in range(4):
+            state = np.uint64(
+                kernels._scatter_shuffle(values, out, bucket, counts, jumps, state, grid, pos))
+            plan_state = np.uint64(kernels._shuffle_plan(n, bucket, counts, starts, jumps, dest,
+                                                         source, plan_state))
+            kernels._apply_plan(values, out, dest, source, pos, grid_plan)
+            assert plan_state == state
+            np.testing.assert_array_equal(grid_plan, grid)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_moran_by_year_equals_per_year_loop(monkeypatch, chunked):
+    from terracarbon.spatial import autocorrelation
+
+    stack = year_stack(6, odd=4)  # years 0-3 and 5 share a mask; year 4 has its own
+    if chunked:
+        stack = stack.chunk({"year": 1, "y": 7, "x": 11})
+    batches = spy(monkeypatch, autocorrelation, "moran_permutation_numerators_years")
+    alone = spy(monkeypatch, autocorrelation, "moran_permutation_numerators")
+    monkeypatch.setattr(autocorrelation, "_MORAN_BATCH_YEARS", 3)  # 5 years -> 3 + 2
+    table = spatial.moran_by_year(stack, permutations=99, seed=4)
+    assert sorted(args[0].shape[0] for args in batches) == [2, 3] and len(alone) == 1
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(table, moran_loop(stack, permutations=99, seed=4),
+                                  check_exact=True)
+    assert table["z_sim"].nunique() == len(table)  # the years really differ
+
+
+def test_moran_by_year_equals_loop_rook_band_and_threads():
+    stack = year_stack(3)
+    for kwargs in ({"contiguity": "rook"}, {"distance_band": 2.1 * PIXEL_M}):
+        pd.testing.assert_frame_equal(
+            spatial.moran_by_year(stack, permutations=49, seed=2, **kwargs),
+            moran_loop(stack, permutations=49, seed=2, **kwargs), check_exact=True)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = spatial.moran_by_year(stack, permutations=49, seed=2)
+    finally:
+        numba.set_num_threads(threads)
+    pd.testing.assert_frame_equal(single, moran_loop(stack, permutations=49, seed=2),
+                                  check_exact=True)
+
+
+def test_moran_by_year_undefined_year_warns_like_moran():
+    stack = year_stack(3)
+    stack[1] = stack[1].where(stack[1].isnull(), 7.0)  # constant over its valid cells
+    with pytest.warns(RuntimeWarning, match="constant"):
+        table = spatial.moran_by_year(stack, permutations=49)
+    with pytest.warns(RuntimeWarning, match="constant"):
+        pd.testing.assert_frame_equal(table, moran_loop(stack, permutations=49),
+                                      check_exact=True)
+    assert np.isnan(table["I"].iloc[1]) and np.isfinite(table["p_sim"]).sum() == 2
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_lisa_by_year_equals_per_year_loop(monkeypatch, chunked):
+    from terracarbon.spatial import autocorrelation
+
+    stack = year_stack(7, odd=2)  # six years share a mask (two passes of 3); year 2 alone
+    if chunked:
+        stack = stack.chunk({"year": 1, "y": 7, "x": 11})
+    passes = spy(monkeypatch, autocorrelation, "lisa_block_years")
+    alone = spy(monkeypatch, autocorrelation, "lisa")
+    ds = spatial.lisa_by_year(stack, permutations=99, seed=5)
+    assert (ds.Is.chunks is not None) == chunked  # dask in, lazy maps out
+    ds = ds.compute()
+    # one kernel call per pass (per tile when chunked), each with 3 years; year 2 via lisa
+    assert {args[0].shape[0] for args in passes} == {3} and len(alone) == 1
+    assert len(passes) == (2 * 9 if chunked else 2)  # 9 tiles of 7 x 11 in 18 x 23
+    monkeypatch.undo()
+    xr.testing.assert_identical(ds, lisa_loop(stack, permutations=99, seed=5).compute())
+    assert ds.cluster.attrs["p_cutoff"] == [0.05] * 7
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"fdr": True, "contiguity": "rook", "permutations": 49},
+    {"distance_band": 2.1 * PIXEL_M, "permutations": 49},
+    {"permutations": 0},
+    {"method": "lookup", "permutations": 49},  # not shared: lisa year by year
+])
+def test_lisa_by_year_equals_loop_other_options(kwargs):
+    stack = year_stack(3)
+    ds = spatial.lisa_by_year(stack, seed=3, **kwargs)
+    xr.testing.assert_identical(ds, lisa_loop(stack, seed=3, **kwargs))
+
+
+def test_lisa_by_year_fdr_on_dask_computes_p_once_per_pass():
+    # three computations: the masks, the pools and the p-values of the one shared pass
+    assert_numpy_equals_dask(spatial.lisa_by_year, year_stack(3),
+                             chunks={"year": 1, "y": 9, "x": 12}, max_computes=3,
+                             permutations=49, fdr=True)
+
+
+def test_lisa_by_year_undefined_year_and_threads():
+    stack = year_stack(4)
+    stack[3] = stack[3].where(stack[3].isnull(), 7.0)  # constant: lisa warns, NaN maps
+    with pytest.warns(RuntimeWarning, match="constant"):
+        ds = spatial.lisa_by_year(stack, permutations=49)
+    with pytest.warns(RuntimeWarning, match="constant"):
+        xr.testing.assert_identical(ds, lisa_loop(stack, permutations=49))
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        with pytest.warns(RuntimeWarning, match="constant"):
+            single = spatial.lisa_by_year(stack, permutations=49)
+    finally:
+        numba.set_num_threads(threads)
+    xr.testing.assert_identical(single, ds)
+
+
+def test_mask_batches_groups_equal_masks():
+    from terracarbon.spatial.autocorrelation import _mask_batches
+
+    a, b, c = (np.array([[True, v]]) for v in (True, False, False))
+    c = c.copy()
+    c[0, 0] = False
+    shared, alone = _mask_batches([a, a, b, a, None, c, a, a, a.copy()], 4)
+    # mask a: years 0, 1, 3, 6, 7, 8 -> two balanced batches; b and c alone; None skipped
+    assert shared == [[0, 1, 3], [6, 7, 8]] and alone == [2, 5]
+
+
 def test_moran_permutations_do_not_depend_on_thread_count(field):
     import numba
 

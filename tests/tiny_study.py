@@ -122,8 +122,13 @@ def _to_lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_tiny_study(folder: str | Path, *, seed: int = 0, years: tuple[int, ...] = YEARS,
-                    n_sites: int = 70) -> Path:
-    """Write the tiny study into ``folder``; return the path of its ``study.yaml``."""
+                    n_sites: int = 70, remeasured: bool = True) -> Path:
+    """Write the tiny study into ``folder``; return the path of its ``study.yaml``.
+
+    With ``remeasured`` (default) every site is a permanent plot measured in each of
+    ``PLOT_YEARS`` under one ``plot_id``, as an inventory export lists them; without, each
+    campaign measures its own sites (the Guangdong design: change cannot be validated).
+    """
     import pandas as pd
 
     folder = Path(folder)
@@ -163,16 +168,23 @@ def make_tiny_study(folder: str | Path, *, seed: int = 0, years: tuple[int, ...]
     row = ((ORIGIN[1] - py) // RES).astype(int)
     lon, lat = _to_lonlat(px, py)
     rows = []
-    for year in PLOT_YEARS:
+    for k, year in enumerate(PLOT_YEARS):
         if year not in years:
             continue
+        if not remeasured and k:  # new sites for every campaign
+            px = rng.uniform(x0 + 300, x1 - 300, n_sites)
+            py = rng.uniform(y0 + 300, y1 - 300, n_sites)
+            col = ((px - ORIGIN[0]) // RES).astype(int)
+            row = ((ORIGIN[1] - py) // RES).astype(int)
+            lon, lat = _to_lonlat(px, py)
         ndvi = fields["ndvi"][year][row, col]
         forest = fields["landuse"][year][row, col] == 1
         dem = fields["dem"][row, col]
         veg = 10 + 90 * ndvi + 25 * forest + rng.normal(0, 6, n_sites)
         soil = 45 + 0.08 * dem + rng.normal(0, 8, n_sites)
         for i in range(n_sites):
-            rows.append({"plot_id": f"P{i:03d}", "year": year, "lon": round(float(lon[i]), 6),
+            site = i if remeasured else k * n_sites + i
+            rows.append({"plot_id": f"P{site:03d}", "year": year, "lon": round(float(lon[i]), 6),
                          "lat": round(float(lat[i]), 6),
                          "veg_c": round(float(max(veg[i], 1.0)), 2),
                          "soil_c": round(float(max(soil[i], 5.0)), 2)})

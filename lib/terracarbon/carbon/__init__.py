@@ -51,7 +51,7 @@ from the veg and soil bounds with the *same* rule (see :func:`add_total` and :fu
 """
 
 from terracarbon.carbon._common import BOUNDS, POOL_LONG_NAMES, POOLS, IntervalMethod, Pool
-from terracarbon.carbon import mapping
+from terracarbon.carbon import mapping, uncertainty
 from terracarbon.carbon.area import pixel_area_ha, uniform_pixel_area_ha
 from terracarbon.carbon.stock_change import change, change_table, describe_change, ecosystem_contribution
 from terracarbon.carbon.lookup import (
@@ -77,7 +77,7 @@ __all__ = [
     "LOOKUP_POOLS",
     "read_lookup_table",
     "uniform_pixel_area_ha",
-    "mapping",
+    "mapping", "uncertainty",
     "BOUNDS", "LANDUSE_CLASSES", "POOLS", "POOL_LONG_NAMES", "PRODUCT_PREFIXES",
     "VEG_COMPONENTS", "IntervalMethod", "Pool", "add_total", "change", "change_table",
     "check_plausible_totals", "class_mean_table", "compare_with_lookup",

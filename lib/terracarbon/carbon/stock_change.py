@@ -163,7 +163,9 @@ def describe_change(
     -------
     str
         E.g. ``"From 2000 to 2021 total carbon storage changed by +0.11 Pg C: vegetation
-        +0.19 Pg C, soil −0.08 Pg C."`` (negative numbers with a true minus sign).
+        +0.19 Pg C, soil −0.08 Pg C."`` (negative numbers with a true minus sign); with
+        ``lower_Tg``/``upper_Tg`` columns each figure carries its interval in brackets
+        (``+0.11 Pg C [+0.08, +0.14]``), described by ``change_df.attrs["interval_label"]``.
 
     Raises
     ------
@@ -187,12 +189,26 @@ def describe_change(
             f"available periods: {periods}."
         )
     scale = 1.0 if units == "Tg" else T_PER_TG / T_PER_PG
-    fig = {p: _signed(float(rows.loc[p, "change_Tg"]) * scale, decimals) for p in POOLS}
+    fig = {p: format_change(rows.loc[p], scale=scale, decimals=decimals, units=units)
+           for p in POOLS}
     s, e = int(rows.loc["total", "start_year"]), int(rows.loc["total", "end_year"])
-    return (
-        f"From {s} to {e} total carbon storage changed by {fig['total']} {units} C: "
-        f"vegetation {fig['veg']} {units} C, soil {fig['soil']} {units} C."
-    )
+    text = (f"From {s} to {e} total carbon storage changed by {fig['total']}: "
+            f"vegetation {fig['veg']}, soil {fig['soil']}.")
+    if {"lower_Tg", "upper_Tg"} <= set(rows.columns) and rows["lower_Tg"].notna().any():
+        text += f" Brackets: {change_df.attrs.get('interval_label', 'the interval')}."
+    return text
+
+
+def format_change(row: pd.Series, *, scale: float = 1.0, decimals: int = 2,
+                  units: str = "Tg") -> str:
+    """``+43.10 Tg C [+31.00, +55.20]``: a change (``change_Tg`` scaled) and, where the row
+    has ``lower_Tg``/``upper_Tg``, its interval."""
+    text = f"{_signed(float(row['change_Tg']) * scale, decimals)} {units} C"
+    lower, upper = row.get("lower_Tg", np.nan), row.get("upper_Tg", np.nan)
+    if pd.notna(lower) and pd.notna(upper):
+        text += (f" [{_signed(float(lower) * scale, decimals)}, "
+                 f"{_signed(float(upper) * scale, decimals)}]")
+    return text
 
 
 def _storage_change_values(

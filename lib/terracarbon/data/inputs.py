@@ -67,7 +67,7 @@ def resolve_inputs(
             years=range(synthetic["first_year"], synthetic["last_year"] + 1),
             crs=synthetic["crs"], n_veg_plots=synthetic["n_veg_plots"],
             n_soil_plots=synthetic["n_soil_plots"], plot_years=tuple(synthetic["plot_years"]),
-            seed=seed,
+            revisit_share=synthetic["revisit_share"], seed=seed,
         )
         spec = synth.data_params(files)
         target = GridSpec.from_raster(files.raster_dir / "dem.tif")

@@ -5,7 +5,9 @@
 * ``tabular`` - the shared core of the models that read covariate columns
 * ``rf``, ``baselines`` (NDVI regression, multiple regression, land-use lookup), ``cnn``
   (package: CNN and CNN-TCN with their networks, patches, encoding, fitting, mapping)
-* ``validation`` (CV schemes, hold-outs), ``metrics``, ``aoa`` (area of applicability)
+* ``validation`` (CV schemes, hold-outs), ``change_validation`` (change at remeasured plots,
+  the choice of the mapping model), ``ensemble`` (block-bootstrap members), ``metrics``,
+  ``aoa`` (area of applicability)
 * ``persistence`` (save/load next to a model card), ``training`` (train and compare the
   candidates of a study)
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import importlib as _importlib
 
 _SUBMODULES = {"registry", "base", "tabular", "rf", "cnn", "baselines", "validation", "metrics",
-               "aoa", "persistence", "training"}
+               "aoa", "persistence", "training", "change_validation", "ensemble", "average"}
 
 
 def __getattr__(name: str):

@@ -145,14 +145,20 @@ _BUILT_IN: tuple[ModelEntry, ...] = (
     ModelEntry("lookup", "terracarbon.models.baselines:LanduseLookup",
                "baseline: mean plot density of each land-use class (InVEST-style lookup)",
                inputs=("landuse",), build=_build_one_input_baseline),
+    # not a candidate of its own: training forms it from the shortlisted candidates
+    ModelEntry("average", "terracarbon.models.average:AveragedModel",
+               "equal-weight mean of the shortlisted candidates (formed by training)"),
 )
 
 _ENTRIES: dict[str, ModelEntry] = {e.name: e for e in _BUILT_IN}
 
-MODEL_NAMES: tuple[str, ...] = tuple(e.name for e in _BUILT_IN)
+MODEL_NAMES: tuple[str, ...] = tuple(e.name for e in _BUILT_IN if e.build is not None)
 """The model families a study can train (``models.candidates``), in display order."""
 
 DEEP_MODELS: tuple[str, ...] = tuple(e.name for e in _BUILT_IN if e.deep)
+
+MAPPABLE_MODELS: tuple[str, ...] = tuple(e.name for e in _BUILT_IN)
+"""Models ``maps.model`` can name: the candidates and the average training forms."""
 """The patch (CNN) models among :data:`MODEL_NAMES`."""
 
 
@@ -171,7 +177,7 @@ def get(name: str) -> ModelEntry:
     """
     if name not in _ENTRIES:
         raise ParameterError(f"models.candidates: unknown model {name!r}; expected one of "
-                             f"{', '.join(_ENTRIES)}")
+                             f"{', '.join(n for n, e in _ENTRIES.items() if e.build)}")
     return _ENTRIES[name]
 
 

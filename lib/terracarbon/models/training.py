@@ -1,10 +1,13 @@
 """Train and compare every candidate model of a study the same way.
 
 For each candidate: random k-fold CV and spatial-block CV side by side (random CV overstates
-accuracy on spatially autocorrelated data, Ploton et al. 2020), a hold-out evaluation (the
-Ningxia 10 % or the green-space 7:2:1 split, spatially blocked) with SSIM against a reference
-map when one exists, and a final fit on all plots for mapping. The best model by spatial-CV
-RMSE becomes the default for the maps stage.
+accuracy on spatially autocorrelated data, Ploton et al. 2020), leave-one-site-out and
+leave-one-campaign-out CV where sites were remeasured or plots come from several years (not
+for the networks: every fold retrains one), a hold-out evaluation (the Ningxia 10 % or the
+green-space 7:2:1 split, spatially blocked) with SSIM against a reference map when one
+exists, and a final fit on all plots for mapping. Change is validated at remeasured plots
+from the spatial-CV predictions, and the mapping model is chosen with temporal skill where
+the data can measure it (:mod:`terracarbon.models.change_validation`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from terracarbon.errors import ModelError, ParameterError
-from terracarbon.models import registry, validation
+from terracarbon.models import change_validation, registry, validation
 from terracarbon.models.base import TARGETS, CarbonModel
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,8 @@ class TrainingResult:
     fitted: dict[str, CarbonModel] = field(default_factory=dict)
     holdout_models: dict[str, CarbonModel] = field(default_factory=dict)
     best: str | None = None
+    change: pd.DataFrame = field(default_factory=pd.DataFrame)
+    choice: change_validation.ModelChoice | None = None
 
 
 def train_candidates(
@@ -162,7 +167,10 @@ def train_candidates(
     -------
     TrainingResult
         ``metrics`` has the columns ``model, target, cv_scheme, split, r2, rmse, mae, ssim``
-        (rmse/mae in t C ha-1; r2 and ssim dimensionless).
+        (rmse/mae in t C ha-1; r2 and ssim dimensionless); ``change`` the change validation
+        at remeasured plots (:func:`terracarbon.models.change_validation.change_metrics`);
+        ``choice`` the mapping model and the criterion that chose it
+        (:func:`terracarbon.models.change_validation.choose_model`), ``best`` its name.
     """
 
     candidates = list(settings["candidates"])
@@ -185,6 +193,8 @@ def train_candidates(
         schemes = ["random", "spatial_block"]
         if has_repeated_sites(samples) and not deep:
             schemes.append("loso")
+        if samples["year"].nunique() >= 2 and not deep:
+            schemes.append("campaign")
         probe = factory()
         validation.check_before_fits(probe, samples, cube)
         folds = {scheme: validation.cv_folds(
@@ -199,7 +209,7 @@ def train_candidates(
                                    np.array([], int), True)]
         # networks train on one thread each (deterministic); their fits run side by side
         workers = n_jobs if deep else 1
-        say(f"{name}: {len(jobs)} fits ({', '.join(f'{s} {k}-fold CV' for s in schemes)}, "
+        say(f"{name}: {len(jobs)} fits ({', '.join(_scheme_label(s, folds[s]) for s in schemes)}, "
             f"hold-out, final){f' in {workers} processes' if workers > 1 else ''}")
         outputs = run_fits(factory, probe, samples, cube, jobs, n_jobs=workers)
         for scheme in schemes:
@@ -216,9 +226,79 @@ def train_candidates(
         result.holdout_models[name] = held
         result.fitted[name] = final
     result.metrics = pd.concat(tables, ignore_index=True)
-    result.best = validation.best_model(result.metrics, scheme="spatial_block", split="cv_mean",
-                                        by="rmse")
+    eligible = eligible_models(candidates, settings)
+    components = average_components(result.metrics, eligible)
+    if len(components) >= 2:
+        say(f"average of {', '.join(components)}: scored on their out-of-fold predictions")
+        tables.append(_add_average(result, components, samples, cube, splits, targets,
+                                   settings=settings, reference=reference,
+                                   reference_year=reference_year))
+        result.metrics = pd.concat(tables, ignore_index=True)
+        eligible = [*eligible, AVERAGE]
+    result.change = pd.concat(
+        [change_validation.change_metrics(result.oof[(name, "spatial_block")], model=name,
+                                          targets=targets)
+         for name in result.fitted], ignore_index=True)
+    result.choice = change_validation.choose_model(result.metrics, result.change,
+                                                   eligible=eligible)
+    result.best = result.choice.name
     return result
+
+
+AVERAGE = "average"
+
+
+def eligible_models(candidates: Sequence[str], settings: Mapping[str, Any]) -> list[str]:
+    """The candidates ``maps.model: best`` may choose.
+
+    The maps need an ensemble for their level and change intervals; a network's ensemble
+    retrains it once per member (minutes each), so networks compete for the choice only when
+    ``models.ensemble_networks`` is true or no ensemble is asked for
+    (``models.ensemble_members: 0``). Their scores are reported either way.
+    """
+    if settings.get("ensemble_networks", False) or not settings.get("ensemble_members", 0):
+        return list(candidates)
+    return [c for c in candidates if c not in DEEP_MODELS]
+
+
+def average_components(metrics: pd.DataFrame, eligible: Sequence[str]) -> list[str]:
+    """The candidates the average is formed from: the eligible models on the level
+    shortlist (spatial-CV RMSE within
+    :data:`~terracarbon.models.change_validation.LEVEL_TOLERANCE` of the best eligible one)."""
+    sub = metrics[metrics["model"].isin(eligible)]
+    return list(change_validation.level_shortlist(sub))
+
+
+def _add_average(result: TrainingResult, components: Sequence[str], samples: pd.DataFrame,
+                 cube: xr.Dataset, splits: Mapping[str, np.ndarray], targets: Sequence[str],
+                 *, settings: Mapping[str, Any], reference: xr.Dataset | None,
+                 reference_year: int) -> pd.DataFrame:
+    """Score the average of ``components`` from their out-of-fold predictions (the folds of a
+    scheme are the same for every candidate), and form its hold-out and final models."""
+    from terracarbon.models.average import AveragedModel
+
+    tables = []
+    schemes = [s for s in ("random", "spatial_block", "loso", "campaign")
+               if all((c, s) in result.oof for c in components)]
+    for scheme in schemes:
+        oofs = [result.oof[(c, scheme)] for c in components]
+        oof = oofs[0].copy()
+        for t in targets:
+            oof[f"{t}_pred"] = np.mean([o[f"{t}_pred"].to_numpy() for o in oofs], axis=0)
+        result.oof[(AVERAGE, scheme)] = oof
+        tables.append(validation.cv_summary(oof, model=AVERAGE, targets=targets,
+                                            scheme=scheme))
+    held = AveragedModel([result.holdout_models[c] for c in components])
+    tables.append(validation.score_holdout(
+        held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
+        reference=reference, year=reference_year))
+    result.holdout_models[AVERAGE] = held
+    result.fitted[AVERAGE] = AveragedModel([result.fitted[c] for c in components])
+    return pd.concat(tables, ignore_index=True)
+
+
+def _scheme_label(scheme: str, folds: np.ndarray) -> str:
+    return f"{scheme} {int(folds.max()) + 1}-fold CV"
 
 
 def fit_processes(n_jobs: int) -> int:
@@ -280,15 +360,23 @@ def headline_metrics(metrics: pd.DataFrame, model: str) -> dict[str, float]:
     return out
 
 
-def comparison_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Model × target table of spatial-CV RMSE/MAE/R², random-CV R², and hold-out SSIM."""
+def comparison_table(metrics: pd.DataFrame, change: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Model × target table: R²/RMSE/MAE of every CV scheme (``<metric>_<scheme>``, t C ha-1),
+    hold-out SSIM, and with ``change`` the change validation at remeasured plots
+    (``change_pairs``, ``change_rate_bias`` and ``change_rate_rmse`` in t C ha-1 yr-1)."""
     cv = metrics[metrics["split"] == "cv_mean"]
     wide = cv.pivot_table(index=["model", "target"], columns="cv_scheme",
                           values=["r2", "rmse", "mae"])
     wide.columns = [f"{m}_{s}" for m, s in wide.columns]
     test = metrics[metrics["split"].isin(["test"])]
     ssim = test.groupby(["model", "target"])["ssim"].first().rename("ssim")
-    table = wide.join(ssim).reset_index()
+    table = wide.join(ssim)
+    if change is not None and len(change) and (change["n_pairs"] > 0).any():
+        rates = change.set_index(["model", "target"])[["n_pairs", "rate_bias", "rate_rmse"]]
+        table = table.join(rates.rename(columns={"n_pairs": "change_pairs",
+                                                 "rate_bias": "change_rate_bias",
+                                                 "rate_rmse": "change_rate_rmse"}))
+    table = table.reset_index()
     return table.sort_values(["target", "rmse_spatial_block"]).reset_index(drop=True)
 
 
@@ -330,3 +418,51 @@ def area_of_applicability(result: TrainingResult, cube: xr.Dataset, samples: pd.
         return aoa.aoa_map(weights_model, cube, year, samples=samples, weights="importance",
                            cv_folds=folds)
     return aoa.aoa_map(best, cube, year, samples=samples, weights="equal", cv_folds=folds)
+
+
+def fit_ensemble(result: TrainingResult, samples: pd.DataFrame, cube: xr.Dataset, *,
+                 settings: Mapping[str, Any], seed: int) -> tuple[list[CarbonModel], str]:
+    """Block-bootstrap members of the chosen model (:mod:`terracarbon.models.ensemble`).
+
+    ``models.ensemble_members`` members (0: none), refitted like the final model on resampled
+    spatial blocks of ``models.cv_block_size_m``. A chosen network gets members only with
+    ``models.ensemble_networks`` (each member retrains a network).
+
+    Returns
+    -------
+    members : list of CarbonModel
+        Empty when there is no ensemble.
+    note : str
+        Why there is no ensemble, or how it was built, for the reports.
+    """
+    from terracarbon.models import ensemble
+
+    from terracarbon.models.average import averaged_factory
+
+    n = int(settings.get("ensemble_members", 0))
+    name = result.best
+    if n == 0:
+        return [], "no ensemble (models.ensemble_members: 0)"
+    parts = (result.fitted[name].component_names if name == AVERAGE else [name])
+    if any(p in DEEP_MODELS for p in parts) and not settings.get("ensemble_networks", False):
+        return [], (f"no ensemble: the chosen model {name} is or contains a network and "
+                    "models.ensemble_networks is false")
+    targets = measured_targets(samples)
+    factories = [model_factory(p, features=settings["features"], settings=settings, seed=seed,
+                               targets=targets) for p in parts]
+    factory = averaged_factory(factories) if name == AVERAGE else factories[0]
+    deep = any(p in DEEP_MODELS for p in parts)
+    members = ensemble.fit_members(
+        factory, samples, cube, n_members=n, block_size_m=settings["cv_block_size_m"],
+        seed=seed, n_jobs=fit_processes(settings.get("n_jobs", 1)) if deep else 1)
+    label = f"{name} ({', '.join(parts)})" if name == AVERAGE else name
+    return members, (f"{n} members of {label}, each refitted on a block bootstrap of the "
+                     f"plots (blocks of {settings['cv_block_size_m'] / 1000:g} km)")
+
+
+def out_of_fold_table(result: TrainingResult, model: str, *, scheme: str = "spatial_block"
+                      ) -> pd.DataFrame:
+    """The out-of-fold table of ``model`` under ``scheme``: ``plot_id, year, x, y, fold`` and
+    ``<target>_obs`` / ``<target>_pred`` (t C ha-1) — the residuals the maps stage turns into
+    pixel intervals."""
+    return result.oof[(model, scheme)].reset_index(drop=True)

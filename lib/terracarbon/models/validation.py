@@ -1,4 +1,5 @@
-"""Validation that does not flatter: random, spatial-block and leave-one-site-out CV, hold-outs.
+"""Validation that does not flatter: random, spatial-block, leave-one-site-out and
+leave-one-campaign-out CV, hold-outs.
 
 Random k-fold CV on spatially autocorrelated plots rewards a model for interpolating between
 neighbours (and, with repeated measurements, for recognising a site it has already seen). A
@@ -24,6 +25,12 @@ Fold schemes
     at most ``k`` sites this is exact ``LeaveOneGroupOut``; with more sites, running one fit
     per site is too slow, so sites are grouped into ``k`` folds with ``GroupKFold`` (every
     site's rows are still held out together, never split).
+``campaign``
+    Leave-one-campaign-out: one fold per plot year (``year``); train on every other campaign,
+    test on this one. Spatial CV at the campaign years scores levels; this scheme scores how
+    a model carries what it learned at some dates to another date, the transfer that mapping
+    the years between and beyond the campaigns relies on. ``k`` is ignored (one fold per
+    year); at least two campaign years are needed.
 
 Summary statistics
 ------------------
@@ -57,7 +64,7 @@ from terracarbon.models.tabular import TabularCarbonModel, check_training_table
 
 log = logging.getLogger(__name__)
 
-CvScheme = Literal["random", "spatial_block", "loso"]
+CvScheme = Literal["random", "spatial_block", "loso", "campaign"]
 CV_SCHEMES: tuple[str, ...] = get_args(CvScheme)
 """The cross-validation schemes of :func:`cv_folds` (see the module docstring)."""
 HoldoutScheme = Literal["7:2:1", "10pct"]
@@ -120,10 +127,11 @@ def cv_folds(
     ----------
     samples : pandas.DataFrame
         Sample table (``x``, ``y`` in metres for ``spatial_block``; ``plot_id`` for ``loso``).
-    scheme : {"random", "spatial_block", "loso"}
+    scheme : {"random", "spatial_block", "loso", "campaign"}
         See the module docstring.
     k : int, default 10
-        Number of folds (for ``loso`` the most folds; fewer sites give one fold per site).
+        Number of folds (for ``loso`` the most folds; fewer sites give one fold per site;
+        ignored by ``campaign``: one fold per plot year).
     block_size_m : float, optional
         Block side in metres; required for ``spatial_block``.
     seed : int, default 0
@@ -172,6 +180,17 @@ def cv_folds(
         split_iter = GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
             np.zeros(n), groups=groups
         )
+    elif scheme == "campaign":
+        require_columns(samples, ["year"], name="sample table", error=ModelError,
+                        fix="Leave-one-campaign-out CV groups the rows by year.")
+        years = np.asarray(samples["year"], dtype=np.int64)
+        n_years = np.unique(years).size
+        if n_years < 2:
+            raise ModelError(
+                f"leave-one-campaign-out CV needs plots from at least 2 years, got {n_years} "
+                f"({np.unique(years).tolist()}); drop the scheme for a single campaign."
+            )
+        split_iter = LeaveOneGroupOut().split(np.zeros(n), groups=years)
     else:
         require_columns(samples, ["plot_id"], name="sample table", error=ModelError,
                         fix="Leave-one-site-out CV groups the rows by plot_id.")
@@ -319,16 +338,23 @@ def cv_result(probe: CarbonModel, samples: pd.DataFrame, folds: np.ndarray,
     for j, t in enumerate(probe.targets):
         oof[f"{t}_obs"] = np.asarray(samples[TARGETS[t]], dtype=np.float64)
         oof[f"{t}_pred"] = pred[:, j]
-    per_fold = metrics_by_fold(oof, targets=probe.targets)
+    return cv_summary(oof, model=probe.name, targets=probe.targets, scheme=scheme), oof
+
+
+def cv_summary(oof: pd.DataFrame, *, model: str, targets: Sequence[str], scheme: str
+               ) -> pd.DataFrame:
+    """``cv_mean``/``cv_sd`` metrics rows of an out-of-fold table (``fold``,
+    ``<target>_obs``, ``<target>_pred``): per-fold scores, then their mean and s.d."""
+    per_fold = metrics_by_fold(oof, targets=targets)
     rows = []
-    for t in probe.targets:
+    for t in targets:
         pf = per_fold[per_fold["target"] == t]
         for split, stat in (("cv_mean", "mean"), ("cv_sd", "std")):
             vals = {m: float(getattr(pf[m].dropna(), stat)()) if pf[m].notna().any() else np.nan
                     for m in ("r2", "rmse", "mae")}
-            rows.append({"model": probe.name, "target": t, "cv_scheme": scheme,
+            rows.append({"model": model, "target": t, "cv_scheme": scheme,
                          "split": split, **vals})
-    return metrics_table(rows), oof
+    return metrics_table(rows)
 
 
 def metrics_by_fold(oof: pd.DataFrame, *, targets: Sequence[str] | None = None) -> pd.DataFrame:

@@ -99,6 +99,17 @@ def _fmt_value(value: object) -> str:
     return html.escape(str(value))
 
 
+def _headline_html(key: str, head: dict) -> str:
+    """``text: <b>value</b> [lower, upper] units`` and the caveat, if any, in italics."""
+    interval = head.get("interval")
+    bracket = (f" [{_fmt_value(interval[0])}, {_fmt_value(interval[1])}]"
+               if interval else "")
+    caveat = head.get("caveat")
+    return (f"{html.escape(head.get('text') or key)}: <b>{_fmt_value(head.get('value'))}</b>"
+            f"{bracket} {html.escape(head.get('units') or '')}"
+            + (f' <em class="caveat">({html.escape(caveat)})</em>' if caveat else ""))
+
+
 def _outputs_html(run_dir: Path, manifest: Mapping) -> str:
     """The stage's declared outputs that it wrote: id (linked), units and description."""
     spec = STAGES.get(manifest.get("stage", ""))
@@ -159,13 +170,8 @@ def render_index(
                 if report and (run_dir / report).exists() else html.escape(m.get("title", "")))
         duration = m.get("duration_s")
         heads = m.get("headlines") or {}
-        head_html = "<br>".join(
-            f"{html.escape(h.get('text') or k)}: <b>{_fmt_value(h.get('value'))}</b> "
-            f"{html.escape(h.get('units') or '')}" for k, h in heads.items())
-        for k, h in heads.items():
-            headline_items.append(
-                f"<li>{html.escape(h.get('text') or k)}: <b>{_fmt_value(h.get('value'))}</b> "
-                f"{html.escape(h.get('units') or '')}</li>")
+        head_html = "<br>".join(_headline_html(k, h) for k, h in heads.items())
+        headline_items += [f"<li>{_headline_html(k, h)}</li>" for k, h in heads.items()]
         outputs_html = _outputs_html(run_dir, m)
         error = m.get("error")
         err_html = f'<div class="err">{html.escape(error)}</div>' if error else ""

@@ -258,9 +258,16 @@ class StageContext:
                              "to ctx.path_of(...) and pass the path")
         return self.record(output_id, written)
 
-    def headline(self, key: str, value: Any, *, units: str = "", text: str = "") -> None:
-        """A headline number shown on the run's index page."""
-        self.headlines[key] = {"value": value, "units": units, "text": text}
+    def headline(self, key: str, value: Any, *, units: str = "", text: str = "",
+                 interval: tuple[float, float] | None = None, caveat: str = "") -> None:
+        """A headline number shown on the run's index page, with its interval
+        (``[lower, upper]`` in the same units) and a caveat in words where one applies."""
+        entry = {"value": value, "units": units, "text": text}
+        if interval is not None:
+            entry["interval"] = [float(interval[0]), float(interval[1])]
+        if caveat:
+            entry["caveat"] = caveat
+        self.headlines[key] = entry
 
 
 def open_stage(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import dask.array as dsa
@@ -46,12 +46,15 @@ from terracarbon.conventions import LISA_CLUSTER, LISA_QUADRANT, ClassTable
 from terracarbon.data import io
 from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.spatial.kernels import (
+    LISA_LANES,
     MODE_INDEPENDENT,
     MODE_LOOKUP,
     MODE_SHARED,
     lisa_block,
+    lisa_block_years,
     lookup_table,
     moran_permutation_numerators,
+    moran_permutation_numerators_years,
     shared_draws,
 )
 from terracarbon.spatial.weights import (
@@ -241,19 +244,29 @@ def _moran_sums(data: Any, mean: float, offsets: np.ndarray, h: int) -> np.ndarr
 
 def _summary_stats(data: Any) -> tuple[int, float, float, float]:
     """(n valid, mean, min, max) of a NumPy or dask raster; NaN ignored."""
+    return _summary_stats_and_mask(data, with_mask=False)[0]
+
+
+def _summary_stats_and_mask(
+    data: Any, *, with_mask: bool
+) -> tuple[tuple[int, float, float, float], np.ndarray | None]:
+    """:func:`_summary_stats` and, if asked, the valid-cell mask (NumPy), in one pass."""
     lib = dsa if isinstance(data, dsa.Array) else np
+    valid = np.isfinite(data)
     with warnings.catch_warnings():
         # all-NaN rasters are reported once, by the caller, as an undefined statistic
         warnings.simplefilter("ignore", RuntimeWarning)
-        parts = (np.isfinite(data).sum(), lib.nanmean(data), lib.nanmin(data), lib.nanmax(data))
+        parts = (valid.sum(), lib.nanmean(data), lib.nanmin(data), lib.nanmax(data))
+        parts += (valid,) if with_mask else ()
         if isinstance(data, dsa.Array):
             import dask
 
             parts = dask.compute(*parts)
+    mask = np.asarray(parts[4]) if with_mask else None
     n = int(parts[0])
     if n == 0:
-        return 0, math.nan, math.nan, math.nan
-    return n, float(parts[1]), float(parts[2]), float(parts[3])
+        return (0, math.nan, math.nan, math.nan), mask
+    return (n, float(parts[1]), float(parts[2]), float(parts[3])), mask
 
 
 def _folded_p(sims: np.ndarray, observed: float) -> float:
@@ -335,50 +348,78 @@ def moran(
     check_permutations(permutations)
     check_seed(seed)
     data = grid.data
-    n, mean, lo, hi = _summary_stats(data)
+    result, null, _ = _moran_observed(data, offsets, h, permutations)
+    if null is None or not permutations:
+        return result
+    num = _moran_permutation_numerators(data, null.mean, offsets, h, permutations, seed)
+    return _moran_inferred(result, null, num)
+
+
+@dataclass(frozen=True)
+class _MoranNull:
+    """What the permutation inference of one raster needs from the observed statistics."""
+
+    mean: float
+    scale: float  # n / S0
+    z2ss: float  # sum z**2
+
+
+def _moran_observed(
+    data: Any, offsets: np.ndarray, h: int, permutations: int, *, with_mask: bool = False
+) -> tuple[MoranResult, _MoranNull | None, np.ndarray | None]:
+    """Moran's I without permutation inference (p_sim, z_sim NaN).
+
+    Returns the result, the inputs of the permutation test (None when I is undefined:
+    warned, every statistic NaN) and, with ``with_mask``, the valid-cell mask (NumPy).
+    """
+    (n, mean, lo, hi), mask = _summary_stats_and_mask(data, with_mask=with_mask)
     nan_result = MoranResult(*(math.nan,) * 7, n=n, n_islands=0, permutations=permutations)
     reason = _degenerate_reason(n, lo, hi)
     if reason:
         _warn_undefined("Moran's I", reason)
-        return nan_result
+        return nan_result, None, mask
     num, z2ss, s0, s1_twice, s2, n_f, n_islands = _moran_sums(data, mean, offsets, h)
     n_islands = int(n_islands)
     if s0 == 0:
         _warn_undefined("Moran's I", "no valid cell has a valid neighbour (all islands)")
-        return MoranResult(*(math.nan,) * 7, n=n, n_islands=n_islands, permutations=permutations)
+        return replace(nan_result, n_islands=n_islands), None, mask
     s1 = s1_twice / 2.0
     i_obs = n / s0 * num / z2ss
     ei = -1.0 / (n - 1)
     vi_norm = (n * n * s1 - n * s2 + 3 * s0 * s0) / ((n - 1) * (n + 1) * s0 * s0) - ei * ei
     z_norm = (i_obs - ei) / math.sqrt(vi_norm)
     p_norm = 2.0 * float(stats.norm.sf(abs(z_norm)))
-    p_sim = z_sim = math.nan
-    if permutations:
-        sims = n / s0 * _moran_permutation_numerators(data, mean, offsets, h, permutations, seed)
-        sims /= z2ss
-        p_sim = _folded_p(sims, i_obs)
-        sd = sims.std()
-        z_sim = (i_obs - sims.mean()) / sd if sd > 0 else math.nan
-    return MoranResult(
+    result = MoranResult(
         I=float(i_obs),
         EI=ei,
         VI_norm=float(vi_norm),
         z_norm=float(z_norm),
         p_norm=p_norm,
-        p_sim=float(p_sim),
-        z_sim=float(z_sim),
+        p_sim=math.nan,
+        z_sim=math.nan,
         n=n,
         n_islands=n_islands,
         permutations=permutations,
     )
+    return result, _MoranNull(mean=mean, scale=n / s0, z2ss=z2ss), mask
 
 
-def _moran_permutation_numerators(
-    data: Any, mean: float, offsets: np.ndarray, h: int, permutations: int, seed: int
-) -> np.ndarray:
-    values = materialise(data)
-    valid = np.isfinite(values)
-    ny, nx = values.shape
+def _moran_inferred(result: MoranResult, null: _MoranNull, numerators: np.ndarray) -> MoranResult:
+    """``result`` with p_sim and z_sim from the permutation numerators sum z_i lag_i."""
+    sims = null.scale * numerators
+    sims /= null.z2ss
+    i_obs = result.I
+    p_sim = _folded_p(sims, i_obs)
+    sd = sims.std()
+    z_sim = (i_obs - sims.mean()) / sd if sd > 0 else math.nan
+    return replace(result, p_sim=float(p_sim), z_sim=float(z_sim))
+
+
+def _moran_layout(valid: np.ndarray, offsets: np.ndarray, h: int) -> tuple[Any, ...]:
+    """Kernel arguments fixed by the valid-cell mask: pos, inv_k_grid, flat_offsets,
+    rows, cols, width (see :func:`~terracarbon.spatial.kernels.moran_permutation_numerators`).
+    """
+    ny, nx = valid.shape
     width = nx + 2 * h
     padded_valid = np.pad(valid, h, constant_values=False)
     k = sum(_window(padded_valid, h + dy, h + dx, ny, nx).astype(np.int64) for dy, dx in offsets)
@@ -388,10 +429,17 @@ def _moran_permutation_numerators(
     rows, cols = np.nonzero(valid)
     pos = ((rows + h) * width + (cols + h)).astype(np.int64)
     flat_offsets = (offsets[:, 0] * width + offsets[:, 1]).astype(np.int64)
+    return (pos, inv_k.ravel().astype(np.float32), flat_offsets,
+            np.array([h, h + ny], dtype=np.int64), np.array([h, h + nx], dtype=np.int64), width)
+
+
+def _moran_permutation_numerators(
+    data: Any, mean: float, offsets: np.ndarray, h: int, permutations: int, seed: int
+) -> np.ndarray:
+    values = materialise(data)
+    valid = np.isfinite(values)
     return moran_permutation_numerators(
-        (values[valid] - mean).astype(np.float32), pos, inv_k.ravel().astype(np.float32),
-        flat_offsets,
-        np.array([h, h + ny], dtype=np.int64), np.array([h, h + nx], dtype=np.int64), width,
+        (values[valid] - mean).astype(np.float32), *_moran_layout(valid, offsets, h),
         permutations, seed, numba.get_num_threads(),
     )
 
@@ -410,7 +458,8 @@ def moran_by_year(
     Parameters
     ----------
     da : xarray.DataArray, dims (dim, "y", "x")
-        Values per year (any units); NaN = nodata.
+        Values per year (any units); NaN = nodata. May be dask-backed (e.g. one chunk per
+        year): slices are loaded one at a time.
     dim : str
         The dimension to iterate over (calendar year by default).
     contiguity, distance_band, permutations, seed
@@ -421,22 +470,90 @@ def moran_by_year(
     pandas.DataFrame
         One row per slice: ``dim``, ``I``, ``EI``, ``z_norm``, ``p_norm``, ``p_sim``,
         ``z_sim``, ``n`` (dimensionless).
+
+    Raises
+    ------
+    InputDataError
+        ``da`` lacks ``dim`` or its slices are not (y, x) numeric rasters.
+    ParameterError
+        As :func:`moran`.
+
+    Notes
+    -----
+    Every row equals, bit for bit, ``moran(da.isel({dim: i}), ...)`` with the same options.
+    What is shared: permutation ``p`` of :func:`moran` depends on ``seed`` and on the number
+    of valid cells only, not on the values, so slices with the same valid-cell mask (the
+    usual case) share their permutations: each one is drawn once and applied to every such
+    slice (:func:`~terracarbon.spatial.kernels.moran_permutation_numerators_years`), in
+    batches of at most 16 slices (their values are held as float32, 4 bytes per valid cell
+    and slice). A slice whose mask no other slice has runs alone, as :func:`moran`.
+    Undefined slices (constant, all islands...) warn and give NaN, as :func:`moran`.
     """
     _check_stack(da, dim)
-    rows = []
-    for label in da[dim].values:
-        r = moran(
-            da.sel({dim: label}, drop=True),
-            contiguity=contiguity,
-            distance_band=distance_band,
-            permutations=permutations,
-            seed=seed,
-        )
-        rows.append(
-            {dim: label, "I": r.I, "EI": r.EI, "z_norm": r.z_norm, "p_norm": r.p_norm,
-             "p_sim": r.p_sim, "z_sim": r.z_sim, "n": r.n}
-        )
-    return pd.DataFrame(rows)
+    slices = [as_grid(da.isel({dim: i}, drop=True), "da") for i in range(da.sizes[dim])]
+    offsets, h = neighbour_offsets(slices[0], contiguity, distance_band) if slices else (None, 0)
+    check_permutations(permutations)
+    check_seed(seed)
+    observed = [_moran_observed(s.data, offsets, h, permutations, with_mask=permutations > 0)
+                for s in slices]
+    results = [result for result, _, _ in observed]
+    masks = [mask if null is not None else None for _, null, mask in observed]
+    nulls = [null for _, null, _ in observed]
+    if permutations:
+        shared, alone = _mask_batches(masks, _MORAN_BATCH_YEARS)
+        for i in alone:
+            num = _moran_permutation_numerators(slices[i].data, nulls[i].mean, offsets, h,
+                                                permutations, seed)
+            results[i] = _moran_inferred(results[i], nulls[i], num)
+        for batch in shared:
+            valid = masks[batch[0]]
+            zs = np.empty((len(batch), int(valid.sum())), dtype=np.float32)
+            for j, i in enumerate(batch):
+                # as _moran_permutation_numerators: float64 centring, then float32
+                zs[j] = (materialise(slices[i].data)[valid] - nulls[i].mean).astype(np.float32)
+            sims = moran_permutation_numerators_years(
+                zs, *_moran_layout(valid, offsets, h), permutations, seed,
+                numba.get_num_threads(),
+            )
+            for j, i in enumerate(batch):
+                results[i] = _moran_inferred(results[i], nulls[i], sims[j])
+    return pd.DataFrame([
+        {dim: label, "I": r.I, "EI": r.EI, "z_norm": r.z_norm, "p_norm": r.p_norm,
+         "p_sim": r.p_sim, "z_sim": r.z_sim, "n": r.n}
+        for label, r in zip(da[dim].values, results, strict=True)
+    ])
+
+
+_MORAN_BATCH_YEARS = 16
+"""Slices whose Moran permutations one pass shares (bounds the float32 values held)."""
+
+
+def _mask_batches(
+    masks: list[np.ndarray | None], size: int
+) -> tuple[list[list[int]], list[int]]:
+    """Slices that can share permutation draws, and those that cannot.
+
+    Returns the indices of slices sharing one valid-cell mask with at least one other
+    slice, grouped by mask and split into balanced batches of at most ``size`` (each in
+    slice order), and the indices of slices whose mask is unique. ``None`` entries
+    (slices without inference) are in neither.
+    """
+    groups: list[list[int]] = []
+    for i, mask in enumerate(masks):
+        if mask is None:
+            continue
+        for group in groups:
+            if np.array_equal(masks[group[0]], mask):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    shared = [
+        [int(i) for i in part]
+        for group in groups if len(group) > 1
+        for part in np.array_split(group, -(-len(group) // size))
+    ]
+    return shared, [group[0] for group in groups if len(group) == 1]
 
 
 # ---------------------------------------------------------------- LISA
@@ -532,7 +649,9 @@ def _lisa_dataset(
     permutations: int,
     history: str,
     bivariate: bool,
+    cutoff: float | None = None,
 ) -> xr.Dataset:
+    """The LISA Dataset of a kernel output (5, y, x); ``cutoff`` overrides the computed one."""
     coords = {k: v for k, v in template.coords.items() if set(v.dims) <= {"y", "x"}}
 
     def grid(a: Any, name: str, units: str, long_name: str, **attrs: Any) -> xr.DataArray:
@@ -542,10 +661,8 @@ def _lisa_dataset(
         )
 
     p_sim = out[1]
-    if fdr and permutations:
-        cutoff = fdr_cutoff(materialise(p_sim), alpha)
-    else:
-        cutoff = alpha
+    if cutoff is None:
+        cutoff = fdr_cutoff(materialise(p_sim), alpha) if fdr and permutations else alpha
     quadrant = out[3].astype(np.int8)
     significant = p_sim <= cutoff  # NaN (islands, nodata, no permutations) -> False
     cluster = (quadrant * significant).astype(np.int8)
@@ -793,7 +910,8 @@ def lisa_by_year(
     Parameters
     ----------
     da : xarray.DataArray, dims (dim, "y", "x")
-        Values per year (any units); NaN = nodata.
+        Values per year (any units); NaN = nodata. May be dask-backed: the maps are then
+        computed lazily, tile by tile, as :func:`lisa` does.
     dim : str
         The dimension to iterate over (calendar year).
     contiguity, distance_band, permutations, seed, alpha, fdr, method
@@ -805,15 +923,148 @@ def lisa_by_year(
     xarray.Dataset
         The variables of :func:`lisa` with dims (dim, "y", "x"); the per-slice p-value
         cut-offs are in ``cluster.attrs["p_cutoff"]`` as a list.
+
+    Raises
+    ------
+    InputDataError, ParameterError
+        As :func:`lisa`, or ``da`` lacks ``dim``.
+
+    Notes
+    -----
+    Every slice equals, bit for bit, ``lisa(da.isel({dim: i}), ...)`` with the same options
+    (values and attributes). What is shared, for method "exact": esda's table of index
+    draws depends on ``seed``, the number of valid cells and the neighbour count only, and
+    which neighbour of the drawn index a cell reads depends on the cell's index only; so
+    slices with the same valid-cell mask (the usual case) share one table and run
+    together, four at a time, in one pass over the grid
+    (:func:`~terracarbon.spatial.kernels.lisa_block_years`), which also keeps the sums of
+    the draws per neighbour count instead of re-adding them at every cell. The values,
+    hence the statistics, stay per slice. A slice whose mask no other slice has, an
+    undefined slice (warned, as :func:`lisa`) and methods "independent" and "lookup" run
+    slice by slice through :func:`lisa`. Memory: four slices' kernel outputs at a time
+    (per dask tile when dask-backed).
     """
     _check_stack(da, dim)
-    slices = [
-        lisa(da.sel({dim: label}, drop=True), contiguity=contiguity,
-             distance_band=distance_band, permutations=permutations, seed=seed, alpha=alpha,
-             fdr=fdr, method=method)
-        for label in da[dim].values
-    ]
-    cutoffs = [float(s.cluster.attrs["p_cutoff"]) for s in slices]
-    out = xr.concat(slices, dim=da[dim], combine_attrs="override")
-    out["cluster"].attrs["p_cutoff"] = cutoffs
-    return out
+    raw = [da.isel({dim: i}, drop=True) for i in range(da.sizes[dim])]
+    slices = [as_grid(r, "da") for r in raw]
+    offsets, h = neighbour_offsets(slices[0], contiguity, distance_band) if slices else (None, 0)
+    check_lisa_options(permutations, seed, alpha, fdr, method)
+    options = {"contiguity": contiguity, "distance_band": distance_band,
+               "permutations": permutations, "seed": seed, "alpha": alpha, "fdr": fdr,
+               "method": method}
+    out: list[xr.Dataset | None] = [None] * len(slices)
+    if method == "exact" and len(slices) > 1:
+        masks = _materialise_all([np.isfinite(s.data) for s in slices])
+        for batch in _mask_batches(masks, LISA_LANES)[0]:
+            done = _lisa_batch([slices[i] for i in batch], [raw[i] for i in batch],
+                               masks[batch[0]], offsets, h, options)
+            for i, ds in zip(batch, done, strict=True):
+                out[i] = ds
+    for i, ds in enumerate(out):
+        if ds is None:  # alone with its mask, undefined, or another method
+            out[i] = lisa(raw[i], **options)
+    cutoffs = [float(s.cluster.attrs["p_cutoff"]) for s in out]
+    stacked = xr.concat(out, dim=da[dim], combine_attrs="override")
+    stacked["cluster"].attrs["p_cutoff"] = cutoffs
+    return stacked
+
+
+def _materialise_all(arrays: list[Any]) -> list[np.ndarray]:
+    """NumPy copies of NumPy or dask arrays, the dask ones computed in one graph."""
+    lazy = [i for i, a in enumerate(arrays) if isinstance(a, dsa.Array)]
+    if lazy:
+        import dask
+
+        done = dask.compute(*[arrays[i] for i in lazy])
+        arrays = list(arrays)
+        for i, a in zip(lazy, done, strict=True):
+            arrays[i] = a
+    return [np.asarray(a) for a in arrays]
+
+
+def _lisa_batch(
+    grids: list[xr.DataArray],
+    raw: list[xr.DataArray],
+    valid: np.ndarray,
+    offsets: np.ndarray,
+    h: int,
+    options: dict[str, Any],
+) -> list[xr.Dataset | None]:
+    """:func:`lisa` (method "exact") of slices whose valid-cell mask is ``valid``, in one pass.
+
+    Undefined slices (constant...) are left as None for :func:`lisa` to handle (and warn).
+    """
+    permutations, seed = options["permutations"], options["seed"]
+    compact = np.full(valid.shape, -1, dtype=np.int64)
+    compact[valid] = np.arange(int(valid.sum()), dtype=np.int64)
+    # the mean and sum z² of each slice from its 1-D pool, exactly as lisa computes them
+    values = _materialise_all([g.data[valid] for g in grids]) if valid.any() else []
+    keep, means, pools, scalings = [], [], [], []
+    for j, v in enumerate(values):
+        if _degenerate_reason(v.size, v.min(initial=np.inf), v.max(initial=-np.inf)):
+            continue
+        mean = float(v.mean())
+        pool = v - mean
+        keep.append(j)
+        means.append(mean)
+        pools.append(pool)
+        scalings.append((v.size - 1) / float((pool * pool).sum()))
+    done: list[xr.Dataset | None] = [None] * len(grids)
+    if len(keep) < 2:
+        return done  # nothing to share: lisa, slice by slice
+    n = pools[0].size
+    kmax = min(offsets.shape[0], n - 1)
+    ids = np.zeros((0, kmax), dtype=np.int64)
+    if permutations:
+        ids = shared_draws(n - 1, kmax, permutations, seed)
+    pool_matrix = np.stack(pools, axis=1)  # (n, years)
+    tables = (ids, np.argsort(ids.ravel(), kind="stable"), pool_matrix[ids],
+              pool_matrix[ids + 1])
+    lib = dsa if isinstance(grids[0].data, dsa.Array) else np
+    z = lib.stack([grids[j].data - mean for j, mean in zip(keep, means, strict=True)])
+    out = _lisa_grid_years(z, compact, np.array(scalings), offsets, h, permutations, tables)
+    cutoffs: list[float | None] = [None] * len(keep)
+    if options["fdr"] and permutations:
+        p_sim = materialise(out[:, 1])  # one computation for the whole batch
+        cutoffs = [fdr_cutoff(p, options["alpha"]) for p in p_sim]
+    for b, j in enumerate(keep):
+        history = io.update_history(io.history_line("spatial.lisa", **options), raw[j])
+        done[j] = _lisa_dataset(
+            out[b], grids[j], alpha=options["alpha"], fdr=options["fdr"],
+            permutations=permutations, history=history, bivariate=False, cutoff=cutoffs[b],
+        )
+    return done
+
+
+def _lisa_grid_years(
+    z: Any,
+    compact: np.ndarray,
+    scaling: np.ndarray,
+    offsets: np.ndarray,
+    h: int,
+    permutations: int,
+    tables: tuple[np.ndarray, ...],
+) -> Any:
+    """:func:`lisa_block_years` on whole arrays (NumPy) or tile by tile with a halo (dask).
+
+    ``z`` is (years, y, x). As in :func:`_lisa_grid`, every draw depends on global indices
+    only, so tiles see the same draws as the whole array.
+    """
+    args = (offsets, h, scaling, permutations) + tables
+    if not isinstance(z, dsa.Array):
+        z_pad = np.pad(z, ((0, 0), (h, h), (h, h)), constant_values=np.nan)
+        return lisa_block_years(z_pad, np.pad(compact, h, constant_values=-1), *args)
+    chunks = tuple(dsa.overlap.ensure_minimum_chunksize(h, c) for c in z.chunks[1:])
+    z_o = dsa.overlap.overlap(z.rechunk((z.shape[0],) + chunks), depth={0: 0, 1: h, 2: h},
+                              boundary={0: "none", 1: np.nan, 2: np.nan})
+    c_o = dsa.overlap.overlap(
+        dsa.from_array(compact, chunks=chunks), depth={0: h, 1: h}, boundary={0: -1, 1: -1}
+    )
+    return dsa.map_blocks(
+        lambda a, c: lisa_block_years(a, c, *args),
+        z_o,
+        c_o,
+        chunks=((z.shape[0],), (5,)) + chunks,
+        new_axis=1,
+        meta=np.empty((0, 0, 0, 0)),  # no kernel call on empty arrays to guess it
+    )

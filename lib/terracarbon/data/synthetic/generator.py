@@ -51,6 +51,7 @@ def make_study(
     n_veg_plots: int = 1264,
     n_soil_plots: int = 2316,
     plot_years: Iterable[int] = (2018, 2021),
+    revisit_share: float = 0.0,
     n_outliers: int | None = None,
     n_outside_plots: int = 5,
     seed: int = 42,
@@ -82,7 +83,12 @@ def make_study(
         ``veg_carbon_t_ha`` / ``soil_carbon_t_ha``), including the outside plots;
         ``min(n_veg_plots, n_soil_plots) // 4`` sites carry both.
     plot_years : iterable of int
-        Years in which sites are measured (each site in one of them); a subset of ``years``.
+        The campaign years in which sites are measured; a subset of ``years``.
+    revisit_share : float
+        Share of the sites (0-1) that are permanent plots, placed by the first campaign's
+        land use and remeasured at every campaign, as national forest inventories remeasure
+        theirs; every other site is measured once, in a random campaign. The measurement
+        counts above stay the numbers of rows (fewer sites when some are remeasured).
     n_outliers : int, optional
         Number of gross-error values (x10) among the measurements; default 0.5 % of them
         (at least 1). At most 5 %.
@@ -118,7 +124,7 @@ def make_study(
     """
     args = _validated_arguments(
         out_dir, nx, ny, pixel_size_m, years, crs, origin_xy, n_veg_plots, n_soil_plots,
-        plot_years, n_outliers, n_outside_plots, seed,
+        plot_years, revisit_share, n_outliers, n_outside_plots, seed,
     )
     out_dir = Path(out_dir).resolve()  # absolute paths survive a notebook's change of cwd
     files = study_files(out_dir, args)
@@ -166,6 +172,7 @@ def _validated_arguments(
     n_veg_plots: Any,
     n_soil_plots: Any,
     plot_years: Any,
+    revisit_share: Any,
     n_outliers: Any,
     n_outside_plots: Any,
     seed: Any,
@@ -229,6 +236,12 @@ def _validated_arguments(
             f"make_study: plot_years={plot_years_t}; expected a non-empty subset of years "
             f"{years_t[0]}..{years_t[-1]}."
         )
+    if (isinstance(revisit_share, bool) or not isinstance(revisit_share, int | float | np.number)
+            or not 0.0 <= float(revisit_share) <= 1.0):
+        raise ParameterError(
+            f"make_study: revisit_share={revisit_share!r}; expected a share between 0 (no "
+            "permanent plots) and 1 (every site remeasured at every campaign), e.g. 0.3."
+        )
     try:
         ox, oy = (float(v) for v in origin_xy)
     except (TypeError, ValueError):
@@ -258,7 +271,8 @@ def _validated_arguments(
     return {
         "nx": nx, "ny": ny, "pixel_size_m": float(pixel_size_m), "years": list(years_t),
         "crs": crs_str, "origin_xy": [ox, oy], "n_veg_plots": n_veg, "n_soil_plots": n_soil,
-        "plot_years": list(plot_years_t), "n_outliers": n_outliers,
+        "plot_years": list(plot_years_t), "revisit_share": float(revisit_share),
+        "n_outliers": n_outliers,
         "n_outside_plots": n_outside, "seed": seed, "generator_version": GENERATOR_VERSION,
     }
 

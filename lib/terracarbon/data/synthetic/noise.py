@@ -21,7 +21,7 @@ STREAMS: dict[str, int] = {
     for k, name in enumerate(
         [
             "boundary", "dem", "river", "landuse", "zones", "towns", "climate", "soil",
-            "residual", "plots", "outliers",
+            "residual", "plots", "outliers", "revisits",
         ]
     )
 }

@@ -1,7 +1,8 @@
-"""Survey plots (field plots) of the synthetic study: sites, measurement noise, outliers.
+"""Survey plots (field plots) of the synthetic study: sites, revisits, noise, outliers.
 
 Sites are drawn per plot year, weighted by that year's land use, and measured with
-multiplicative noise; a few values are recorded x10 (a unit slip) and a few sites lie outside
+multiplicative noise; a share of the sites are permanent plots, remeasured at every campaign
+(``revisit_share``), as national forest inventories remeasure theirs every 5-10 years; a few values are recorded x10 (a unit slip) and a few sites lie outside
 the grid, for the data-prep stage to find. The sampling model is documented in the package
 docstring (:mod:`terracarbon.data.synthetic`, "Plots").
 """
@@ -48,13 +49,14 @@ def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
         ``plots.csv`` (WGS84; t C ha-1 with noise and outliers, rounded to 0.001).
     plots_truth : pandas.DataFrame
         Per plot: grid position (``x, y`` in m, ``row, col``, -1 outside), ``outside_grid``,
-        true and measured values (t C ha-1) and the outlier flags.
+        true and measured values (t C ha-1), the outlier flags and ``permanent`` (the
+        site is remeasured at every campaign).
     """
     import shapely
     from pyproj import Transformer
 
     rng = random_stream(args["seed"], STREAMS["plots"])
-    n_veg, n_soil = args["n_veg_plots"], args["n_soil_plots"]
+    n_veg, n_soil = site_counts(args)
     n_both = min(n_veg, n_soil) // 4
     n_sites = n_veg + n_soil - n_both
     # Site kinds: the first n_both have both, then veg only, then soil only.
@@ -67,6 +69,8 @@ def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
     outside[rng.choice(n_sites, args["n_outside_plots"], replace=False)] = True
     plot_years = np.asarray(args["plot_years"])
     site_year = rng.choice(plot_years, n_sites)
+    permanent = _permanent_sites(args, outside)
+    site_year[permanent] = plot_years.min()  # placed by the first campaign's land use
     year_index = np.searchsorted(grid.years, site_year)
 
     rows = np.zeros(n_sites, np.int64)
@@ -95,16 +99,24 @@ def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
     x_out, y_out, r_out, c_out = _outside_positions(grid, rng, int(outside.sum()))
     x[outside], y[outside], rows[outside], cols[outside] = x_out, y_out, r_out, c_out
 
+    # one row per visit: a permanent site at every campaign, any other site once
+    visits = np.where(permanent, plot_years.size, 1)
+    site = np.repeat(np.arange(n_sites), visits)
+    site_year = np.where(permanent[site], _visit_years(plot_years, visits), site_year[site])
+    year_index = np.searchsorted(grid.years, site_year)
+    has_veg, has_soil, outside = has_veg[site], has_soil[site], outside[site]
+    x, y, rows, cols = x[site], y[site], rows[site], cols[site]
+    n_rows = site.size
     veg_true = truth["veg"][year_index, rows, cols].astype(float)
     soil_true = truth["soil"][year_index, rows, cols].astype(float)
-    veg = np.where(has_veg, veg_true * np.exp(0.1 * rng.standard_normal(n_sites)), np.nan)
-    soil = np.where(has_soil, soil_true * np.exp(0.1 * rng.standard_normal(n_sites)), np.nan)
+    veg = np.where(has_veg, veg_true * np.exp(0.1 * rng.standard_normal(n_rows)), np.nan)
+    soil = np.where(has_soil, soil_true * np.exp(0.1 * rng.standard_normal(n_rows)), np.nan)
     veg_out, soil_out = _plant_outliers(
         random_stream(args["seed"], STREAMS["outliers"]), veg, soil, ~outside, args["n_outliers"]
     )
 
     lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
-    plot_id = np.array([f"P{i:05d}" for i in range(1, n_sites + 1)])
+    plot_id = np.array([f"P{i:05d}" for i in range(1, n_sites + 1)])[site]
     plots = pd.DataFrame({
         "plot_id": plot_id,
         "lon": np.round(lon, 7),
@@ -127,8 +139,41 @@ def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
         "soil_measured_t_ha": soil,
         "veg_outlier": veg_out[1],
         "soil_outlier": soil_out[1],
+        "permanent": permanent[site],
     })
     return plots, plots_truth
+
+
+def site_counts(args: dict[str, Any]) -> tuple[int, int]:
+    """Vegetation and soil sites that give ``n_veg_plots`` / ``n_soil_plots`` measurements.
+
+    A permanent site is measured at each of the ``C`` campaigns (``plot_years``), any other
+    site once, so with a share ``s`` of permanent sites ``n`` measurements need
+    ``round(n / (1 + s (C - 1)))`` sites: the number of measurements, and so the cost of
+    training, does not depend on the design.
+    """
+    scale = 1.0 + args.get("revisit_share", 0.0) * (len(args["plot_years"]) - 1)
+    return (int(round(args["n_veg_plots"] / scale)), int(round(args["n_soil_plots"] / scale)))
+
+
+def _permanent_sites(args: dict[str, Any], outside: np.ndarray) -> np.ndarray:
+    """The sites remeasured at every campaign: a ``revisit_share`` of the sites inside the
+    grid, drawn from their own random stream (so a study without revisits keeps its plots)."""
+    permanent = np.zeros(outside.size, bool)
+    share = args.get("revisit_share", 0.0)
+    if share > 0 and len(args["plot_years"]) > 1:
+        inside = np.flatnonzero(~outside)
+        n = int(round(share * outside.size))
+        chosen = random_stream(args["seed"], STREAMS["revisits"]).choice(
+            inside, min(n, inside.size), replace=False)
+        permanent[chosen] = True
+    return permanent
+
+
+def _visit_years(plot_years: np.ndarray, visits: np.ndarray) -> np.ndarray:
+    """Per visit row: the campaign year of that visit (rows of a site are consecutive)."""
+    first = np.repeat(np.cumsum(visits) - visits, visits)
+    return np.sort(plot_years)[np.minimum(np.arange(visits.sum()) - first, plot_years.size - 1)]
 
 
 def _outside_positions(grid: Grid, rng: np.random.Generator,

@@ -1,0 +1,494 @@
+"""Intervals of carbon levels and change, and their calibration against a known truth.
+
+Three sources, each where it belongs:
+
+* **Regional totals and change** (Tg C): the bootstrap ensemble of the mapping model
+  (:mod:`terracarbon.models.ensemble`). Every member predicts every year; totals and change
+  are computed inside each member, so the correlation between the years of one model is
+  kept: a change interval is not a difference of independent level bounds, nor a sum of
+  pixel bounds. The interval is the central estimate plus the quantiles of the members'
+  deviations from the central model (:func:`ensemble_totals`, :func:`ensemble_change`).
+  Members are evaluated on a systematic sample of pixels (every ``step``-th row and column
+  of the region), and their deviation from the central model is expanded to the region by
+  area (a difference estimator; the deviation is a smooth field, so a 1-in-36 sample holds
+  its sum to well within the members' spread, which the tests check against full maps).
+* **Pixel density** (t C ha-1): split-conformal bounds from the mapping model's
+  out-of-fold (spatial-CV) residuals at the plots (:func:`conformal_quantiles`,
+  :func:`conformal_bounds`). The residuals are relative to ``prediction + 1 t C ha-1``
+  because carbon errors grow with the stock (forest pixels err in tens, bare land in
+  tenths of t C ha-1). Out-of-fold residuals already contain the model's own refitting
+  error, so no ensemble term is added.
+* **Pixel change** (t C ha-1 over the period): the members' quantiles of their own change
+  (:func:`pixel_change_interval`): the model's uncertainty about the change at a pixel.
+
+:func:`calibration_table` reports, where the truth is known (the synthetic study), how often
+the intervals hold it: a nominal 90 % interval should hold the truth about 90 % of the time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracarbon.carbon._common import POOLS, var
+from terracarbon.conventions import DENSITY_UNITS, T_PER_TG
+from terracarbon.errors import InputDataError
+from terracarbon.models.base import check_interval
+
+SAMPLE_STEP = 6
+"""Members' totals are estimated on every 6th row and column of the region (1 pixel in 36)."""
+
+CONFORMAL_OFFSET_T_HA = 1.0
+"""Residuals are scaled by ``prediction + 1 t C ha-1`` (see the module docstring)."""
+
+TARGET_POOLS = ("veg", "soil")
+
+
+def interval_quantiles(interval: float) -> tuple[float, float]:
+    """The lower and upper quantile levels of a central ``interval`` (0.9 -> 0.05, 0.95)."""
+    check_interval(interval, where="interval")
+    return (1.0 - interval) / 2.0, (1.0 + interval) / 2.0
+
+
+# ------------------------------------------------------------------------ plan
+
+
+@dataclass
+class IntervalPlan:
+    """How the maps stage computes its intervals (from ``maps.interval_method``).
+
+    ``conformal``: pixel density bounds from the spatial-CV residuals; ``members``: the
+    bootstrap ensemble for totals and change (empty: none); ``pixel_method``: how pixel
+    bounds add up where no ensemble is used (``add_total``, ``totals``); ``note`` describes
+    the intervals and ``change_caveat`` is the sentence every change number carries (empty
+    when change was validated at remeasured plots).
+    """
+
+    method: str
+    pixel_method: str
+    conformal: bool
+    members: list = field(default_factory=list)
+    note: str = ""
+    change_caveat: str = ""
+    choice: dict = field(default_factory=dict)
+
+
+def interval_plan(maps: Mapping, model_name: str, best_model_file: str | os.PathLike,
+                  ensemble_dir: str | os.PathLike | None) -> IntervalPlan:
+    """Resolve ``maps.interval_method`` against what training produced.
+
+    ``ensemble`` (default) uses conformal pixel bounds and the bootstrap members when the
+    mapped model is the one training chose (its residuals and members are the ones saved);
+    otherwise — another ``maps.model``, or no members — it falls back to the model's own
+    pixel bounds summed as ``correlated``, and the note says so.
+    """
+    from terracarbon.models.change_validation import change_caveat
+    from terracarbon.models.ensemble import load_members
+
+    choice = json.loads(Path(best_model_file).read_text())
+    chosen = model_name == choice.get("best_model")
+    caveat = change_caveat(choice) if chosen else (
+        f"change of {model_name}, set by maps.model rather than chosen by training's criterion")
+    method = maps["interval_method"]
+    if method != "ensemble":
+        return IntervalPlan(method, method, False, [], f"{method} sum of per-pixel bounds; "
+                            "no interval for change", caveat, choice)
+    if not chosen:
+        return IntervalPlan("correlated", "correlated", False, [],
+                            f"maps.model {model_name} is not the model training chose "
+                            f"({choice.get('best_model')}), whose residuals and ensemble "
+                            "were saved: correlated sum of the model's own pixel bounds; no "
+                            "interval for change", caveat, choice)
+    members = load_members(ensemble_dir) if ensemble_dir else []
+    if not members:
+        return IntervalPlan("correlated", "correlated", True, [],
+                            f"pixel bounds split-conformal; {choice.get('ensemble', 'no ensemble')}"
+                            ": totals sum pixel bounds as correlated errors, no interval for "
+                            "change", caveat, choice)
+    return IntervalPlan("ensemble", "independent", True, members,
+                        f"pixel bounds split-conformal on spatial-CV residuals; totals and "
+                        f"change from {len(members)} bootstrap members", caveat, choice)
+
+
+# ----------------------------------------------------------------- pixel sample
+
+
+def pixel_sample(region_mask: xr.DataArray, *, step: int = SAMPLE_STEP
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of a systematic sample: every ``step``-th pixel of the region.
+
+    The grid of sampled pixels is offset by ``step // 2`` so it does not hug the edges.
+
+    Examples
+    --------
+    >>> mask = xr.DataArray(np.ones((6, 6), bool), dims=("y", "x"))
+    >>> pixel_sample(mask, step=3)
+    (array([1, 1, 4, 4]), array([1, 4, 1, 4]))
+    """
+    mask = np.asarray(region_mask.values, dtype=bool)
+    offset = step // 2
+    r, c = np.nonzero(mask[offset::step, offset::step])
+    if r.size == 0:
+        raise InputDataError(f"region_mask: no region pixel on the sample grid (step {step}); "
+                             "the region is smaller than the sample spacing")
+    return r * step + offset, c * step + offset
+
+
+def sample_table(cube: xr.Dataset, rows: np.ndarray, cols: np.ndarray, years: Sequence[int],
+                 features: Sequence[str]) -> pd.DataFrame:
+    """A sample table of the sampled pixels for every year (year-major), as models read it.
+
+    Columns ``year, row, col, x, y`` and one per feature (the cube's values; a static layer
+    repeats every year). Only the sampled pixels are read, chunk by chunk when the cube is
+    dask-backed.
+    """
+    years = [int(y) for y in years]
+    n = rows.size
+    py, px = xr.DataArray(rows, dims="pixel"), xr.DataArray(cols, dims="pixel")
+    table = {
+        "year": np.repeat(years, n),
+        "row": np.tile(rows, len(years)),
+        "col": np.tile(cols, len(years)),
+        "x": np.tile(np.asarray(cube["x"].values)[cols], len(years)),
+        "y": np.tile(np.asarray(cube["y"].values)[rows], len(years)),
+    }
+    for name in features:
+        layer = cube[name]
+        if "year" in layer.dims:
+            values = layer.sel(year=years).isel(y=py, x=px).transpose("year", "pixel").values
+            table[name] = np.asarray(values).reshape(-1)
+        else:
+            table[name] = np.tile(np.asarray(layer.isel(y=py, x=px).values), len(years))
+    return pd.DataFrame(table)
+
+
+# --------------------------------------------------------------- regional totals
+
+
+def member_sample_density(models: Mapping[str, object], table: pd.DataFrame, cube: xr.Dataset,
+                          rows: np.ndarray, cols: np.ndarray) -> xr.Dataset:
+    """Every model's density at the sampled pixels and years.
+
+    Parameters
+    ----------
+    models : mapping of label -> fitted CarbonModel
+        The central model and the members (labels become the ``member`` coordinate).
+    table : pandas.DataFrame
+        :func:`sample_table` rows (year-major).
+    cube : xarray.Dataset
+        The cube (networks read their patches from it).
+    rows, cols : numpy.ndarray
+        The sampled pixels (:func:`pixel_sample`), in the order of one year's rows.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``<pool>_carbon_density`` (t C ha-1) on ``(member, year, pixel)`` for the models'
+        targets and ``total`` (veg + soil, inside each member), with ``row``/``col`` of each
+        pixel as coordinates.
+    """
+    years = np.unique(table["year"].to_numpy())
+    n = rows.size
+    labels = list(models)
+    first = next(iter(models.values()))
+    data = {t: np.empty((len(labels), years.size, n), np.float32) for t in first.targets}
+    for i, model in enumerate(models.values()):
+        for k in range(years.size):  # a year at a time: a network's patches stay small
+            part = table.iloc[k * n:(k + 1) * n]
+            pred = np.asarray(model.predict_samples(part, cube), dtype=np.float32)
+            for j, t in enumerate(model.targets):
+                data[t][i, k] = pred[:, j]
+    if all(t in data for t in TARGET_POOLS):
+        data["total"] = data["veg"] + data["soil"]
+    coords = {"member": labels, "year": years, "row": ("pixel", rows), "col": ("pixel", cols)}
+    return xr.Dataset(
+        {var(t, "density"): (("member", "year", "pixel"), v, {"units": DENSITY_UNITS})
+         for t, v in data.items()}, coords=coords,
+        attrs={"description": "density of the central model and the bootstrap members at a "
+                              "systematic sample of pixels"})
+
+
+def sample_storage_totals(sample_density: xr.Dataset, area_ha: np.ndarray) -> pd.DataFrame:
+    """Storage summed over the sampled pixels per member, year and pool (t C).
+
+    ``area_ha`` is the area of each sampled pixel (ha). Returns ``member, year, pool,
+    storage_t``.
+    """
+    frames = []
+    for name, da in sample_density.data_vars.items():
+        pool = name.split("_carbon_")[0]
+        sums = np.nansum(da.values.astype(np.float64) * area_ha[None, None, :], axis=2)
+        for i, label in enumerate(sample_density["member"].values):
+            frames.append(pd.DataFrame({"member": str(label),
+                                        "year": sample_density["year"].values.astype(int),
+                                        "pool": pool, "storage_t": sums[i]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _deviations(sample_totals: pd.DataFrame, central: str) -> pd.DataFrame:
+    wide = sample_totals.pivot_table(index=["pool", "year"], columns="member",
+                                     values="storage_t")
+    members = [c for c in wide.columns if c != central]
+    return wide[members].sub(wide[central], axis=0)
+
+
+def _spread(deviations: np.ndarray, q_low: float, q_high: float) -> tuple[float, float]:
+    """Quantiles of the members' deviations about their median: the interval is the central
+    estimate plus the ensemble's spread, so it always holds the estimate (a percentile
+    interval need not, when the resampled fits are biased relative to the full fit)."""
+    centred = deviations - np.median(deviations)
+    lo, hi = np.quantile(centred, [q_low, q_high])
+    return float(lo), float(hi)
+
+
+def ensemble_totals(totals: pd.DataFrame, sample_totals: pd.DataFrame, *, sample_area_ha: float,
+                    interval: float, central: str = "central") -> pd.DataFrame:
+    """Level intervals of the regional totals from the ensemble (Tg C).
+
+    ``lower_Tg``/``upper_Tg`` = ``storage_Tg`` + the ``interval`` quantiles of the members'
+    deviation from the central model (centred on their median, :func:`_spread`), expanded
+    from the sample to the region by area (``area_ha`` of the row / ``sample_area_ha``).
+    Adds ``members`` (the ensemble size).
+    """
+    q_low, q_high = interval_quantiles(interval)
+    dev = _deviations(sample_totals, central)
+    out = totals.copy()
+    lower, upper = [], []
+    for _, row in out.iterrows():
+        key = (row["pool"], int(row["year"]))
+        if key not in dev.index:
+            lower.append(np.nan)
+            upper.append(np.nan)
+            continue
+        d = dev.loc[key].to_numpy(dtype=float) * (float(row["area_ha"]) / sample_area_ha)
+        lo, hi = _spread(d, q_low, q_high)
+        lower.append(row["storage_Tg"] + lo / T_PER_TG)
+        upper.append(row["storage_Tg"] + hi / T_PER_TG)
+    out["lower_Tg"], out["upper_Tg"] = lower, upper
+    out["members"] = dev.shape[1]
+    out.attrs = {**totals.attrs, "interval_method": "ensemble",
+                 "interval": f"{interval:g} central, {dev.shape[1]}-member bootstrap ensemble"}
+    return out
+
+
+def ensemble_change(change: pd.DataFrame, sample_totals: pd.DataFrame, totals: pd.DataFrame, *,
+                    sample_area_ha: float, interval: float,
+                    central: str = "central") -> pd.DataFrame:
+    """Change intervals (Tg C) computed inside each member.
+
+    For every row of :func:`~terracarbon.carbon.stock_change.change_table`, each member's
+    change minus the central model's change over the same years, expanded by area, gives the
+    spread; ``lower_Tg``/``upper_Tg`` = ``change_Tg`` + its ``interval`` quantiles.
+    """
+    q_low, q_high = interval_quantiles(interval)
+    dev = _deviations(sample_totals, central)
+    area = totals.set_index(["pool", "year"])["area_ha"]
+    out = change.copy()
+    lower, upper = [], []
+    for _, row in out.iterrows():
+        start, end = (row["pool"], int(row["start_year"])), (row["pool"], int(row["end_year"]))
+        if start not in dev.index or end not in dev.index:
+            lower.append(np.nan)
+            upper.append(np.nan)
+            continue
+        scale = float(area.loc[end]) / sample_area_ha
+        d = (dev.loc[end].to_numpy(float) - dev.loc[start].to_numpy(float)) * scale
+        lo, hi = _spread(d, q_low, q_high)
+        lower.append(row["change_Tg"] + lo / T_PER_TG)
+        upper.append(row["change_Tg"] + hi / T_PER_TG)
+    out["lower_Tg"], out["upper_Tg"] = lower, upper
+    out.attrs = {**change.attrs, "interval_method": "ensemble",
+                 "interval_label": f"{interval:.0%} interval of a {dev.shape[1]}-member "
+                                   "bootstrap ensemble"}
+    return out
+
+
+def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model, members,
+                       cube: xr.Dataset, area: xr.DataArray, *, interval: float,
+                       step: int = SAMPLE_STEP
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, xr.Dataset]:
+    """:func:`ensemble_totals` and :func:`ensemble_change` from the models and the cube, and
+    the members' sampled density (:func:`member_sample_density`, the trends stage's input
+    for its robustness layer).
+
+    Parameters
+    ----------
+    totals, change : pandas.DataFrame
+        The central model's totals and change tables (Tg C).
+    central_model, members : CarbonModel, list of CarbonModel
+        The mapping model and its bootstrap members.
+    cube : xarray.Dataset
+        The data-prep cube (``region_mask`` and the models' features).
+    area : xarray.DataArray
+        Pixel area (ha).
+    """
+    rows, cols = pixel_sample(cube["region_mask"], step=step)
+    years = sorted(int(y) for y in totals["year"].unique())
+    features = sorted(set(getattr(central_model, "features", None) or []))
+    table = sample_table(cube, rows, cols, years, features)
+    area_ha = np.asarray(area.values, dtype=np.float64)[rows, cols]
+    models = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)}}
+    density = member_sample_density(models, table, cube, rows, cols)
+    sums = sample_storage_totals(density, area_ha)
+    sample_area = float(area_ha.sum())
+    return (ensemble_totals(totals, sums, sample_area_ha=sample_area, interval=interval),
+            ensemble_change(change, sums, totals, sample_area_ha=sample_area,
+                            interval=interval), density)
+
+
+# --------------------------------------------------------------------- pixels
+
+
+def conformal_quantiles(oof: pd.DataFrame, *, interval: float,
+                        offset: float = CONFORMAL_OFFSET_T_HA) -> dict[str, tuple[float, float]]:
+    """Quantiles of the scaled out-of-fold residuals per target.
+
+    ``r = (observed - predicted) / (predicted + offset)`` over the plots with both values;
+    the ``interval`` quantiles with the finite-sample correction of split-conformal
+    prediction (level ``ceil((n + 1) q) / n``).
+
+    Examples
+    --------
+    >>> oof = pd.DataFrame({"veg_obs": np.arange(1.0, 101.0), "veg_pred": np.full(100, 49.0)})
+    >>> lo, hi = conformal_quantiles(oof, interval=0.8)["veg"]
+    >>> round(lo, 3), round(hi, 3)
+    (-0.78, 0.84)
+    """
+    q_low, q_high = interval_quantiles(interval)
+    out = {}
+    for target in TARGET_POOLS:
+        obs, pred = f"{target}_obs", f"{target}_pred"
+        if obs not in oof or pred not in oof:
+            continue
+        ok = np.isfinite(oof[obs]) & np.isfinite(oof[pred])
+        if ok.sum() < 10:
+            continue
+        r = ((oof.loc[ok, obs] - oof.loc[ok, pred]) / (oof.loc[ok, pred] + offset)).to_numpy()
+        n = r.size
+        levels = [np.floor(q_low * (n + 1)) / n, min(1.0, np.ceil(q_high * (n + 1)) / n)]
+        lo, hi = np.quantile(r, levels, method="inverted_cdf")
+        out[target] = (float(lo), float(hi))
+    return out
+
+
+def conformal_bounds(density: xr.Dataset, quantiles: Mapping[str, tuple[float, float]], *,
+                     interval: float, offset: float = CONFORMAL_OFFSET_T_HA) -> xr.Dataset:
+    """Add ``<pool>_carbon_density_lower/upper`` (t C ha-1) from :func:`conformal_quantiles`.
+
+    ``bound = max(0, p + (p + offset) q)`` elementwise (lazy on dask-backed input); pools
+    without quantiles get no bounds. Existing bounds of those pools are replaced.
+    """
+    out = density.copy()
+    for pool, (lo, hi) in quantiles.items():
+        name = var(pool, "density")
+        if name not in out:
+            continue
+        p = out[name]
+        for bound, q in (("lower", lo), ("upper", hi)):
+            b = (p + (p + offset) * q).clip(min=0.0).astype(p.dtype)
+            b.attrs = {"units": DENSITY_UNITS,
+                       "long_name": f"{p.attrs.get('long_name', name)}, {bound} bound",
+                       "interval": f"{interval:g} central, split-conformal on spatial-CV "
+                                   "residuals"}
+            out[f"{name}_{bound}"] = b
+    return out
+
+
+def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, end: int,
+                          interval: float) -> xr.Dataset:
+    """Per-pixel change interval from the members' own changes (t C ha-1 over the period).
+
+    Each member maps the two years; its change is end − start; the ``interval`` quantiles
+    across members give ``<pool>_carbon_density_change_lower/upper`` for the mapped pools
+    and the total (veg + soil inside each member). Holds the members' change maps of one
+    pool at a time (members x y x x float32): not a streaming step (see #17).
+    """
+    q_low, q_high = interval_quantiles(interval)
+    changes: dict[str, list[np.ndarray]] = {}
+    template = None
+    for member in members:
+        a = member.predict_map(cube, start)
+        b = member.predict_map(cube, end)
+        template = a
+        per_pool = {}
+        for pool in TARGET_POOLS:
+            name = var(pool, "density")
+            if name in a:
+                per_pool[pool] = (np.asarray(b[name].values, np.float32)
+                                  - np.asarray(a[name].values, np.float32))
+        if len(per_pool) == 2:
+            per_pool["total"] = per_pool["veg"] + per_pool["soil"]
+        for pool, values in per_pool.items():
+            changes.setdefault(pool, []).append(values)
+    if template is None:
+        raise InputDataError("pixel_change_interval: no members")
+    out = xr.Dataset(coords={"y": template["y"], "x": template["x"]})
+    for pool, stack in changes.items():
+        arr = np.stack(stack)
+        lo, hi = np.nanquantile(arr, [q_low, q_high], axis=0)
+        for bound, values in (("lower", lo), ("upper", hi)):
+            out[f"{var(pool, 'density')}_change_{bound}"] = (("y", "x"), values.astype(np.float32), {
+                "units": DENSITY_UNITS, "long_name": f"{pool} carbon density change "
+                f"{start}-{end}, {bound} bound", "interval": f"{interval:g} central, "
+                f"{len(stack)}-member bootstrap ensemble"})
+    return out
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def calibration_table(density: xr.Dataset, truth: xr.Dataset, totals: pd.DataFrame,
+                      change: pd.DataFrame, *, interval: float) -> pd.DataFrame:
+    """How often the intervals hold the planted truth.
+
+    Rows per pool for ``pixel density`` (every region pixel and year), ``regional total``
+    (every year), ``regional change, year to year`` and ``regional change, whole period``:
+    ``n`` cases, ``coverage`` (share held, 0-1), ``nominal`` (``interval``) and
+    ``mean_width`` with its ``units``. A calibrated interval has coverage near nominal:
+    well above means too wide, well below overconfident.
+    """
+    rows = []
+    for pool in POOLS:
+        name = var(pool, "density")
+        lo, hi = f"{name}_lower", f"{name}_upper"
+        if lo in density and name in truth:
+            t = truth[name].sel(year=density["year"].values)
+            inside = (density[lo] <= t) & (t <= density[hi])
+            valid = np.isfinite(t) & np.isfinite(density[lo]) & np.isfinite(density[hi])
+            n = int(valid.sum())
+            covered = int((inside & valid).sum())
+            width = float((density[hi] - density[lo]).where(valid).mean())
+            rows.append({"quantity": "pixel density", "pool": pool, "n": n,
+                         "coverage": covered / n if n else np.nan, "mean_width": width,
+                         "units": DENSITY_UNITS})
+    if {"truth_Tg", "lower_Tg", "upper_Tg"} <= set(totals.columns):
+        for pool, g in totals.groupby("pool", sort=False):
+            ok = g[["truth_Tg", "lower_Tg", "upper_Tg"]].notna().all(axis=1)
+            g = g[ok]
+            held = (g["lower_Tg"] <= g["truth_Tg"]) & (g["truth_Tg"] <= g["upper_Tg"])
+            rows.append({"quantity": "regional total", "pool": pool, "n": len(g),
+                         "coverage": float(held.mean()) if len(g) else np.nan,
+                         "mean_width": float((g["upper_Tg"] - g["lower_Tg"]).mean()),
+                         "units": "Tg C"})
+    if {"truth_change_Tg", "lower_Tg", "upper_Tg"} <= set(change.columns):
+        for (pool, period), g in change.groupby(["pool", "period"], sort=False):
+            ok = g[["truth_change_Tg", "lower_Tg", "upper_Tg"]].notna().all(axis=1)
+            g = g[ok]
+            held = (g["lower_Tg"] <= g["truth_change_Tg"]) & (g["truth_change_Tg"] <= g["upper_Tg"])
+            label = "regional change, whole period" if period == "whole" else \
+                "regional change, year to year"
+            rows.append({"quantity": label, "pool": pool, "n": len(g),
+                         "coverage": float(held.mean()) if len(g) else np.nan,
+                         "mean_width": float((g["upper_Tg"] - g["lower_Tg"]).mean()),
+                         "units": "Tg C"})
+    table = pd.DataFrame(rows, columns=["quantity", "pool", "n", "coverage", "mean_width",
+                                        "units"])
+    table.insert(4, "nominal", float(interval))
+    return table
