@@ -5,6 +5,13 @@ Targets (issue 6): moran <= 3 s, lisa (exact conditional randomisation) <= 15 s 
 1000 x 1000 with 999 permutations. esda is timed on a 100 x 100 subset (weights build +
 Moran_Local, after a warm-up call that pays numba's compile cost) and extrapolated per cell.
 Figures are printed; timings include no numba compilation (a warm-up call runs first).
+
+``--by-year`` (issue 19) instead times ``moran_by_year`` and ``lisa_by_year`` on a synthetic
+(year, y, x) float32 cube (default 22 x 600 x 800, the default study; one nodata mask for
+all years, as the density cube) against the per-year loop of ``moran``/``lisa`` they replaced
+(same process, same seed), checks that both give identical results and prints the ratio
+and the load average. ``--dask`` also times both on the cube chunked as stage 05 chunks it
+(one year x 512 x 512 px per chunk), computing the LISA maps.
 """
 
 from __future__ import annotations
@@ -77,6 +84,79 @@ def bench_esda_global(sub: xr.DataArray, permutations: int) -> tuple[float, floa
     return t_w, t_moran
 
 
+def cube(years: int, ny: int, nx: int, seed: int = 0) -> xr.DataArray:
+    """A (year, y, x) float32 cube: a smooth field drifting over the years, ~5 % nodata at
+    the same cells every year."""
+    rng = np.random.default_rng(seed)
+
+    def smooth(shape):
+        a = rng.normal(size=(shape[0] + 2, shape[1] + 2))
+        return sum(a[i : i + shape[0], j : j + shape[1]] for i in range(3) for j in range(3)) / 9
+
+    base = 50.0 + 10.0 * smooth((ny, nx))
+    stack = np.stack([base + 0.5 * t + 3.0 * smooth((ny, nx)) for t in range(years)])
+    stack[:, rng.random((ny, nx)) < 0.05] = np.nan
+    coords = {"year": 2000 + np.arange(years), "y": (np.arange(ny)[::-1] + 0.5) * 30.0,
+              "x": (np.arange(nx) + 0.5) * 30.0}
+    return xr.DataArray(stack.astype(np.float32), dims=("year", "y", "x"), coords=coords,
+                        attrs={"units": "t C ha-1"})
+
+
+def moran_loop(da: xr.DataArray, **kw):
+    """The per-year loop moran_by_year ran before issue 19 (the reference)."""
+    rows = []
+    for label in da.year.values:
+        r = spatial.moran(da.sel(year=label, drop=True), **kw)
+        rows.append({"year": label, "I": r.I, "EI": r.EI, "z_norm": r.z_norm,
+                     "p_norm": r.p_norm, "p_sim": r.p_sim, "z_sim": r.z_sim, "n": r.n})
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def lisa_loop(da: xr.DataArray, **kw) -> xr.Dataset:
+    """The per-year loop lisa_by_year ran before issue 19 (the reference)."""
+    slices = [spatial.lisa(da.sel(year=label, drop=True), **kw) for label in da.year.values]
+    cutoffs = [float(s.cluster.attrs["p_cutoff"]) for s in slices]
+    out = xr.concat(slices, dim=da.year, combine_attrs="override")
+    out["cluster"].attrs["p_cutoff"] = cutoffs
+    return out
+
+
+def load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def bench_by_year(years: int, ny: int, nx: int, permutations: int, with_dask: bool) -> None:
+    import numba
+
+    da = cube(years, ny, nx)
+    cells = int(np.isfinite(da.values[0]).sum())
+    print(f"cube {years} x {ny} x {nx} float32, {cells} valid cells per year, {permutations} "
+          f"perms, {numba.get_num_threads()} numba threads, {os.cpu_count()} CPUs "
+          f"(shared with other processes); load average {load()}")
+    small = da.isel(y=slice(0, 20), x=slice(0, 20))
+    for fn in (spatial.moran_by_year, moran_loop, spatial.lisa_by_year, lisa_loop):
+        fn(small, permutations=9)  # warm-up: numba compilation / cache load
+
+    inputs = [("numpy", da)]
+    if with_dask:
+        inputs.append(("dask 1x512x512", da.chunk({"year": 1, "y": 512, "x": 512})))
+    for label, data in inputs:
+        old, t_old = timed(moran_loop, data, permutations=permutations)
+        new, t_new = timed(spatial.moran_by_year, data, permutations=permutations)
+        same = old.equals(new)
+        print(f"moran_by_year {label:>14}: per-year loop {t_old:6.2f} s, shared {t_new:6.2f} s, "
+              f"x{t_old / t_new:4.1f}; identical: {same}; load {load()}")
+        old, t_old = timed(lambda d: lisa_loop(d, permutations=permutations).compute(), data)
+        new, t_new = timed(lambda d: spatial.lisa_by_year(d, permutations=permutations).compute(),
+                           data)
+        same = old.identical(new)
+        print(f"lisa_by_year  {label:>14}: per-year loop {t_old:6.2f} s, shared {t_new:6.2f} s, "
+              f"x{t_old / t_new:4.1f}; identical: {same}; load {load()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1000)
@@ -84,7 +164,15 @@ def main() -> None:
     ap.add_argument("--esda-size", type=int, default=100)
     ap.add_argument("--independent", action="store_true",
                     help="also time method='independent' on the full grid (slow: minutes)")
+    ap.add_argument("--by-year", action="store_true",
+                    help="time moran_by_year/lisa_by_year against the per-year loop instead")
+    ap.add_argument("--years", type=int, default=22)
+    ap.add_argument("--shape", type=int, nargs=2, default=(600, 800), metavar=("NY", "NX"))
+    ap.add_argument("--dask", action="store_true", help="with --by-year: also dask input")
     args = ap.parse_args()
+    if args.by_year:
+        bench_by_year(args.years, *args.shape, args.permutations, args.dask)
+        return
     da = field(args.size)
     cells = int(np.isfinite(da.values).sum())
     print(f"grid {args.size} x {args.size}, {cells} valid cells, {args.permutations} perms, "
