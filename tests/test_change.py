@@ -178,8 +178,9 @@ def test_change_interval_keeps_the_correlation_between_years():
     shifts = rng.normal(0, 1e6, 200)
     # members that are off by the same amount in both years: levels uncertain, change exact
     same = _sample_totals({f"m{i}": {2000: s, 2010: s} for i, s in enumerate(shifts)})
-    lv = uncertainty.ensemble_totals(totals, same, sample_area_ha=100.0, interval=0.9)
-    ch = uncertainty.ensemble_change(change, same, totals, sample_area_ha=100.0, interval=0.9)
+    draws = uncertainty.ensemble_draws(same, totals, sample_area_ha=100.0)
+    lv = uncertainty.ensemble_totals(totals, draws, interval=0.9)
+    ch = uncertainty.ensemble_change(change, draws, interval=0.9)
     centred = shifts - np.median(shifts)
     expected = np.quantile(centred * 10.0, [0.05, 0.95]) / 1e6  # expanded x10, in Tg
     np.testing.assert_allclose(lv["lower_Tg"] - lv["storage_Tg"], expected[0])
@@ -187,10 +188,35 @@ def test_change_interval_keeps_the_correlation_between_years():
     np.testing.assert_allclose(ch[["lower_Tg", "upper_Tg"]].values, [[5.0, 5.0]])
     # members whose years are independent: the change interval is wide
     indep = _sample_totals({f"m{i}": {2000: s, 2010: -s} for i, s in enumerate(shifts)})
-    ch2 = uncertainty.ensemble_change(change, indep, totals, sample_area_ha=100.0,
-                                      interval=0.9)
+    ch2 = uncertainty.ensemble_change(
+        change, uncertainty.ensemble_draws(indep, totals, sample_area_ha=100.0), interval=0.9)
     assert ch2["upper_Tg"].iloc[0] - ch2["lower_Tg"].iloc[0] == pytest.approx(
         2 * (expected[1] - expected[0]), rel=0.01)
+
+
+def test_year_level_error_widens_levels_and_change_as_independent_years():
+    """Members that agree exactly: only the year-level error remains, N(0, 2 %) per year."""
+    years = (2000, 2010)
+    totals = pd.DataFrame({"year": list(years) * 2, "pool": ["veg"] * 2 + ["soil"] * 2,
+                           "storage_Tg": [100.0, 100.0, 200.0, 200.0], "area_ha": 1000.0})
+    rows = [{"member": m, "year": y, "pool": p, "storage_t": 1.0}
+            for m in ["central"] + [f"m{i}" for i in range(100)] for y in years
+            for p in ("veg", "soil")]
+    draws = uncertainty.ensemble_draws(pd.DataFrame(rows), totals, sample_area_ha=100.0,
+                                       year_error={"veg": 0.02, "soil": 0.01}, replicates=50)
+    assert draws.shape[1] == 100 * 50
+    lv = uncertainty.ensemble_totals(totals, draws, interval=0.9).set_index(["pool", "year"])
+    half = (lv["upper_Tg"] - lv["lower_Tg"]) / 2
+    assert half[("veg", 2000)] == pytest.approx(1.645 * 0.02 * 100, rel=0.05)
+    assert half[("soil", 2010)] == pytest.approx(1.645 * 0.01 * 200, rel=0.05)
+    change = pd.DataFrame({"pool": ["veg"], "start_year": [2000], "end_year": [2010],
+                           "period": ["whole"], "change_Tg": [0.0]})
+    ch = uncertainty.ensemble_change(change, draws, interval=0.9)
+    width = float(ch["upper_Tg"].iloc[0] - ch["lower_Tg"].iloc[0]) / 2
+    assert width == pytest.approx(1.645 * 0.02 * 100 * np.sqrt(2), rel=0.05)
+    oof = pd.DataFrame({"year": [2010, 2015], "veg_obs": [103.0, 97.0],
+                        "veg_pred": [100.0, 100.0]})
+    assert uncertainty.year_level_error(oof)["veg"] == pytest.approx(0.03)
 
 
 class _LinearModel:
@@ -297,3 +323,39 @@ def test_calibration_table_counts_coverage():
     assert got["regional total"] == pytest.approx(0.5)
     assert got["regional change, whole period"] == 0.0
     assert (table["nominal"] == 0.9).all()
+
+
+# ------------------------------------------------------------------- trend robustness
+
+
+def test_trend_robustness_counts_agreeing_members():
+    from terracarbon import trends
+
+    years = np.arange(2000, 2016)
+    rows, cols = np.array([1, 1, 4, 4]), np.array([1, 4, 1, 4])
+    rng = np.random.default_rng(2)
+    # pixel 0: all members rise; pixel 1: central rises, 3 of 4 members fall; pixels 2-3 flat noise
+    base = np.stack([np.full(16, 0.0)] * 4)
+    series = np.empty((5, 16, 4))
+    for m in range(5):
+        series[m] = (base + rng.normal(0, 0.05, (4, 16))).T
+        series[m, :, 0] += 0.5 * (years - 2000)
+        series[m, :, 1] += (0.5 if m in (0, 4) else -0.5) * (years - 2000)
+    sample = xr.Dataset(
+        {"total_carbon_density": (("member", "year", "pixel"), series.astype("float32"),
+                                  {"units": "t C ha-1"})},
+        coords={"member": ["central", "m00", "m01", "m02", "m03"], "year": years,
+                "row": ("pixel", rows), "col": ("pixel", cols)})
+    grid = xr.DataArray(np.zeros((6, 6)), dims=("y", "x"),
+                        coords={"y": np.arange(6) * -10.0, "x": np.arange(6) * 10.0})
+    robust = trends.ensemble_trend_robustness(sample, "total_carbon_density", grid=grid)
+    assert robust.sizes == {"y": 2, "x": 2}
+    assert list(robust["y"].values) == [-10.0, -40.0] and list(robust["x"].values) == [10.0, 40.0]
+    agree = robust["agreement"].values
+    assert agree[0, 0] == 1.0 and agree[0, 1] == 0.25
+    assert robust["slope"].values[0, 0] == pytest.approx(0.5, abs=0.02)
+    assert robust["slope_lower"].values[0, 1] < 0 < robust["slope_upper"].values[0, 1]
+    assert robust["slope"].attrs["units"] == "t C ha-1 yr-1"
+    table = trends.agreement_table(robust).set_index("trend")
+    assert table.loc["significant_increase", "pixels"] == 2
+    assert table.loc["significant_increase", "robust_percent"] == 50.0

@@ -6,8 +6,11 @@ Three sources, each where it belongs:
   (:mod:`terracarbon.models.ensemble`). Every member predicts every year; totals and change
   are computed inside each member, so the correlation between the years of one model is
   kept: a change interval is not a difference of independent level bounds, nor a sum of
-  pixel bounds. The interval is the central estimate plus the quantiles of the members'
-  deviations from the central model (:func:`ensemble_totals`, :func:`ensemble_change`).
+  pixel bounds. A refit cannot see errors every member shares, such as one year's climate
+  anomaly read as carbon; their size comes from the spread of the out-of-fold residuals
+  between campaign years (:func:`year_level_error`) and is added to each draw, independent
+  between years (:func:`ensemble_draws`). The interval is the central estimate plus the
+  quantiles of the draws (:func:`ensemble_totals`, :func:`ensemble_change`).
   Members are evaluated on a systematic sample of pixels (every ``step``-th row and column
   of the region), and their deviation from the central model is expanded to the region by
   area (a difference estimator; the deviation is a smooth field, so a 1-in-36 sample holds
@@ -248,70 +251,132 @@ def _spread(deviations: np.ndarray, q_low: float, q_high: float) -> tuple[float,
     return float(lo), float(hi)
 
 
-def ensemble_totals(totals: pd.DataFrame, sample_totals: pd.DataFrame, *, sample_area_ha: float,
-                    interval: float, central: str = "central") -> pd.DataFrame:
-    """Level intervals of the regional totals from the ensemble (Tg C).
+def year_level_error(oof: pd.DataFrame) -> dict[str, float]:
+    """Relative error of a year's regional level that the ensemble cannot see, per target.
 
-    ``lower_Tg``/``upper_Tg`` = ``storage_Tg`` + the ``interval`` quantiles of the members'
-    deviation from the central model (centred on their median, :func:`_spread`), expanded
-    from the sample to the region by area (``area_ha`` of the row / ``sample_area_ha``).
-    Adds ``members`` (the ensemble size).
+    A model fitted once answers every year's climate anomaly the same way in every member,
+    so an error that a particular year's conditions cause is common to all members. The
+    out-of-fold (spatial-CV) predictions show it: per campaign year ``y`` the ratio-of-sums
+    residual ``m_y = sum(observed) / sum(predicted) − 1`` over that year's plots; the
+    returned value is their root mean square (1, relative to the level). With a single
+    campaign it is that campaign's ``|m_y|``.
+
+    Examples
+    --------
+    >>> oof = pd.DataFrame({"year": [2010, 2010, 2015, 2015],
+    ...                     "veg_obs": [102.0, 102.0, 98.0, 98.0], "veg_pred": [100.0] * 4})
+    >>> round(year_level_error(oof)["veg"], 4)
+    0.02
+    """
+    out = {}
+    for target in TARGET_POOLS:
+        obs, pred = f"{target}_obs", f"{target}_pred"
+        if obs not in oof or pred not in oof or "year" not in oof:
+            continue
+        ok = oof[[obs, pred]].notna().all(axis=1)
+        sums = oof[ok].groupby("year")[[obs, pred]].sum()
+        sums = sums[sums[pred] > 0]
+        if len(sums):
+            m = sums[obs] / sums[pred] - 1.0
+            out[target] = float(np.sqrt((m ** 2).mean()))
+    return out
+
+
+def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_area_ha: float,
+                   year_error: Mapping[str, float] | None = None, replicates: int = 10,
+                   seed: int = 0, central: str = "central") -> pd.DataFrame:
+    """Draws of each year's regional total about the central estimate (Tg C).
+
+    Rows ``(pool, year)``, one column per draw: a member's deviation from the central model
+    (from the pixel sample, expanded to the region by ``area_ha / sample_area_ha``), and,
+    with ``year_error`` (:func:`year_level_error`), ``replicates`` copies of every member
+    each with an independent year-level error ``N(0, year_error[pool]) × storage`` per year
+    (total = veg + soil of the same draw). Change intervals differencing two years of one
+    draw keep the member's correlation between years and add the years' independent errors.
+    """
+    dev = _deviations(sample_totals, central)
+    area = totals.set_index(["pool", "year"])["area_ha"].reindex(dev.index)
+    level = totals.set_index(["pool", "year"])["storage_Tg"].reindex(dev.index)
+    draws = dev.mul(area / sample_area_ha, axis=0) / T_PER_TG
+    if not year_error:
+        return draws
+    rng = np.random.default_rng([seed, 104729])
+    draws = pd.concat([draws.add_suffix(f"_r{r}") for r in range(replicates)], axis=1)
+    noise = {}
+    for pool in TARGET_POOLS:
+        if pool in year_error and pool in draws.index.get_level_values("pool"):
+            rows = draws.loc[pool]
+            eps = rng.standard_normal(rows.shape)
+            noise[pool] = pd.DataFrame(eps * year_error[pool], index=rows.index,
+                                       columns=rows.columns).mul(level.loc[pool], axis=0)
+            draws.loc[pool] = (rows + noise[pool]).to_numpy()
+    if len(noise) == 2 and "total" in draws.index.get_level_values("pool"):
+        draws.loc["total"] = (draws.loc["total"] + noise["veg"] + noise["soil"]).to_numpy()
+    return draws
+
+
+def _members_label(draws: pd.DataFrame) -> str:
+    n = len({c.split("_r")[0] for c in draws.columns})
+    return f"{n}-member bootstrap ensemble" + (
+        " with year-level errors" if any("_r" in c for c in draws.columns) else "")
+
+
+def ensemble_totals(totals: pd.DataFrame, draws: pd.DataFrame, *, interval: float
+                    ) -> pd.DataFrame:
+    """Level intervals of the regional totals (Tg C) from :func:`ensemble_draws`.
+
+    ``lower_Tg``/``upper_Tg`` = ``storage_Tg`` + the ``interval`` quantiles of the draws
+    (centred on their median, :func:`_spread`). Adds ``members`` (the ensemble size).
     """
     q_low, q_high = interval_quantiles(interval)
-    dev = _deviations(sample_totals, central)
     out = totals.copy()
     lower, upper = [], []
     for _, row in out.iterrows():
         key = (row["pool"], int(row["year"]))
-        if key not in dev.index:
+        if key not in draws.index:
             lower.append(np.nan)
             upper.append(np.nan)
             continue
-        d = dev.loc[key].to_numpy(dtype=float) * (float(row["area_ha"]) / sample_area_ha)
-        lo, hi = _spread(d, q_low, q_high)
-        lower.append(row["storage_Tg"] + lo / T_PER_TG)
-        upper.append(row["storage_Tg"] + hi / T_PER_TG)
+        lo, hi = _spread(draws.loc[key].to_numpy(dtype=float), q_low, q_high)
+        lower.append(row["storage_Tg"] + lo)
+        upper.append(row["storage_Tg"] + hi)
     out["lower_Tg"], out["upper_Tg"] = lower, upper
-    out["members"] = dev.shape[1]
+    out["members"] = len({c.split("_r")[0] for c in draws.columns})
     out.attrs = {**totals.attrs, "interval_method": "ensemble",
-                 "interval": f"{interval:g} central, {dev.shape[1]}-member bootstrap ensemble"}
+                 "interval": f"{interval:g} central, {_members_label(draws)}"}
     return out
 
 
-def ensemble_change(change: pd.DataFrame, sample_totals: pd.DataFrame, totals: pd.DataFrame, *,
-                    sample_area_ha: float, interval: float,
-                    central: str = "central") -> pd.DataFrame:
-    """Change intervals (Tg C) computed inside each member.
+def ensemble_change(change: pd.DataFrame, draws: pd.DataFrame, *, interval: float
+                    ) -> pd.DataFrame:
+    """Change intervals (Tg C) computed inside each draw of :func:`ensemble_draws`.
 
-    For every row of :func:`~terracarbon.carbon.stock_change.change_table`, each member's
-    change minus the central model's change over the same years, expanded by area, gives the
-    spread; ``lower_Tg``/``upper_Tg`` = ``change_Tg`` + its ``interval`` quantiles.
+    For every row of :func:`~terracarbon.carbon.stock_change.change_table`, each draw's
+    end-year deviation minus its start-year deviation gives the spread; ``lower_Tg`` /
+    ``upper_Tg`` = ``change_Tg`` + its ``interval`` quantiles (centred, :func:`_spread`).
     """
     q_low, q_high = interval_quantiles(interval)
-    dev = _deviations(sample_totals, central)
-    area = totals.set_index(["pool", "year"])["area_ha"]
     out = change.copy()
     lower, upper = [], []
     for _, row in out.iterrows():
         start, end = (row["pool"], int(row["start_year"])), (row["pool"], int(row["end_year"]))
-        if start not in dev.index or end not in dev.index:
+        if start not in draws.index or end not in draws.index:
             lower.append(np.nan)
             upper.append(np.nan)
             continue
-        scale = float(area.loc[end]) / sample_area_ha
-        d = (dev.loc[end].to_numpy(float) - dev.loc[start].to_numpy(float)) * scale
+        d = draws.loc[end].to_numpy(float) - draws.loc[start].to_numpy(float)
         lo, hi = _spread(d, q_low, q_high)
-        lower.append(row["change_Tg"] + lo / T_PER_TG)
-        upper.append(row["change_Tg"] + hi / T_PER_TG)
+        lower.append(row["change_Tg"] + lo)
+        upper.append(row["change_Tg"] + hi)
     out["lower_Tg"], out["upper_Tg"] = lower, upper
     out.attrs = {**change.attrs, "interval_method": "ensemble",
-                 "interval_label": f"{interval:.0%} interval of a {dev.shape[1]}-member "
-                                   "bootstrap ensemble"}
+                 "interval_label": f"{interval:.0%} interval of a {_members_label(draws)}"}
     return out
 
 
 def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model, members,
                        cube: xr.Dataset, area: xr.DataArray, *, interval: float,
+                       year_error: Mapping[str, float] | None = None, seed: int = 0,
                        step: int = SAMPLE_STEP
                        ) -> tuple[pd.DataFrame, pd.DataFrame, xr.Dataset]:
     """:func:`ensemble_totals` and :func:`ensemble_change` from the models and the cube, and
@@ -328,6 +393,10 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
         The data-prep cube (``region_mask`` and the models' features).
     area : xarray.DataArray
         Pixel area (ha).
+    year_error : mapping, optional
+        :func:`year_level_error` of the mapping model (relative, per target).
+    seed : int
+        Seed of the year-level error draws.
     """
     rows, cols = pixel_sample(cube["region_mask"], step=step)
     years = sorted(int(y) for y in totals["year"].unique())
@@ -336,11 +405,11 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
     area_ha = np.asarray(area.values, dtype=np.float64)[rows, cols]
     models = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)}}
     density = member_sample_density(models, table, cube, rows, cols)
-    sums = sample_storage_totals(density, area_ha)
-    sample_area = float(area_ha.sum())
-    return (ensemble_totals(totals, sums, sample_area_ha=sample_area, interval=interval),
-            ensemble_change(change, sums, totals, sample_area_ha=sample_area,
-                            interval=interval), density)
+    draws = ensemble_draws(sample_storage_totals(density, area_ha), totals,
+                           sample_area_ha=float(area_ha.sum()), year_error=year_error,
+                           seed=seed)
+    return (ensemble_totals(totals, draws, interval=interval),
+            ensemble_change(change, draws, interval=interval), density)
 
 
 # --------------------------------------------------------------------- pixels

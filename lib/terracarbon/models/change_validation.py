@@ -168,15 +168,21 @@ def level_shortlist(metrics: pd.DataFrame, *, tolerance: float = LEVEL_TOLERANCE
 
 def choose_model(metrics: pd.DataFrame, change: pd.DataFrame | None = None, *,
                  eligible: list[str] | tuple[str, ...] | None = None,
+                 pair_errors: pd.DataFrame | None = None,
                  tolerance: float = LEVEL_TOLERANCE, min_pairs: int = MIN_PAIRS) -> ModelChoice:
     """The mapping model, chosen with temporal skill whenever the data can measure it.
 
     1. **Shortlist by levels**: models scored on every target by spatial-block CV whose mean
        spatial-CV RMSE (over targets, t C ha-1) is within ``tolerance`` (10 %) of the best.
     2. **Remeasured change** (``remeasured_change``), when every shortlisted model has at
-       least ``min_pairs`` remeasured pairs for some target: the lowest RMSE of the change
-       rate (t C ha-1 yr-1, mean over those targets) wins. This is the only criterion that
-       validates change itself (``change_validated``).
+       least ``min_pairs`` remeasured pairs for some target. Plot-level change is small
+       beside measurement noise, so two models' change errors often differ by less than
+       the pairs can resolve. With ``pair_errors`` the models whose squared change-rate
+       errors are not significantly larger than the best model's (a paired, one-sided
+       Diebold-Mariano test at 5 % on the same pairs, every target) tie with it, and the
+       tie goes to the lowest spatial-CV RMSE; without ``pair_errors`` the lowest mean
+       change-rate RMSE (t C ha-1 yr-1) wins. This is the only criterion that validates
+       change itself (``change_validated``).
     3. Else **leave-one-campaign-out** (``leave_one_campaign_out``), when the plots come
        from two or more years: the lowest mean leave-one-campaign-out RMSE among the
        shortlisted models that have it (the networks skip that scheme for time).
@@ -195,6 +201,8 @@ def choose_model(metrics: pd.DataFrame, change: pd.DataFrame | None = None, *,
     eligible : sequence of str, optional
         The models that may be chosen (default: every model in ``metrics``); see
         :func:`terracarbon.models.training.eligible_models`.
+    pair_errors : pandas.DataFrame, optional
+        :func:`pair_rate_errors` of the models, for the paired test.
 
     Raises
     ------
@@ -215,13 +223,24 @@ def choose_model(metrics: pd.DataFrame, change: pd.DataFrame | None = None, *,
         rate = rate.reindex(shortlist).dropna(how="all", axis=1).dropna()
         if len(rate) == len(shortlist) and rate.shape[1]:
             score = rate.mean(axis=1).sort_index()
-            name = str(score.idxmin())
-            n_pairs = int(enough[enough.model == name]["n_pairs"].sum())
-            choice = ModelChoice(
-                name, "remeasured_change", True, shortlist,
-                f"{name}: the lowest error of the change rate at {n_pairs} remeasured plot "
-                f"pairs ({score[name]:.3f} t C ha-1 yr-1 RMSE) among the models within "
-                f"{tolerance:.0%} of the best spatial-CV RMSE ({', '.join(shortlist)})")
+            best_change = str(score.idxmin())
+            n_pairs = int(enough[enough.model == best_change]["n_pairs"].sum())
+            tied = (tied_on_change(pair_errors, best_change, list(shortlist),
+                                   list(rate.columns)) if pair_errors is not None
+                    else [best_change])
+            name = str(level.reindex(tied).sort_index().idxmin())
+            why = (f"{name}: among the models within {tolerance:.0%} of the best spatial-CV "
+                   f"RMSE ({', '.join(shortlist)}), ")
+            if len(tied) > 1:
+                why += (f"{', '.join(tied)} have change-rate errors at {n_pairs} remeasured "
+                        f"plot pairs that do not differ significantly (best "
+                        f"{score[best_change]:.3f} t C ha-1 yr-1 RMSE, {best_change}); of "
+                        f"these {name} has the lowest spatial-CV RMSE ({level[name]:.2f} t C "
+                        "ha-1)")
+            else:
+                why += (f"the lowest error of the change rate at {n_pairs} remeasured plot "
+                        f"pairs ({score[name]:.3f} t C ha-1 yr-1 RMSE)")
+            choice = ModelChoice(name, "remeasured_change", True, shortlist, why)
     if choice is None:
         campaign = _mean_by_model(metrics, "campaign", "rmse").reindex(shortlist).dropna()
         if len(campaign):
@@ -263,6 +282,66 @@ def change_caveat(choice: Mapping | ModelChoice) -> str:
         return ""
     return ("change unvalidated: no plot was remeasured, so no data tested the mapped change; "
             "the interval reflects the model's uncertainty only")
+
+
+def pair_rate_errors(oofs: Mapping[str, pd.DataFrame], targets: tuple[str, ...] | list[str]
+                     ) -> pd.DataFrame:
+    """Long table ``model, target, plot_id, year_start, rate_error`` (predicted − observed
+    change rate, t C ha-1 yr-1) of every remeasured pair, from each model's out-of-fold
+    table, for :func:`tied_on_change`."""
+    frames = []
+    for model, oof in oofs.items():
+        for target in targets:
+            pairs = remeasured_pairs(oof, target)
+            if len(pairs):
+                frames.append(pd.DataFrame({
+                    "model": model, "target": target, "plot_id": pairs["plot_id"],
+                    "year_start": pairs["year_start"],
+                    "rate_error": pairs["predicted_rate"] - pairs["observed_rate"]}))
+    columns = ["model", "target", "plot_id", "year_start", "rate_error"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+DM_CRITICAL_Z = 1.645
+"""One-sided 5 % critical value of the paired (Diebold-Mariano) test."""
+
+
+def tied_on_change(pair_errors: pd.DataFrame, best: str, models: list[str],
+                   targets: list[str]) -> list[str]:
+    """The ``models`` whose change-rate errors are not significantly worse than ``best``'s.
+
+    For each target, on the pairs every model predicted, ``d = e_model² − e_best²``; a model
+    is significantly worse when ``mean(d) / (sd(d) / sqrt(n)) > 1.645`` for some target
+    (Diebold & Mariano 1995, one-sided 5 %). ``best`` is always in the result.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> noise = rng.normal(0, 2, 400)  # the plots' own change noise, shared by all models
+    >>> errors = pd.concat([pd.DataFrame({"model": m, "target": "veg", "plot_id": range(400),
+    ...                                   "year_start": 2010, "rate_error": noise + shift})
+    ...                     for m, shift in (("a", 0.0), ("b", 0.01), ("c", 1.0))])
+    >>> tied_on_change(errors, "a", ["a", "b", "c"], ["veg"])
+    ['a', 'b']
+    """
+    tied = []
+    for model in models:
+        worse = False
+        for target in targets:
+            sub = pair_errors[pair_errors["target"] == target]
+            wide = sub.pivot_table(index=["plot_id", "year_start"], columns="model",
+                                   values="rate_error").dropna()
+            if model == best or model not in wide or best not in wide or len(wide) < 3:
+                continue
+            d = wide[model] ** 2 - wide[best] ** 2
+            se = float(d.std(ddof=1)) / np.sqrt(len(d))
+            if se == 0.0:
+                worse = worse or float(d.mean()) > 0
+            elif float(d.mean()) / se > DM_CRITICAL_Z:
+                worse = True
+        if not worse:
+            tied.append(model)
+    return tied
 
 
 def _mean_by_model(metrics: pd.DataFrame, scheme: str, column: str) -> pd.Series:

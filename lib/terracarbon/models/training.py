@@ -239,8 +239,10 @@ def train_candidates(
         [change_validation.change_metrics(result.oof[(name, "spatial_block")], model=name,
                                           targets=targets)
          for name in result.fitted], ignore_index=True)
+    errors = change_validation.pair_rate_errors(
+        {name: result.oof[(name, "spatial_block")] for name in result.fitted}, targets)
     result.choice = change_validation.choose_model(result.metrics, result.change,
-                                                   eligible=eligible)
+                                                   eligible=eligible, pair_errors=errors)
     result.best = result.choice.name
     return result
 

@@ -242,7 +242,8 @@ STAGES: dict[str, StageSpec] = {
             inputs=(InputSpec("01_data_prep", "cube"),
                     InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),
-                    InputSpec("03_carbon_maps", "carbon", required=False)),
+                    InputSpec("03_carbon_maps", "carbon", required=False),
+                    InputSpec("03_carbon_maps", "ensemble_sample", required=False)),
             optional_upstream=("03_carbon_maps",),
             outputs=(
                 OutputSpec("trends", "trends.zarr", "dataset",
@@ -265,6 +266,12 @@ STAGES: dict[str, StageSpec] = {
                            "Sen+Hurst future-trend areas per land-use class"),
                 OutputSpec("driving_shares", "driving_shares.csv", "table", _CLASS_SHARE_UNITS,
                            "area per driving type", created="when trends.drivers are in the cube"),
+                OutputSpec("robustness", "robustness.nc", "dataset",
+                           "slope*: units of the series per year; agreement: 1",
+                           "members' Sen slopes and trend-class agreement on the maps "
+                           "stage's pixel sample",
+                           created="when the series is a density of 03_carbon_maps mapped "
+                                   "with an ensemble"),
             ),
         ),
         StageSpec(

@@ -15,6 +15,8 @@ persistence    coefficient_of_variation, stability_classes, hurst_rs (classic R/
                Anis-Lloyd correction), future_trend (Sen/MK trend x Hurst persistence)
 drivers        partial_correlation (partial r, multiple R, F test, driving types),
                benjamini_hochberg
+ensemble       ensemble_trend_robustness (members' slopes and class agreement on the
+               maps stage's pixel sample), agreement_table
 tables         area_shares (ha and % per class), zone_trend_table (planted-truth check),
                assemble (one Dataset of every product)
 core           argument checks, time axis, apply_ufunc plumbing, flagged class rasters
@@ -26,6 +28,7 @@ Everything public is importable from here: ``tc.trends.sen_mk``, ``tc.trends.are
 from __future__ import annotations
 
 from terracarbon.trends.core import DAYS_PER_YEAR, time_in_years
+from terracarbon.trends.ensemble import agreement_table, ensemble_trend_robustness
 from terracarbon.trends.drivers import benjamini_hochberg, partial_correlation
 from terracarbon.trends.mann_kendall import classify_trend, sen_mk, series_trend, steepest_pixel
 from terracarbon.trends.persistence import (
@@ -43,6 +46,8 @@ from terracarbon.trends.tables import (
 
 __all__ = [
     "DAYS_PER_YEAR",
+    "agreement_table",
+    "ensemble_trend_robustness",
     "anis_lloyd_expected_rs",
     "area_shares",
     "assemble",
