@@ -288,6 +288,7 @@ def test_conformal_bounds_cover_exchangeable_truth():
     obs = pred * np.exp(0.2 * rng.standard_normal(n))  # multiplicative error
     q = uncertainty.conformal_quantiles(pd.DataFrame({"veg_obs": obs, "veg_pred": pred}),
                                         interval=0.9)
+    assert set(q["veg"]) == {uncertainty.POOLED}
     new_pred = rng.uniform(1, 100, 50_000)
     new_truth = new_pred * np.exp(0.2 * rng.standard_normal(new_pred.size))
     density = xr.Dataset({"veg_carbon_density": ("p", new_pred.astype("float32"),
@@ -299,6 +300,37 @@ def test_conformal_bounds_cover_exchangeable_truth():
     assert 0.88 <= coverage <= 0.92
     assert bounded["veg_carbon_density_lower"].attrs["units"] == "t C ha-1"
     assert (lo >= 0).all()
+
+
+def test_conformal_per_class_covers_each_class_where_pooled_does_not():
+    """Plots mostly of class 1 (small errors), the map mostly class 2 (large errors)."""
+    rng = np.random.default_rng(8)
+    sd = {1: 0.05, 2: 0.4}
+    cls = np.r_[np.ones(1800, int), np.full(200, 2)]
+    pred = rng.uniform(10, 100, cls.size)
+    obs = pred * np.exp(rng.standard_normal(cls.size) * np.vectorize(sd.get)(cls))
+    oof = pd.DataFrame({"veg_obs": obs, "veg_pred": pred, "landuse": cls})
+    q = uncertainty.conformal_quantiles(oof, interval=0.9)
+    assert set(q["veg"]) == {uncertainty.POOLED, 1, 2}
+    sparse = uncertainty.conformal_quantiles(oof, interval=0.9, min_per_class=500)
+    assert set(sparse["veg"]) == {uncertainty.POOLED, 1}
+    years = [2000]
+    map_cls = np.r_[np.ones(2000, int), np.full(8000, 2)][None, :]
+    map_pred = rng.uniform(10, 100, map_cls.shape)
+    truth = map_pred * np.exp(rng.standard_normal(map_cls.shape) * np.vectorize(sd.get)(map_cls))
+    density = xr.Dataset({"veg_carbon_density": (("year", "p"), map_pred.astype("float32"))},
+                         coords={"year": years})
+    landuse = xr.DataArray(map_cls, dims=("year", "p"), coords={"year": years})
+    pooled = uncertainty.conformal_bounds(density, {"veg": {-1: q["veg"][-1]}}, interval=0.9)
+    by_class = uncertainty.conformal_bounds(density, q, interval=0.9, landuse=landuse)
+
+    def cover(ds, sel):
+        lo, hi = ds["veg_carbon_density_lower"].values, ds["veg_carbon_density_upper"].values
+        return np.mean(((lo <= truth) & (truth <= hi))[sel])
+
+    assert cover(pooled, map_cls == 2) < 0.75  # pooled quantiles fit the forest-heavy plots
+    assert 0.86 <= cover(by_class, map_cls == 2) <= 0.94
+    assert 0.86 <= cover(by_class, map_cls == 1) <= 0.94
 
 
 def test_calibration_table_counts_coverage():

@@ -48,6 +48,9 @@ from terracarbon.models.base import check_interval
 SAMPLE_STEP = 6
 """Members' totals are estimated on every 6th row and column of the region (1 pixel in 36)."""
 
+SAMPLE_ROWS_PER_CALL = 50_000
+"""Rows per prediction call on the pixel sample (a CNN's patches: about 200 MB)."""
+
 CONFORMAL_OFFSET_T_HA = 1.0
 """Residuals are scaled by ``prediction + 1 t C ha-1`` (see the module docstring)."""
 
@@ -202,12 +205,14 @@ def member_sample_density(models: Mapping[str, object], table: pd.DataFrame, cub
     labels = list(models)
     first = next(iter(models.values()))
     data = {t: np.empty((len(labels), years.size, n), np.float32) for t in first.targets}
+    per_call = max(1, SAMPLE_ROWS_PER_CALL // max(n, 1))  # years per prediction call
     for i, model in enumerate(models.values()):
-        for k in range(years.size):  # a year at a time: a network's patches stay small
-            part = table.iloc[k * n:(k + 1) * n]
+        for k0 in range(0, years.size, per_call):  # a network's patches stay small
+            k1 = min(years.size, k0 + per_call)
+            part = table.iloc[k0 * n:k1 * n]
             pred = np.asarray(model.predict_samples(part, cube), dtype=np.float32)
             for j, t in enumerate(model.targets):
-                data[t][i, k] = pred[:, j]
+                data[t][i, k0:k1] = pred[:, j].reshape(k1 - k0, n)
     if all(t in data for t in TARGET_POOLS):
         data["total"] = data["veg"] + data["soil"]
     coords = {"member": labels, "year": years, "row": ("pixel", rows), "col": ("pixel", cols)}
@@ -415,23 +420,43 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
 # --------------------------------------------------------------------- pixels
 
 
-def conformal_quantiles(oof: pd.DataFrame, *, interval: float,
-                        offset: float = CONFORMAL_OFFSET_T_HA) -> dict[str, tuple[float, float]]:
-    """Quantiles of the scaled out-of-fold residuals per target.
+MIN_PER_CLASS = 30
+"""Fewest plots of a land-use class for that class to get its own conformal quantiles."""
+
+POOLED = -1
+"""Key of the quantiles over all plots (classes with fewer plots use them)."""
+
+
+def _conformal_pair(r: np.ndarray, q_low: float, q_high: float) -> tuple[float, float]:
+    n = r.size
+    levels = [np.floor(q_low * (n + 1)) / n, min(1.0, np.ceil(q_high * (n + 1)) / n)]
+    lo, hi = np.quantile(r, levels, method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def conformal_quantiles(oof: pd.DataFrame, *, interval: float, by: str | None = "landuse",
+                        min_per_class: int = MIN_PER_CLASS,
+                        offset: float = CONFORMAL_OFFSET_T_HA
+                        ) -> dict[str, dict[int, tuple[float, float]]]:
+    """Quantiles of the scaled out-of-fold residuals per target (and per land-use class).
 
     ``r = (observed - predicted) / (predicted + offset)`` over the plots with both values;
     the ``interval`` quantiles with the finite-sample correction of split-conformal
-    prediction (level ``ceil((n + 1) q) / n``).
+    prediction (level ``ceil((n + 1) q) / n``). With ``by`` (a column of ``oof``, default
+    ``landuse``) every class with at least ``min_per_class`` plots gets its own quantiles
+    (Mondrian conformal prediction, Vovk et al. 2005): a model errs differently on forest
+    and on cropland, and the plots favour forest, so pooled quantiles would cover the
+    plots' mix of classes rather than the map's. Key :data:`POOLED` holds the pooled ones.
 
     Examples
     --------
     >>> oof = pd.DataFrame({"veg_obs": np.arange(1.0, 101.0), "veg_pred": np.full(100, 49.0)})
-    >>> lo, hi = conformal_quantiles(oof, interval=0.8)["veg"]
+    >>> lo, hi = conformal_quantiles(oof, interval=0.8)["veg"][POOLED]
     >>> round(lo, 3), round(hi, 3)
     (-0.78, 0.84)
     """
     q_low, q_high = interval_quantiles(interval)
-    out = {}
+    out: dict[str, dict[int, tuple[float, float]]] = {}
     for target in TARGET_POOLS:
         obs, pred = f"{target}_obs", f"{target}_pred"
         if obs not in oof or pred not in oof:
@@ -440,32 +465,53 @@ def conformal_quantiles(oof: pd.DataFrame, *, interval: float,
         if ok.sum() < 10:
             continue
         r = ((oof.loc[ok, obs] - oof.loc[ok, pred]) / (oof.loc[ok, pred] + offset)).to_numpy()
-        n = r.size
-        levels = [np.floor(q_low * (n + 1)) / n, min(1.0, np.ceil(q_high * (n + 1)) / n)]
-        lo, hi = np.quantile(r, levels, method="inverted_cdf")
-        out[target] = (float(lo), float(hi))
+        out[target] = {POOLED: _conformal_pair(r, q_low, q_high)}
+        if by and by in oof:
+            classes = oof.loc[ok, by].to_numpy()
+            for code in np.unique(classes[np.isfinite(classes.astype(float))]):
+                mine = r[classes == code]
+                if mine.size >= min_per_class:
+                    out[target][int(code)] = _conformal_pair(mine, q_low, q_high)
     return out
 
 
-def conformal_bounds(density: xr.Dataset, quantiles: Mapping[str, tuple[float, float]], *,
-                     interval: float, offset: float = CONFORMAL_OFFSET_T_HA) -> xr.Dataset:
+def conformal_bounds(density: xr.Dataset, quantiles: Mapping[str, Mapping[int, tuple]], *,
+                     interval: float, landuse: xr.DataArray | None = None,
+                     offset: float = CONFORMAL_OFFSET_T_HA) -> xr.Dataset:
     """Add ``<pool>_carbon_density_lower/upper`` (t C ha-1) from :func:`conformal_quantiles`.
 
-    ``bound = max(0, p + (p + offset) q)`` elementwise (lazy on dask-backed input); pools
-    without quantiles get no bounds. Existing bounds of those pools are replaced.
+    ``bound = max(0, p + (p + offset) q)`` elementwise, ``q`` of the pixel's land-use class
+    that year where ``landuse`` (codes on the density's grid and years) is given and the
+    class has its own quantiles, else the pooled ones (lazy on dask-backed input). Pools
+    without quantiles get no bounds; existing bounds of those pools are replaced.
     """
     out = density.copy()
-    for pool, (lo, hi) in quantiles.items():
+    for pool, by_class in quantiles.items():
         name = var(pool, "density")
         if name not in out:
             continue
         p = out[name]
-        for bound, q in (("lower", lo), ("upper", hi)):
+        classes = {k: v for k, v in by_class.items() if k != POOLED}
+        for i, bound in enumerate(("lower", "upper")):
+            pooled = by_class[POOLED][i]
+            if landuse is not None and classes:
+                table = np.full(max(classes) + 1, pooled, dtype=np.float32)
+                for code, pair in classes.items():
+                    table[code] = pair[i]
+                codes = landuse.sel(year=p["year"]) if "year" in landuse.dims else landuse
+                q = xr.apply_ufunc(
+                    lambda c, t=table: t[np.clip(np.nan_to_num(c, nan=0).astype(np.int64),
+                                                 0, t.size - 1)],
+                    codes, dask="parallelized", output_dtypes=[np.float32])
+                q = q.where(codes.isin(list(classes)), pooled)
+            else:
+                q = pooled
             b = (p + (p + offset) * q).clip(min=0.0).astype(p.dtype)
             b.attrs = {"units": DENSITY_UNITS,
                        "long_name": f"{p.attrs.get('long_name', name)}, {bound} bound",
                        "interval": f"{interval:g} central, split-conformal on spatial-CV "
-                                   "residuals"}
+                                   "residuals" + (", per land-use class" if classes and
+                                                  landuse is not None else "")}
             out[f"{name}_{bound}"] = b
     return out
 
@@ -482,6 +528,14 @@ def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, en
     q_low, q_high = interval_quantiles(interval)
     changes: dict[str, list[np.ndarray]] = {}
     template = None
+    # the two years' layers once in memory: every member reads them
+    wanted = set(getattr(members[0], "features", [])) | {"region_mask", "landuse"}
+    parts = getattr(members[0], "components", [members[0]])
+    lookback = max(p._sequence_length() if hasattr(p, "_sequence_length") else 1
+                   for p in parts) - 1  # a CNN-TCN reads the years before
+    years = [int(y) for y in cube["year"].values
+             if any(y0 - lookback <= int(y) <= y0 for y0 in (start, end))]
+    cube = cube[[v for v in cube.data_vars if v in wanted]].sel(year=years).load()
     for member in members:
         a = member.predict_map(cube, start)
         b = member.predict_map(cube, end)

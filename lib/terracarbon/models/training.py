@@ -462,9 +462,13 @@ def fit_ensemble(result: TrainingResult, samples: pd.DataFrame, cube: xr.Dataset
                      f"plots (blocks of {settings['cv_block_size_m'] / 1000:g} km)")
 
 
-def out_of_fold_table(result: TrainingResult, model: str, *, scheme: str = "spatial_block"
-                      ) -> pd.DataFrame:
-    """The out-of-fold table of ``model`` under ``scheme``: ``plot_id, year, x, y, fold`` and
-    ``<target>_obs`` / ``<target>_pred`` (t C ha-1) — the residuals the maps stage turns into
-    pixel intervals."""
-    return result.oof[(model, scheme)].reset_index(drop=True)
+def out_of_fold_table(result: TrainingResult, model: str, samples: pd.DataFrame | None = None,
+                      *, scheme: str = "spatial_block") -> pd.DataFrame:
+    """The out-of-fold table of ``model`` under ``scheme``: ``plot_id, year, x, y, fold``,
+    ``<target>_obs`` / ``<target>_pred`` (t C ha-1) and, from ``samples``, the plot's
+    ``landuse`` class that year — the residuals the maps stage turns into pixel intervals
+    (per land-use class)."""
+    oof = result.oof[(model, scheme)].reset_index(drop=True)
+    if samples is not None and "landuse" in samples:
+        oof["landuse"] = samples["landuse"].to_numpy()
+    return oof
