@@ -275,6 +275,26 @@ def _lemire32(r32, bound):
     return np.int64(m >> _S32)
 
 
+@numba.njit(cache=True, inline="always")
+def _draw_jumps(state, jumps, size):
+    """Fisher-Yates jumps ``jumps[i]`` uniform in ``[0, i]`` for ``i = size-1 .. 1``, two per
+    64 random bits; returns the advanced state. One function, so every shuffle that must
+    reproduce another draws exactly the same numbers."""
+    for i in range(size - 1, 0, -2):
+        state = state + _GOLDEN
+        r = _mix64(state)
+        j = _lemire32(r >> _S32, i + 1)
+        if j < 0:
+            state, j = _next_bounded(state, i + 1)
+        jumps[i] = j
+        if i > 1:
+            j = _lemire32(r & _LOW32, i)
+            if j < 0:
+                state, j = _next_bounded(state, i)
+            jumps[i - 1] = j
+    return state
+
+
 @numba.njit(cache=True)
 def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
     """Write a uniformly random permutation of ``vals`` into ``grid[pos]`` (Sanders 1998).
@@ -317,18 +337,7 @@ def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
         if size == 0:
             continue
         # jumps[i] uniform in [0, i]; two draws per 64 random bits
-        for i in range(size - 1, 0, -2):
-            state = state + _GOLDEN
-            r = _mix64(state)
-            j = _lemire32(r >> _S32, i + 1)
-            if j < 0:
-                state, j = _next_bounded(state, i + 1)
-            jumps[i] = j
-            if i > 1:
-                j = _lemire32(r & _LOW32, i)
-                if j < 0:
-                    state, j = _next_bounded(state, i)
-                jumps[i - 1] = j
+        state = _draw_jumps(state, jumps, size)
         # Fisher-Yates swap of slot i with slot jumps[i] <= i; slot i is then final and
         # goes straight to the grid while the bucket is in cache
         for i in range(size - 1, 0, -1):
@@ -474,18 +483,7 @@ def _shuffle_plan(n, bucket, counts, starts, jumps, dest, source, state):
         if size == 0:
             continue
         # the same draws, in the same order, as _scatter_shuffle
-        for i in range(size - 1, 0, -2):
-            state = state + _GOLDEN
-            r = _mix64(state)
-            j = _lemire32(r >> _S32, i + 1)
-            if j < 0:
-                state, j = _next_bounded(state, i + 1)
-            jumps[i] = j
-            if i > 1:
-                j = _lemire32(r & _LOW32, i)
-                if j < 0:
-                    state, j = _next_bounded(state, i)
-                jumps[i - 1] = j
+        state = _draw_jumps(state, jumps, size)
         for i in range(size):
             slot = lo + np.uint64(i)
             source[slot] = slot
