@@ -210,7 +210,9 @@ def test_dashboard_layers_years_and_pixel_query(quick_run, dashboard, browser):
         exact, text = shown[key]
         assert float(exact) == value, key  # the exact number behind the cell
         assert text == f"{value:.4g}", key  # and what the reader sees
-    assert _map_with_title(page, f"Pixel x={x:.0f} m, y={y:.0f} m")
+    # the series chart re-renders after the statistics table: wait for it as for the rest
+    assert _wait_for(page, lambda: _map_with_title(page, f"Pixel x={x:.0f} m, y={y:.0f} m"),
+                     "the queried pixel's series chart")
 
     # clicking the map (HoloViews Tap stream) fills x/y with the clicked location
     x_box = page.locator(".bk-input-group", has_text="x (m)").locator("input")
