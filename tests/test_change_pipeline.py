@@ -48,6 +48,9 @@ def test_remeasured_plots_from_a_csv_validate_change(remeasured_run):
     choice = json.loads((remeasured_run / "02_train_models" / "best_model.json").read_text())
     assert choice["criterion"] == "remeasured_change" and choice["change_validated"]
     assert choice["best_model"] in choice["shortlist"]
+    card = json.loads((remeasured_run / "02_train_models" / "models" / choice["best_model"]
+                       / "model_card.json").read_text())
+    assert card["selection"]["criterion"] == "remeasured_change"
     # the chosen model has the lowest change-rate error on the shortlist
     rate = change.groupby("model")["rate_rmse"].mean()
     assert rate[choice["best_model"]] == rate.reindex(choice["shortlist"]).min()

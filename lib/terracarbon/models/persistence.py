@@ -134,6 +134,7 @@ def save_model(
     *,
     cv_scheme: str | None = None,
     metrics: pd.DataFrame | None = None,
+    selection: dict | None = None,
 ) -> Path:
     """Save a fitted model and its model card into ``directory`` (atomically).
 
@@ -148,6 +149,10 @@ def save_model(
         The CV scheme the model was selected/evaluated with (recorded in the card).
     metrics : pandas.DataFrame, optional
         Its metrics table (r2 dimensionless; rmse, mae in t C ha-1), recorded in the card.
+    selection : dict, optional
+        For the mapping model: how it was chosen (criterion, whether change was validated,
+        the reason in words; :meth:`~terracarbon.models.change_validation.ModelChoice.
+        as_dict`), recorded in the card as ``selection``.
 
     Returns
     -------
@@ -174,6 +179,7 @@ def save_model(
         "units": card.get("units", "t C ha-1"),
         "cv_scheme": cv_scheme,
         "metrics": None if metrics is None else metrics.to_dict(orient="records"),
+        "selection": selection,
         "seed": card.get("seed", getattr(model, "seed", None)),
         "package_versions": package_versions(),
         "saved_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
