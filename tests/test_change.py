@@ -268,12 +268,13 @@ def test_sampled_member_totals_match_full_maps():
     exact_dev = np.array([full[f"m{i:02d}"] - full["central"] for i in range(4)]) / 1e6
     exact_dev = exact_dev - np.median(exact_dev, axis=0)
     lo, hi = np.quantile(exact_dev, [0.25, 0.75], axis=0)
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
     width = hi - lo
     np.testing.assert_allclose(lv["lower_Tg"] - lv["storage_Tg"], lo, atol=0.03 * width.max())
     np.testing.assert_allclose(lv["upper_Tg"] - lv["storage_Tg"], hi, atol=0.03 * width.max())
-    raw = np.array([full[f"m{i:02d}"] - full["central"] for i in range(4)]) / 1e6
-    exact_change = raw[:, 2] - raw[:, 0]
-    clo, chi = np.quantile(exact_change - np.median(exact_change), [0.25, 0.75])
+    exact_change = exact_dev[:, 2] - exact_dev[:, 0]  # members about each year's median
+    clo, chi = np.quantile(exact_change, [0.25, 0.75])
+    clo, chi = min(clo, 0.0), max(chi, 0.0)
     assert ch["lower_Tg"].iloc[0] - ch["change_Tg"].iloc[0] == pytest.approx(clo, abs=0.05 * (chi - clo) + 1e-9)
     assert ch["upper_Tg"].iloc[0] - ch["change_Tg"].iloc[0] == pytest.approx(chi, abs=0.05 * (chi - clo) + 1e-9)
 
@@ -391,3 +392,26 @@ def test_trend_robustness_counts_agreeing_members():
     table = trends.agreement_table(robust).set_index("trend")
     assert table.loc["significant_increase", "pixels"] == 2
     assert table.loc["significant_increase", "robust_percent"] == 50.0
+
+
+def test_plausible_models_widen_the_change_interval_by_their_disagreement():
+    """An alternative model whose change is 10 Tg higher: the interval reaches it."""
+    totals = pd.DataFrame({"year": [2000, 2010], "pool": "total", "storage_Tg": [50.0, 55.0],
+                           "area_ha": [1000.0, 1000.0]})
+    change = pd.DataFrame({"pool": ["total"], "start_year": [2000], "end_year": [2010],
+                           "period": ["whole"], "change_Tg": [5.0]})
+    rng = np.random.default_rng(1)
+    shifts = rng.normal(0, 1e4, 50)  # members: small, year-correlated deviations
+    devs = {f"m{i:02d}": {2000: s, 2010: s} for i, s in enumerate(shifts)}
+    devs["alt:rf"] = {2000: 0.0, 2010: 1e6}  # x10 expansion: +10 Tg of change
+    draws = uncertainty.ensemble_draws(_sample_totals(devs), totals, sample_area_ha=100.0)
+    assert draws.shape[1] == 50 * 2  # each member alone and shifted by the alternative
+    ch = uncertainty.ensemble_change(change, draws, interval=0.9)
+    assert ch["lower_Tg"].iloc[0] == pytest.approx(5.0, abs=0.5)
+    assert ch["upper_Tg"].iloc[0] == pytest.approx(15.0, abs=0.5)
+    assert "1 other plausible model" in ch.attrs["interval_label"]
+    without = uncertainty.ensemble_draws(
+        _sample_totals({k: v for k, v in devs.items() if not k.startswith("alt")}), totals,
+        sample_area_ha=100.0)
+    narrow = uncertainty.ensemble_change(change, without, interval=0.9)
+    assert narrow["upper_Tg"].iloc[0] < 5.5

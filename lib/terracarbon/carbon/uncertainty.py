@@ -84,10 +84,13 @@ class IntervalPlan:
     note: str = ""
     change_caveat: str = ""
     choice: dict = field(default_factory=dict)
+    alternatives: dict = field(default_factory=dict)
+    """The other models the data could not rule out on change (name -> fitted model)."""
 
 
 def interval_plan(maps: Mapping, model_name: str, best_model_file: str | os.PathLike,
-                  ensemble_dir: str | os.PathLike | None) -> IntervalPlan:
+                  ensemble_dir: str | os.PathLike | None,
+                  models_dir: str | os.PathLike | None = None) -> IntervalPlan:
     """Resolve ``maps.interval_method`` against what training produced.
 
     ``ensemble`` (default) uses conformal pixel bounds and the bootstrap members when the
@@ -118,9 +121,18 @@ def interval_plan(maps: Mapping, model_name: str, best_model_file: str | os.Path
                             f"pixel bounds split-conformal; {choice.get('ensemble', 'no ensemble')}"
                             ": totals sum pixel bounds as correlated errors, no interval for "
                             "change", caveat, choice)
+    from terracarbon.models.change_validation import plausible_models
+    from terracarbon.models.persistence import load_model
+
+    others = [m for m in plausible_models(choice)[1:]
+              if models_dir is not None and (Path(models_dir) / m).is_dir()]
+    alternatives = {m: load_model(Path(models_dir) / m) for m in others}
+    structural = (f"; the change of {', '.join(others)}, which the data could not rule out, "
+                  "is added as structural uncertainty" if others else "")
     return IntervalPlan("ensemble", "independent", True, members,
                         f"pixel bounds split-conformal on spatial-CV residuals; totals and "
-                        f"change from {len(members)} bootstrap members", caveat, choice)
+                        f"change from {len(members)} bootstrap members{structural}", caveat,
+                        choice, alternatives)
 
 
 # ----------------------------------------------------------------- pixel sample
@@ -248,12 +260,10 @@ def _deviations(sample_totals: pd.DataFrame, central: str) -> pd.DataFrame:
 
 
 def _spread(deviations: np.ndarray, q_low: float, q_high: float) -> tuple[float, float]:
-    """Quantiles of the members' deviations about their median: the interval is the central
-    estimate plus the ensemble's spread, so it always holds the estimate (a percentile
-    interval need not, when the resampled fits are biased relative to the full fit)."""
-    centred = deviations - np.median(deviations)
-    lo, hi = np.quantile(centred, [q_low, q_high])
-    return float(lo), float(hi)
+    """Quantiles of the draws' deviations from the estimate, widened to hold the estimate
+    itself (0) should the draws lie all on one side."""
+    lo, hi = np.quantile(deviations, [q_low, q_high])
+    return min(float(lo), 0.0), max(float(hi), 0.0)
 
 
 def year_level_error(oof: pd.DataFrame) -> dict[str, float]:
@@ -293,7 +303,12 @@ def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_
     """Draws of each year's regional total about the central estimate (Tg C).
 
     Rows ``(pool, year)``, one column per draw: a member's deviation from the central model
-    (from the pixel sample, expanded to the region by ``area_ha / sample_area_ha``), and,
+    (from the pixel sample, expanded to the region by ``area_ha / sample_area_ha``, about
+    the members' median, since the estimate is the full fit's); with
+    alternative models in ``sample_totals`` (members named ``alt:<model>``, the other
+    models the data could not rule out on change) every member also shifted by each
+    alternative's deviation from the central model — structural uncertainty, as in a
+    multi-model ensemble; and,
     with ``year_error`` (:func:`year_level_error`), ``replicates`` copies of every member
     each with an independent year-level error ``N(0, year_error[pool]) × storage`` per year
     (total = veg + soil of the same draw). Change intervals differencing two years of one
@@ -302,7 +317,16 @@ def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_
     dev = _deviations(sample_totals, central)
     area = totals.set_index(["pool", "year"])["area_ha"].reindex(dev.index)
     level = totals.set_index(["pool", "year"])["storage_Tg"].reindex(dev.index)
-    draws = dev.mul(area / sample_area_ha, axis=0) / T_PER_TG
+    dev = dev.mul(area / sample_area_ha, axis=0) / T_PER_TG
+    alternatives = [c for c in dev.columns if str(c).startswith(ALTERNATIVE_PREFIX)]
+    draws = dev[[c for c in dev.columns if c not in alternatives]]
+    # the members' spread about their median: resampled fits can be biased as a group
+    # relative to the full fit, and the estimate is the full fit's
+    draws = draws.sub(draws.median(axis=1), axis=0)
+    if alternatives:  # every member shifted by each plausible model's offset (and by none)
+        offsets = [pd.Series(0.0, index=dev.index)] + [dev[c] for c in alternatives]
+        draws = pd.concat([draws.add(offset, axis=0).add_suffix(f"_s{k}")
+                           for k, offset in enumerate(offsets)], axis=1)
     if not year_error:
         return draws
     rng = np.random.default_rng([seed, 104729])
@@ -320,10 +344,15 @@ def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_
     return draws
 
 
+ALTERNATIVE_PREFIX = "alt:"
+
+
 def _members_label(draws: pd.DataFrame) -> str:
-    n = len({c.split("_r")[0] for c in draws.columns})
-    return f"{n}-member bootstrap ensemble" + (
-        " with year-level errors" if any("_r" in c for c in draws.columns) else "")
+    n = len({c.split("_")[0] for c in draws.columns})
+    n_alt = len({c.split("_s")[1].split("_")[0] for c in draws.columns if "_s" in c}) - 1
+    return (f"{n}-member bootstrap ensemble"
+            + (f" and {n_alt} other plausible model{'s' * (n_alt > 1)}" if n_alt > 0 else "")
+            + (" with year-level errors" if any("_r" in c for c in draws.columns) else ""))
 
 
 def ensemble_totals(totals: pd.DataFrame, draws: pd.DataFrame, *, interval: float
@@ -331,7 +360,7 @@ def ensemble_totals(totals: pd.DataFrame, draws: pd.DataFrame, *, interval: floa
     """Level intervals of the regional totals (Tg C) from :func:`ensemble_draws`.
 
     ``lower_Tg``/``upper_Tg`` = ``storage_Tg`` + the ``interval`` quantiles of the draws
-    (centred on their median, :func:`_spread`). Adds ``members`` (the ensemble size).
+    (:func:`_spread`). Adds ``members`` (the ensemble size).
     """
     q_low, q_high = interval_quantiles(interval)
     out = totals.copy()
@@ -346,7 +375,7 @@ def ensemble_totals(totals: pd.DataFrame, draws: pd.DataFrame, *, interval: floa
         lower.append(row["storage_Tg"] + lo)
         upper.append(row["storage_Tg"] + hi)
     out["lower_Tg"], out["upper_Tg"] = lower, upper
-    out["members"] = len({c.split("_r")[0] for c in draws.columns})
+    out["members"] = len({c.split("_")[0] for c in draws.columns})
     out.attrs = {**totals.attrs, "interval_method": "ensemble",
                  "interval": f"{interval:g} central, {_members_label(draws)}"}
     return out
@@ -358,7 +387,7 @@ def ensemble_change(change: pd.DataFrame, draws: pd.DataFrame, *, interval: floa
 
     For every row of :func:`~terracarbon.carbon.stock_change.change_table`, each draw's
     end-year deviation minus its start-year deviation gives the spread; ``lower_Tg`` /
-    ``upper_Tg`` = ``change_Tg`` + its ``interval`` quantiles (centred, :func:`_spread`).
+    ``upper_Tg`` = ``change_Tg`` + its ``interval`` quantiles (:func:`_spread`).
     """
     q_low, q_high = interval_quantiles(interval)
     out = change.copy()
@@ -382,6 +411,7 @@ def ensemble_change(change: pd.DataFrame, draws: pd.DataFrame, *, interval: floa
 def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model, members,
                        cube: xr.Dataset, area: xr.DataArray, *, interval: float,
                        year_error: Mapping[str, float] | None = None, seed: int = 0,
+                       alternatives: Mapping[str, object] | None = None,
                        step: int = SAMPLE_STEP
                        ) -> tuple[pd.DataFrame, pd.DataFrame, xr.Dataset]:
     """:func:`ensemble_totals` and :func:`ensemble_change` from the models and the cube, and
@@ -402,13 +432,19 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
         :func:`year_level_error` of the mapping model (relative, per target).
     seed : int
         Seed of the year-level error draws.
+    alternatives : mapping, optional
+        Other fitted models the data could not rule out on change (name -> model); their
+        offsets from the mapping model enter the draws (:func:`ensemble_draws`).
     """
     rows, cols = pixel_sample(cube["region_mask"], step=step)
     years = sorted(int(y) for y in totals["year"].unique())
-    features = sorted(set(getattr(central_model, "features", None) or []))
+    alternatives = dict(alternatives or {})
+    features = sorted(set(getattr(central_model, "features", None) or []).union(
+        *(getattr(m, "features", None) or [] for m in alternatives.values())))
     table = sample_table(cube, rows, cols, years, features)
     area_ha = np.asarray(area.values, dtype=np.float64)[rows, cols]
-    models = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)}}
+    models = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)},
+              **{f"{ALTERNATIVE_PREFIX}{name}": m for name, m in alternatives.items()}}
     density = member_sample_density(models, table, cube, rows, cols)
     draws = ensemble_draws(sample_storage_totals(density, area_ha), totals,
                            sample_area_ha=float(area_ha.sum()), year_error=year_error,

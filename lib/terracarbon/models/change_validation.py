@@ -134,7 +134,9 @@ class ModelChoice:
     ``criterion`` is ``remeasured_change``, ``leave_one_campaign_out`` or ``spatial_block``;
     ``change_validated`` is True only when change was scored at remeasured plots;
     ``shortlist`` are the models whose spatial-CV RMSE was within :data:`LEVEL_TOLERANCE` of
-    the best; ``reason`` says it in words for the reports.
+    the best; ``reason`` says it in words for the reports. ``plausible`` are the models the
+    data could not rule out on change (:func:`plausible_models`), whose disagreement the
+    maps stage adds to the change interval as structural uncertainty.
     """
 
     name: str
@@ -143,13 +145,43 @@ class ModelChoice:
     shortlist: tuple[str, ...]
     reason: str
     no_skill: bool = False
+    tied: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict:
-        return {"best_model": self.name, "criterion": self.criterion,
-                "change_validated": self.change_validated, "shortlist": list(self.shortlist),
-                "reason": self.reason, "no_skill": self.no_skill,
-                # kept for readers of older best_model.json files
-                "scheme": self.criterion, "by": "rmse"}
+    @property
+    def plausible(self) -> tuple[str, ...]:
+        return plausible_models(self.as_dict(with_plausible=False))
+
+    def as_dict(self, *, with_plausible: bool = True) -> dict:
+        out = {"best_model": self.name, "criterion": self.criterion,
+               "change_validated": self.change_validated, "shortlist": list(self.shortlist),
+               "tied": list(self.tied or (self.name,)),
+               "reason": self.reason, "no_skill": self.no_skill,
+               # kept for readers of older best_model.json files
+               "scheme": self.criterion, "by": "rmse"}
+        if with_plausible:
+            out["plausible"] = list(plausible_models(out))
+        return out
+
+
+def plausible_models(choice: Mapping) -> tuple[str, ...]:
+    """The models whose change the data could not rule out, the chosen one first.
+
+    With change validated at remeasured plots: the models tied with the best on change (the
+    paired test). Otherwise nothing tested change, so every model on the level shortlist
+    is as plausible as the chosen one (its leave-one-campaign-out or spatial score says
+    nothing about a 20-year trend).
+
+    >>> plausible_models({"best_model": "mlr", "change_validated": False,
+    ...                   "shortlist": ["average", "mlr", "rf"]})
+    ('mlr', 'average', 'rf')
+    >>> plausible_models({"best_model": "average", "change_validated": True,
+    ...                   "tied": ["average", "mlr"], "shortlist": ["average", "mlr", "rf"]})
+    ('average', 'mlr')
+    """
+    best = choice["best_model"]
+    pool = (choice.get("tied") or [best]) if choice.get("change_validated") else \
+        choice.get("shortlist") or [best]
+    return (best, *[m for m in pool if m != best])
 
 
 NO_SKILL_R2 = 0.05
@@ -240,7 +272,8 @@ def choose_model(metrics: pd.DataFrame, change: pd.DataFrame | None = None, *,
             else:
                 why += (f"the lowest error of the change rate at {n_pairs} remeasured plot "
                         f"pairs ({score[name]:.3f} t C ha-1 yr-1 RMSE)")
-            choice = ModelChoice(name, "remeasured_change", True, shortlist, why)
+            choice = ModelChoice(name, "remeasured_change", True, shortlist, why,
+                                 tied=tuple(tied))
     if choice is None:
         campaign = _mean_by_model(metrics, "campaign", "rmse").reindex(shortlist).dropna()
         if len(campaign):
@@ -263,7 +296,7 @@ def choose_model(metrics: pd.DataFrame, change: pd.DataFrame | None = None, *,
     if len(r2) and bool((r2 <= NO_SKILL_R2).all()):
         choice = ModelChoice(choice.name, choice.criterion, choice.change_validated,
                              choice.shortlist, choice.reason + no_skill_text(float(r2.max())),
-                             no_skill=True)
+                             no_skill=True, tied=choice.tied)
     return choice
 
 

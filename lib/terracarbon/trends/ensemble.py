@@ -63,8 +63,10 @@ def ensemble_trend_robustness(sample: xr.Dataset, variable: str, *, grid: xr.Dat
                 method=method)
     classes = classify_trend(mk, scheme="3class")
     central = classes.sel(member=CENTRAL)
-    others = classes.sel(member=[m for m in members if m != CENTRAL])
-    slopes = mk["slope"].sel(member=[m for m in members if m != CENTRAL])
+    # bootstrap members only: other plausible models (alt:*) are not refits of this one
+    refits = [m for m in members if m != CENTRAL and not m.startswith("alt:")]
+    others = classes.sel(member=refits)
+    slopes = mk["slope"].sel(member=refits)
     lo, mid, hi = ((1 - interval) / 2, 0.5, (1 + interval) / 2)
     q = slopes.quantile([lo, mid, hi], dim="member")
     units = mk["slope"].attrs.get("units", "")
@@ -87,7 +89,7 @@ def ensemble_trend_robustness(sample: xr.Dataset, variable: str, *, grid: xr.Dat
         out[name] = (("y", "x"), arr, {"units": unit, "long_name": long_name})
     out["trend3"].attrs["flag_meanings"] = classes.attrs.get("flag_meanings", "")
     out["trend3"].attrs["flag_values"] = list(np.asarray(classes.attrs.get("flag_values", [])))
-    out.attrs = {"members": len(members) - 1, "interval": interval,
+    out.attrs = {"members": len(refits), "interval": interval,
                  "description": "trend robustness across the bootstrap ensemble, on the "
                                 "systematic pixel sample of the maps stage"}
     return out
