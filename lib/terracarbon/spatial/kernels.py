@@ -276,6 +276,24 @@ def _lemire32(r32, bound):
 
 
 @numba.njit(cache=True, inline="always")
+def _draw_buckets(state, n, bucket, counts):
+    """A random bucket (one byte, 8 per 64 random bits) for each of ``n`` values, and the
+    bucket sizes in ``counts``; returns the advanced state. Shared by every shuffle that
+    must reproduce another's draws."""
+    counts[:] = 0
+    r = np.uint64(0)
+    for i in range(n):
+        if i % 8 == 0:
+            state = state + _GOLDEN
+            r = _mix64(state)
+        u = r & _BYTE
+        r = r >> _S8
+        bucket[i] = u
+        counts[u] += 1
+    return state
+
+
+@numba.njit(cache=True, inline="always")
 def _draw_jumps(state, jumps, size):
     """Fisher-Yates jumps ``jumps[i]`` uniform in ``[0, i]`` for ``i = size-1 .. 1``, two per
     64 random bits; returns the advanced state. One function, so every shuffle that must
@@ -310,16 +328,7 @@ def _scatter_shuffle(vals, out, bucket, counts, jumps, state, grid, pos):
     wraparound code in these hot loops.
     """
     n = vals.shape[0]
-    counts[:] = 0
-    r = np.uint64(0)
-    for i in range(n):
-        if i % 8 == 0:
-            state = state + _GOLDEN
-            r = _mix64(state)
-        u = r & _BYTE
-        r = r >> _S8
-        bucket[i] = u
-        counts[u] += 1
+    state = _draw_buckets(state, n, bucket, counts)
     starts = np.empty(_BUCKETS + 1, dtype=np.uint64)
     starts[0] = 0
     for b in range(_BUCKETS):
@@ -457,16 +466,7 @@ def _shuffle_plan(n, bucket, counts, starts, jumps, dest, source, state):
     ``bucket`` (uint8), ``jumps`` (int32), ``dest``/``source`` (uint32) have ``n``
     entries, ``counts`` 256, ``starts`` 257.
     """
-    counts[:] = 0
-    r = np.uint64(0)
-    for i in range(n):
-        if i % 8 == 0:
-            state = state + _GOLDEN
-            r = _mix64(state)
-        u = r & _BYTE
-        r = r >> _S8
-        bucket[i] = u
-        counts[u] += 1
+    state = _draw_buckets(state, n, bucket, counts)
     starts[0] = 0
     for b in range(_BUCKETS):
         starts[b + 1] = starts[b] + np.uint64(counts[b])
