@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -59,3 +60,24 @@ def test_vhp_ndvi_trends_over_china(tmp_path):
     # China has greened since 1982 (Chen et al. 2019, Nat. Sustain.): most land increases
     assert shares.loc["significant_increase", "share_pct"] > 50
     assert abs(shares.share_pct.sum() - 100) < 1e-6
+    # zoning ran on the same NDVI series, with no carbon-maps stage in the study
+    assert not (run_dir / "03_carbon_maps").exists()
+    moran = pd.read_csv(run_dir / "05_zoning" / "moran.csv")
+    assert list(moran.year) == list(range(1982, 2024))
+    # Moran's I of the 2023 map against esda on the same queen weights (an independent
+    # implementation): the stage zoned NDVI, not some other layer
+    from esda.moran import Moran
+    from libpysal.weights import lat2W
+
+    ndvi = cube["ndvi"].sel(year=2023).values
+    valid = np.isfinite(ndvi)
+    w = lat2W(*ndvi.shape, rook=False, id_type="int")
+    keep = np.flatnonzero(valid.ravel())
+    from libpysal.weights import w_subset
+    w = w_subset(w, keep.tolist())
+    w.transform = "r"
+    expected = Moran(ndvi.ravel()[keep], w, permutations=0).I
+    assert moran.set_index("year").loc[2023, "I"] == pytest.approx(expected, rel=1e-6)  # float32 NDVI
+    zones = pd.read_csv(run_dir / "05_zoning" / "zones.csv")
+    assert abs(zones.area_share_pct.sum() - 100) < 1e-6
+    assert "carbon_storage_Tg" not in zones  # nothing to sum without carbon maps

@@ -25,7 +25,7 @@ import yaml
 from terracarbon.errors import ParameterError
 from terracarbon.models.registry import MODEL_NAMES
 from terracarbon.pipeline.runfolder import SLUG
-from terracarbon.pipeline.stage_specs import STAGE_IDS
+from terracarbon.pipeline.stage_specs import SERIES_SOURCES, STAGE_IDS
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_PARAMS = REPO_ROOT / "params" / "default.yaml"
@@ -103,7 +103,8 @@ RULES: dict[str, Rule] = {
     "trends.min_valid_years": Rule(types=(int,), minimum=3),
     "trends.method": Rule(choices=("original", "hamed_rao", "yue_wang", "tfpw")),
     "trends.hurst_correction": Rule(choices=(None, "anis_lloyd"), nullable=True),
-    "trends.source_stage": Rule(choices=("01_data_prep", "03_carbon_maps")),
+    "trends.source_stage": Rule(choices=tuple(SERIES_SOURCES)),
+    "zoning.source_stage": Rule(choices=tuple(SERIES_SOURCES)),
     "zoning.contiguity": Rule(choices=("queen", "rook")),
     "zoning.persistence": Rule(choices=("last_year", "persistent")),
     "zoning.permutations": Rule(types=(int,), minimum=0, maximum=99999),

@@ -24,6 +24,7 @@ import numpy as np
 
 from terracarbon.errors import TerracarbonError
 from terracarbon.pipeline.params import Problems
+from terracarbon.pipeline.stage_specs import SERIES_SECTIONS
 
 ABSURD_T_HA = {"veg": 1500.0, "soil": 4000.0}
 """Plot densities above these (t C ha-1) are errors (a unit or factor mistake)."""
@@ -159,17 +160,24 @@ def _check_upstream(params: Mapping, stage_ids: Sequence[str], run_dir: str | Pa
 
     where = f" in {run_dir}" if run_dir is not None else ""
     reported: set[str] = set()
-    trends = params.get("trends") or {}
+    # a trends-like stage reads the annual series of its section's source_stage: an optional
+    # upstream that this choice makes required
+    series_choice = {stage: (section, (params.get(section) or {}).get("source_stage"))
+                     for stage, section in SERIES_SECTIONS.items()}
     for stage_id in stage_ids:
         if stage_id not in STAGES:
             continue
         needs = list(STAGES[stage_id].upstream)
-        if stage_id == "04_trends" and trends.get("source_stage") == "03_carbon_maps":
-            needs.append("03_carbon_maps")  # optional upstream, required by this choice
+        section, source = series_choice.get(stage_id, (None, None))
+        if source in STAGES[stage_id].optional_upstream:
+            if available(source, stage_id):
+                needs.append(source)
+            else:
+                problems.add(f"{section}.source_stage", f"= {source}, but {source} is not part "
+                             f"of this run and has not completed{where}; add {source} to "
+                             f"study.stages (before {stage_id}), or set {section}.source_stage: "
+                             "01_data_prep to analyse the input layers.")
         for up in needs:
-            if up == "03_carbon_maps" and stage_id == "04_trends" and not available(up,
-                                                                                  stage_id):
-                continue  # reported below, naming trends.source_stage
             if not available(up, stage_id):
                 problems.add("study.stages", f"{stage_id} needs {up}, which is not part of "
                              f"this run and has not completed{where}; run it first (list it "
@@ -181,12 +189,6 @@ def _check_upstream(params: Mapping, stage_ids: Sequence[str], run_dir: str | Pa
                              f"of date (its parameters, input files or upstream stages changed "
                              f"since it ran); rerun from it (--from {up}) instead of using its "
                              "old results.")
-    if ("04_trends" in stage_ids and trends.get("source_stage") == "03_carbon_maps"
-            and not available("03_carbon_maps", "04_trends")):
-        problems.add("trends.source_stage", f"= 03_carbon_maps, but 03_carbon_maps is not part "
-                     f"of this run and has not completed{where}; add 03_carbon_maps to "
-                     "study.stages (before 04_trends), or set trends.source_stage: "
-                     "01_data_prep to find trends in the input layers.")
 
 
 # --------------------------------------------------------------------------- parameters
@@ -212,9 +214,22 @@ def _check_cross_parameters(params: Mapping, stage_ids: Sequence[str], years: li
             problems.add("trends.drivers", f"{unknown} are not layers of the cube (layers: "
                          f"{names}); name layers declared under data.layers"
                          f"{_composite_hint(unknown)}.")
-        if trends.get("source_stage") == "01_data_prep" and trends.get("variable") not in names:
-            problems.add("trends.variable", f"{trends.get('variable')!r} is not a layer of the "
-                         f"cube (layers: {names}).")
+    zoning = params.get("zoning") or {}
+    series = {section: ((params.get(section) or {}).get("source_stage"),
+                        (params.get(section) or {}).get("variable"))
+              for section in SERIES_SECTIONS.values()}
+    if ("05_zoning" in stage_ids and zoning and series["trends"] != series["zoning"]):
+        problems.add("zoning.variable", f"zoning analyses {series['zoning'][1]!r} of "
+                     f"{series['zoning'][0]} but trends analysed {series['trends'][1]!r} of "
+                     f"{series['trends'][0]}: the zones cross LISA clusters with the trend "
+                     "classes, so both must describe the same series; set zoning.source_stage "
+                     "and zoning.variable equal to trends.source_stage and trends.variable.")
+    for stage_id, section in SERIES_SECTIONS.items():
+        settings = params.get(section) or {}
+        if (stage_id in stage_ids and settings.get("source_stage") == "01_data_prep"
+                and settings.get("variable") not in names):
+            problems.add(f"{section}.variable", f"{settings.get('variable')!r} is not a layer "
+                         f"of the cube (layers: {names}).")
     if "03_carbon_maps" in stage_ids and maps.get("lookup_table"):
         from terracarbon.carbon.lookup import read_lookup_table
 

@@ -121,6 +121,20 @@ _FIGURES = OutputSpec("figures", "figures", "folder", None,
                       "publication figures (PNG 300 dpi, SVG, PDF)")
 _CLASS_SHARE_UNITS = "area_ha: ha; share_pct: %"
 
+SERIES_SOURCES: dict[str, str] = {
+    "01_data_prep": "cube",
+    "03_carbon_maps": "carbon",
+}
+"""Stages whose annual ``(year, y, x)`` dataset trends and zoning can analyse
+(``trends.source_stage`` / ``zoning.source_stage``), and the id of that output."""
+
+SERIES_SECTIONS: dict[str, str] = {"04_trends": "trends", "05_zoning": "zoning"}
+"""Stages that analyse an annual series, and the parameter section naming it."""
+
+_SERIES_INPUTS = tuple(InputSpec(stage, output, required=False)
+                       for stage, output in SERIES_SOURCES.items() if stage != "01_data_prep")
+_OPTIONAL_SERIES_STAGES = tuple(stage for stage in SERIES_SOURCES if stage != "01_data_prep")
+
 STAGES: dict[str, StageSpec] = {
     spec.stage_id: spec
     for spec in (
@@ -242,9 +256,9 @@ STAGES: dict[str, StageSpec] = {
             inputs=(InputSpec("01_data_prep", "cube"),
                     InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),
-                    InputSpec("03_carbon_maps", "carbon", required=False),
+                    *_SERIES_INPUTS,
                     InputSpec("03_carbon_maps", "ensemble_sample", required=False)),
-            optional_upstream=("03_carbon_maps",),
+            optional_upstream=_OPTIONAL_SERIES_STAGES,
             outputs=(
                 OutputSpec("trends", "trends.zarr", "dataset",
                            "slope: units of the series per year; z, p, tau, cv, hurst: 1",
@@ -279,7 +293,9 @@ STAGES: dict[str, StageSpec] = {
             ("study", "zoning", "compute"),
             inputs=(InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),
-                    InputSpec("03_carbon_maps", "carbon"), InputSpec("04_trends", "trends")),
+                    InputSpec("01_data_prep", "cube"),
+                    *_SERIES_INPUTS, InputSpec("04_trends", "trends")),
+            optional_upstream=_OPTIONAL_SERIES_STAGES,
             outputs=(
                 OutputSpec("lisa", "lisa.zarr", "dataset", "Is, p_sim: 1; codes: see flag_meanings",
                            "LISA statistics and clusters of every year"),

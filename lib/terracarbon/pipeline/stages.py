@@ -31,7 +31,7 @@ from terracarbon.data.io import write_json
 from terracarbon.pipeline.provenance import provenance
 from terracarbon.pipeline.fingerprints import fingerprints_hash, input_fingerprints
 from terracarbon.pipeline.params import validate_section
-from terracarbon.pipeline.stage_specs import STAGES, OutputSpec, StageSpec
+from terracarbon.pipeline.stage_specs import SERIES_SOURCES, STAGES, OutputSpec, StageSpec
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,23 @@ class StageContext:
             raise StageError(f"{self.stage_id}: {path} listed by {stage_id} is missing; rerun "
                              f"with --from {stage_id}.")
         return path
+
+    def series(self, section: str) -> Any:
+        """The annual series a trends-like stage analyses, as a ``(year, y, x)`` DataArray.
+
+        ``section`` names the parameter section (``"trends"``, ``"zoning"``) whose
+        ``source_stage`` (one of :data:`~terracarbon.pipeline.stage_specs.SERIES_SOURCES`)
+        and ``variable`` say which variable of which earlier stage's annual dataset to read.
+        Raises ParameterError naming ``<section>.variable`` when that dataset has no such
+        variable, StageError when the source stage has not run.
+        """
+        from terracarbon.data.io import open_cube, select_variable
+
+        settings = self.params[section]
+        source = settings.get("source_stage", "03_carbon_maps")
+        dataset = open_cube(self.input(source, SERIES_SOURCES[source]))
+        return select_variable(dataset, settings["variable"], parameter=f"{section}.variable",
+                               source=source)
 
     def upstream_units(self, stage_id: str, output_id: str) -> str | None:
         return self.upstream[stage_id]["outputs"][output_id].get("units")
