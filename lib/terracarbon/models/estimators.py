@@ -1,0 +1,123 @@
+"""Plain regressors of the tabular model families, built from one settings mapping.
+
+Each tabular family (random forest, gradient boosting, support-vector regression, multilayer
+perceptron, multiple linear regression) is a scikit-learn regressor built here and nowhere
+else, so that the stock path (``models.*`` classes that map carbon densities from a cube) and
+the flux path (:mod:`terracarbon.flux`, monthly fluxes at towers) fit the *same* estimator
+for the same family name and settings.
+
+Scale-sensitive families (SVR, MLP, MLR) are pipelines that standardise their inputs first,
+so callers never scale by hand and a fold's scaling is learnt on that fold's training rows
+only.
+
+>>> est = make_estimator("svr", {}, seed=0)
+>>> [name for name, _ in est.steps]
+['scale', 'svr']
+>>> make_estimator("xgb", {}, seed=0)
+Traceback (most recent call last):
+...
+terracarbon.errors.ParameterError: unknown tabular family 'xgb'; expected one of rf, gbm, svr, mlp, mlr
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from terracarbon.errors import ParameterError
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "rf": {"n_estimators": 200, "max_depth": None, "min_samples_leaf": 2, "max_features": 1.0},
+    "gbm": {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31,
+            "min_samples_leaf": 20, "l2_regularization": 0.0},
+    "svr": {"C": 10.0, "epsilon": 0.1, "gamma": "scale"},
+    "mlp": {"hidden_layer_sizes": [64, 32], "alpha": 1e-3, "learning_rate_init": 1e-3,
+            "max_iter": 500, "early_stopping": True},
+    "mlr": {},
+}
+"""Hyper-parameters of each family when the settings do not give them."""
+
+
+def _settings(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    given = dict(settings.get(name, {}) or {})
+    unknown = sorted(set(given) - set(DEFAULTS[name]))
+    if unknown:
+        raise ParameterError(f"models.{name}: unknown setting(s) {unknown}; expected some of "
+                             f"{sorted(DEFAULTS[name])}")
+    return {**DEFAULTS[name], **given}
+
+
+def _rf(hp: dict[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import RandomForestRegressor
+    return RandomForestRegressor(n_estimators=hp["n_estimators"], max_depth=hp["max_depth"],
+                                 min_samples_leaf=hp["min_samples_leaf"],
+                                 max_features=hp["max_features"], random_state=seed, n_jobs=-1)
+
+
+def _gbm(hp: dict[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    return HistGradientBoostingRegressor(max_iter=hp["max_iter"],
+                                         learning_rate=hp["learning_rate"],
+                                         max_leaf_nodes=hp["max_leaf_nodes"],
+                                         min_samples_leaf=hp["min_samples_leaf"],
+                                         l2_regularization=hp["l2_regularization"],
+                                         random_state=seed)
+
+
+def _svr(hp: dict[str, Any], seed: int) -> Any:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+    return Pipeline([("scale", StandardScaler()),
+                     ("svr", SVR(C=hp["C"], epsilon=hp["epsilon"], gamma=hp["gamma"]))])
+
+
+def _mlp(hp: dict[str, Any], seed: int) -> Any:
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([("scale", StandardScaler()),
+                     ("mlp", MLPRegressor(hidden_layer_sizes=tuple(hp["hidden_layer_sizes"]),
+                                          alpha=hp["alpha"],
+                                          learning_rate_init=hp["learning_rate_init"],
+                                          max_iter=hp["max_iter"],
+                                          early_stopping=hp["early_stopping"],
+                                          random_state=seed))])
+
+
+def _mlr(hp: dict[str, Any], seed: int) -> Any:
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([("scale", StandardScaler()), ("mlr", LinearRegression())])
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any], int], Any]] = {
+    "rf": _rf, "gbm": _gbm, "svr": _svr, "mlp": _mlp, "mlr": _mlr,
+}
+FAMILIES: tuple[str, ...] = tuple(_BUILDERS)
+"""The tabular families, in display order."""
+
+
+def make_estimator(name: str, settings: Mapping[str, Any] | None = None, *, seed: int) -> Any:
+    """An unfitted scikit-learn regressor of family ``name``.
+
+    Parameters
+    ----------
+    name : {"rf", "gbm", "svr", "mlp", "mlr"}
+        The family.
+    settings : mapping, optional
+        A ``models``-like section; hyper-parameters are read from ``settings[name]`` and
+        default to :data:`DEFAULTS`. Unknown keys raise.
+    seed : int
+        Random state of the estimator (results are deterministic for a given seed).
+
+    Returns
+    -------
+    A regressor with ``fit(X, y)`` / ``predict(X)``; scale-sensitive families standardise
+    their inputs inside the pipeline.
+    """
+    if name not in _BUILDERS:
+        raise ParameterError(f"unknown tabular family {name!r}; expected one of "
+                             f"{', '.join(FAMILIES)}")
+    return _BUILDERS[name](_settings(name, settings or {}), int(seed))
