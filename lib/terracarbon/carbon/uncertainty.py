@@ -42,7 +42,7 @@ import xarray as xr
 
 from terracarbon.carbon._common import POOLS, var
 from terracarbon.conventions import DENSITY_UNITS, T_PER_TG
-from terracarbon.errors import InputDataError
+from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.models.base import check_interval
 
 SAMPLE_STEP = 6
@@ -470,9 +470,46 @@ def _conformal_pair(r: np.ndarray, q_low: float, q_high: float) -> tuple[float, 
     return float(lo), float(hi)
 
 
+MIN_MODEL_ERROR_SHARE = 0.25
+"""Smallest factor by which removing plot measurement error may shrink the residual spread:
+an interval never becomes narrower than a quarter of what the residuals show, however large
+the stated measurement error."""
+
+
+def without_measurement_error(r: np.ndarray, measurement_sd: float) -> np.ndarray:
+    """Scaled residuals with the spread of plot measurement error taken out.
+
+    A plot's residual against the map is ``r = e_model + e_plot``: the map's error at that
+    pixel plus the plot's own measurement error (sampling within the pixel, allometry,
+    laboratory), independent of each other. An interval for the pixel's *true* density
+    must cover ``e_model`` only; with ``e_plot`` of relative standard deviation
+    ``measurement_sd`` (1, a fraction of the density), ``var(e_model) = var(r) −
+    measurement_sd²``. The residuals are shrunk about their median by
+    ``s = sqrt(max(var(r) − measurement_sd², 0) / var(r))``, floored at
+    :data:`MIN_MODEL_ERROR_SHARE` (deconvolution under a location-scale assumption).
+
+    >>> r = np.array([-0.5, 0.0, 0.5])          # var = 1/6
+    >>> without_measurement_error(r, 0.0).tolist()
+    [-0.5, 0.0, 0.5]
+    >>> np.round(without_measurement_error(r, np.sqrt(1 / 8)), 6).tolist()  # var 1/6 - 1/8: s = 1/2
+    [-0.25, 0.0, 0.25]
+    """
+    if measurement_sd < 0 or not np.isfinite(measurement_sd):
+        raise ParameterError(f"measurement_sd: got {measurement_sd}; expected a relative "
+                             "standard deviation >= 0 (0.1 = 10 % of the density)")
+    variance = float(np.var(r))
+    if measurement_sd == 0 or variance == 0:
+        return r
+    share = max(MIN_MODEL_ERROR_SHARE, np.sqrt(max(variance - measurement_sd ** 2, 0.0)
+                                                / variance))
+    centre = float(np.median(r))
+    return centre + share * (r - centre)
+
+
 def conformal_quantiles(oof: pd.DataFrame, *, interval: float, by: str | None = "landuse",
                         min_per_class: int = MIN_PER_CLASS,
-                        offset: float = CONFORMAL_OFFSET_T_HA
+                        offset: float = CONFORMAL_OFFSET_T_HA,
+                        measurement_sd: Mapping[str, float] | None = None,
                         ) -> dict[str, dict[int, tuple[float, float]]]:
     """Quantiles of the scaled out-of-fold residuals per target (and per land-use class).
 
@@ -483,6 +520,11 @@ def conformal_quantiles(oof: pd.DataFrame, *, interval: float, by: str | None = 
     (Mondrian conformal prediction, Vovk et al. 2005): a model errs differently on forest
     and on cropland, and the plots favour forest, so pooled quantiles would cover the
     plots' mix of classes rather than the map's. Key :data:`POOLED` holds the pooled ones.
+
+    ``measurement_sd`` (per target, relative standard deviation of a plot measurement
+    about the pixel's true density; ``maps.plot_measurement_error``) removes the plots' own
+    error from each group's residuals first (:func:`without_measurement_error`): without
+    it the bounds cover a new plot measurement, which is wider than the true density needs.
 
     Examples
     --------
@@ -501,13 +543,15 @@ def conformal_quantiles(oof: pd.DataFrame, *, interval: float, by: str | None = 
         if ok.sum() < 10:
             continue
         r = ((oof.loc[ok, obs] - oof.loc[ok, pred]) / (oof.loc[ok, pred] + offset)).to_numpy()
-        out[target] = {POOLED: _conformal_pair(r, q_low, q_high)}
+        sd = float((measurement_sd or {}).get(target, 0.0))
+        out[target] = {POOLED: _conformal_pair(without_measurement_error(r, sd), q_low, q_high)}
         if by and by in oof:
             classes = oof.loc[ok, by].to_numpy()
             for code in np.unique(classes[np.isfinite(classes.astype(float))]):
                 mine = r[classes == code]
                 if mine.size >= min_per_class:
-                    out[target][int(code)] = _conformal_pair(mine, q_low, q_high)
+                    out[target][int(code)] = _conformal_pair(
+                        without_measurement_error(mine, sd), q_low, q_high)
     return out
 
 

@@ -99,6 +99,8 @@ RULES: dict[str, Rule] = {
     "maps.model": Rule(choices=("best",) + MODEL_NAMES),
     "maps.interval_method": Rule(choices=("ensemble", "correlated", "independent")),
     "maps.lookup_table": Rule(types=(str,), nullable=True),
+    "maps.plot_measurement_error.veg": Rule(types=NUM, minimum=0, maximum=1),
+    "maps.plot_measurement_error.soil": Rule(types=NUM, minimum=0, maximum=1),
     "trends.alpha": Rule(types=NUM, minimum=1e-6, maximum=0.5),
     "trends.min_valid_years": Rule(types=(int,), minimum=3),
     "trends.method": Rule(choices=("original", "hamed_rao", "yue_wang", "tfpw")),
