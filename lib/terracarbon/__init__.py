@@ -31,7 +31,7 @@ PUBLIC_MODULES: dict[str, str] = {
     "data": "data", "io": "data.io", "grid": "data.grid", "prep": "data.prep",
     "survey": "data.survey", "inputs": "data.inputs", "synthetic": "data.synthetic",
     "models": "models", "carbon": "carbon", "trends": "trends", "spatial": "spatial",
-    "viz": "viz", "app": "viz.app",
+    "viz": "viz", "app": "viz.app", "flux": "flux", "monthly": "data.monthly",
 }
 """Short name -> module (relative to ``terracarbon``) of everything ``tc.<name>`` reaches."""
 

@@ -168,3 +168,41 @@ CLASS_TABLES: dict[str, ClassTable] = {
                         LISA_QUADRANT)
 }
 """Every categorical layer's table, by name."""
+
+
+# =========================================================================== flux path (#15)
+# Units and aggregation facts of the flux path (terracarbon.flux, terracarbon.data.monthly).
+#
+# Sign convention: NEE (net ecosystem exchange, atmosphere's view) < 0 is uptake by the
+# ecosystem; a "sink" is reported as -NEE, positive. NEP (net ecosystem production,
+# NPP - Rh, the ecosystem's view) > 0 is a sink. So NEP ~ -NEE.
+FLUX_MONTHLY_UNITS = "g C m-2 month-1"
+"""Carbon fluxes per calendar month (NEE, GPP, Reco, Rh, NEP): grams of carbon per m2."""
+FLUX_ANNUAL_UNITS = "g C m-2 yr-1"
+"""Carbon fluxes per calendar year (the same units as :data:`NPP_UNITS`)."""
+PRECIP_MONTHLY_UNITS = "mm month-1"
+"""Precipitation total of a calendar month."""
+PRECIP_ANNUAL_UNITS = "mm yr-1"
+"""Precipitation total of a calendar year."""
+AIR_TEMPERATURE_UNITS = "degC"
+"""Air temperature (monthly or annual mean)."""
+CARBON_MOLAR_MASS = 12.011
+"""Molar mass of carbon, g mol-1 (IUPAC standard atomic weight); one C atom per CO2 molecule,
+so 1 umol CO2 = 12.011e-6 g C."""
+NEE_UPTAKE_SIGN = -1
+"""Sign of NEE when the ecosystem takes up carbon (NEE < 0 = uptake; sink = -NEE)."""
+
+MONTHLY_TO_ANNUAL: dict[str, str] = {
+    # carbon fluxes (monthly totals, g C m-2 month-1) -> annual totals
+    "nee": "sum", "gpp": "sum", "reco": "sum", "rh": "sum", "npp": "sum", "nep": "sum",
+    # water: monthly totals (mm month-1) -> annual totals
+    "p": "sum", "precipitation": "sum", "pre": "sum",
+    # states and mean rates -> annual mean of the monthly values
+    "ta": "mean", "temperature": "mean", "tem": "mean", "sw_in": "mean", "sw_in_pot": "mean",
+    "lw_in": "mean", "netrad": "mean", "vpd": "mean", "ndvi": "mean", "evi": "mean",
+}
+"""Default monthly -> annual rule of the flux path's variable names: ``"sum"`` (totals; units
+``... month-1`` become ``... yr-1``) or ``"mean"`` (units kept). A variable not listed here
+is summed when its units are per month and averaged otherwise
+(:func:`terracarbon.flux.aggregate.monthly_to_annual`)."""
+# ========================================================================= end flux path (#15)

@@ -34,11 +34,14 @@ class StudyInputs:
         The target grid.
     truth : Path or None
         The synthetic study's ground truth (NetCDF), None for real data.
+    flux_truth : Path or None
+        The synthetic flux study's ground truth (NetCDF) when ``synthetic.flux``.
     """
 
     data: dict
     grid: Any
     truth: Path | None
+    flux_truth: Path | None = None
 
 
 def resolve_inputs(
@@ -71,7 +74,19 @@ def resolve_inputs(
         )
         spec = synth.data_params(files)
         target = GridSpec.from_raster(files.raster_dir / "dem.tif")
-        return StudyInputs(data=spec, grid=target, truth=Path(files.truth))
+        flux_truth = None
+        if synthetic.get("flux"):
+            flux_files = synth.make_flux_study(
+                Path(workdir) / "synthetic_inputs" / "flux",
+                nx=synthetic["nx_pixels"], ny=synthetic["ny_pixels"],
+                pixel_size_m=synthetic["pixel_size_m"],
+                years=range(synthetic["first_year"], synthetic["last_year"] + 1),
+                crs=synthetic["crs"], n_towers=synthetic["n_towers"], seed=seed,
+            )
+            spec.update(synthetic_flux_data(synth.flux_data_params(flux_files), spec))
+            flux_truth = Path(flux_files.truth)
+        return StudyInputs(data=spec, grid=target, truth=Path(files.truth),
+                           flux_truth=flux_truth)
 
     crs, resolution = grid.get("crs"), grid.get("pixel_size_m")
     if not crs or not resolution:
@@ -87,3 +102,38 @@ def resolve_inputs(
             "grid.bounds_m: [xmin, ymin, xmax, ymax] (metres, grid CRS) or a boundary file"
         )
     return StudyInputs(data=dict(data), grid=target, truth=None)
+
+
+def synthetic_flux_data(block: dict, stock: dict) -> dict:
+    """The ``data`` entries that read the synthetic flux study's files.
+
+    ``block`` is :func:`terracarbon.data.synthetic.flux_data_params`; ``stock`` the stock
+    study's ``data`` block, whose layers the flux study's annual layers join. The flux
+    study's NPP (consistent with its monthly GPP, as a product such as MOD17 would be)
+    replaces the stock study's NPP layer. Returns ``layers``, ``monthly_layers`` and
+    ``towers``.
+    """
+    layers = dict(stock.get("layers") or {})
+    monthly = {}
+    for name, spec in block["layers"].items():
+        common = {"units": spec["units"], "long_name": spec["long_name"], "kind": spec["kind"]}
+        if spec["frequency"] == "monthly":
+            monthly[name] = {"pattern": spec["path"], **common}
+        elif name == "npp":
+            layers[name] = {"path": spec["path"], **common}
+    towers = block["towers"]
+    return {
+        "layers": layers,
+        "monthly_layers": monthly,
+        "towers": {
+            "format": "csv", "path": towers["path"], "site": towers["site_column"],
+            "time": towers["time_column"], "lon": towers["x_column"],
+            "lat": towers["y_column"], "fluxes": dict(towers["flux_columns"]),
+            "units": {name: towers["units"] for name in towers["flux_columns"]},
+            "qc": {name: towers["qc_column"] for name in towers["flux_columns"]},
+            "qc_min": towers["min_qc"], "meteo": dict(towers["meteo_columns"]),
+            "meteo_units": {name: towers["units_by_column"][column]
+                            for name, column in towers["meteo_columns"].items()},
+            "igbp": towers.get("igbp_column"),
+        },
+    }

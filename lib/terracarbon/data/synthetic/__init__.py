@@ -163,6 +163,7 @@ from terracarbon.data.synthetic.fields import (
 from terracarbon.data.synthetic.generator import GENERATOR_VERSION, make_study
 from terracarbon.data.synthetic.layout import LAYERS, StudyFiles, data_params
 from terracarbon.data.synthetic.truth import open_truth
+from terracarbon.data.synthetic.flux import (QUICK_FLUX as QUICK_FLUX, FluxStudyFiles as FluxStudyFiles, flux_data_params as flux_data_params, make_flux_study as make_flux_study, open_flux_truth as open_flux_truth)  # noqa: E501, I001
 
 __all__ = [
     "make_study", "open_truth", "data_params", "StudyFiles", "LAYERS", "ZONES", "SOIL_TYPES",
