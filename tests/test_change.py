@@ -456,3 +456,20 @@ def test_measurement_error_never_collapses_the_interval():
     assert np.median(shrunk) == pytest.approx(np.median(r))
     with pytest.raises(ParameterError, match="measurement_sd"):
         without_measurement_error(r, -0.1)
+
+
+def test_member_quantiles_equal_numpy_nanquantile():
+    """The fast path (plain quantile where no member is NaN) against numpy's NaN-aware one,
+    with pixels where all, some or no members are NaN."""
+    rng = np.random.default_rng(11)
+    stack = rng.normal(size=(20, 30, 40)).astype(np.float32)
+    stack[:, :5] = np.nan                       # outside the region: every member
+    stack[rng.random(stack.shape) < 0.02] = np.nan  # scattered: some members
+    got = uncertainty.member_quantiles(stack, [0.05, 0.5, 0.95])
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanquantile(stack, [0.05, 0.5, 0.95], axis=0)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
