@@ -88,6 +88,9 @@ def resolve_inputs(
         return StudyInputs(data=spec, grid=target, truth=Path(files.truth),
                            flux_truth=flux_truth)
 
+    if not data.get("layers") and data.get("towers"):
+        # a towers-only study (site-level models, no maps): no grid, no cube
+        return StudyInputs(data=dict(data), grid=None, truth=None)
     crs, resolution = grid.get("crs"), grid.get("pixel_size_m")
     if not crs or not resolution:
         raise ParameterError("grid.crs and grid.pixel_size_m are required for real data")

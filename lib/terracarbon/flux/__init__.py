@@ -18,7 +18,7 @@ Units and the sign convention (NEE < 0 = uptake; sink = -NEE; NEP > 0 = sink) ar
 
 from __future__ import annotations
 
-from terracarbon.flux import inputs, totals
+from terracarbon.flux import inputs, totals, workflow
 from terracarbon.flux.aggregate import annual_units, monthly_to_annual
 from terracarbon.flux.inputs import build_monthly_cube, prepare_towers
 from terracarbon.flux.respiration import heterotrophic_respiration, net_ecosystem_production
@@ -34,5 +34,5 @@ __all__ = [
     "read_fluxnet_monthly", "read_flux_csv", "monthly_total", "TIDY_UNITS", "SIGN_CONVENTION",
     "heterotrophic_respiration", "net_ecosystem_production",
     "monthly_to_annual", "annual_units", "build_monthly_cube", "prepare_towers",
-    "inputs", "totals",
+    "inputs", "totals", "workflow",
 ]

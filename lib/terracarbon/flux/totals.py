@@ -83,6 +83,9 @@ def regional_totals(annual: xr.Dataset, area_ha: xr.DataArray, *,
             values = np.asarray(annual[f"{name}{suffix}"].transpose(
                 "year", "y", "x").values, dtype=np.float64)
             sums = np.nansum(values * area_m2, axis=(1, 2)) / G_PER_TG
+            # a year with no mapped pixel has no total (not zero): e.g. the first year when
+            # the model needs the months before it
+            sums = np.where(np.isfinite(values).any(axis=(1, 2)), sums, np.nan)
             for year, total in zip(annual["year"].values, sums, strict=True):
                 rows.append({"year": int(year), "variable": name, "key": key,
                              "value": float(total)})

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from terracarbon.errors import ParameterError
+from terracarbon.models.estimators import FAMILIES
 from terracarbon.models.registry import MODEL_NAMES
 from terracarbon.pipeline.runfolder import SLUG
 from terracarbon.pipeline.stage_specs import SERIES_SOURCES, STAGE_IDS
@@ -68,6 +69,23 @@ RULES: dict[str, Rule] = {
     "data.boundary_filter": Rule(types=(dict,), nullable=True),
     "data.years": Rule(items=(int,), nullable=True),
     "data.plots": Rule(types=(dict,), nullable=True),
+    "data.monthly_layers": Rule(types=(dict,)),
+    "data.towers": Rule(types=(dict,), nullable=True),
+    "synthetic.flux": Rule(types=(bool,)),
+    "synthetic.n_towers": Rule(types=(int,), minimum=2, maximum=1000),
+    "flux.targets": Rule(items=(str,), item_choices=("nee", "gpp", "reco")),
+    "flux.candidates": Rule(items=(str,), item_choices=FAMILIES),
+    "flux.features": Rule(items=(str,)),
+    "flux.categorical": Rule(items=(str,), item_choices=("landuse", "igbp")),
+    "flux.covariates": Rule(choices=("cube", "tower")),
+    "flux.cv_folds": Rule(types=(int,), minimum=2, maximum=100),
+    "flux.choose_by": Rule(choices=("site", "year", "random")),
+    "flux.map": Rule(types=(bool,)),
+    "flux.ensemble_members": Rule(types=(int,), minimum=0, maximum=200),
+    "flux.interval": Rule(types=NUM, minimum=0.5, maximum=0.99),
+    "flux.npp_layer": Rule(types=(str,), nullable=True),
+    "flux.temperature_layer": Rule(types=(str,), nullable=True),
+    "flux.precipitation_layer": Rule(types=(str,), nullable=True),
     "prep.outlier_sigma": Rule(types=NUM, minimum=0.5, maximum=10),
     "prep.outlier_by": Rule(choices=(None, "landuse"), nullable=True),
     "prep.augment_per_site": Rule(types=(int,), minimum=0, maximum=100),
@@ -118,7 +136,8 @@ RULES: dict[str, Rule] = {
     "compute.memory_limit": Rule(types=(str, int)),
 }
 
-OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots")
+OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots", "data.monthly_layers",
+                 "data.towers")
 
 
 @dataclass
@@ -282,6 +301,15 @@ def resolve_data_paths(study: dict, base: Path) -> dict:
             spec["path"] = absolute(spec["path"])
     if isinstance(data.get("plots"), dict) and "path" in data["plots"]:
         data["plots"]["path"] = absolute(data["plots"]["path"])
+    monthly = data.get("monthly_layers")
+    for spec in (monthly.values() if isinstance(monthly, dict) else ()):
+        for key in ("path", "pattern"):
+            if isinstance(spec, dict) and key in spec:
+                spec[key] = absolute(spec[key])
+    towers = data.get("towers")
+    for key in ("path", "sites_table"):
+        if isinstance(towers, dict) and key in towers:
+            towers[key] = absolute(towers[key])
     return study
 
 
@@ -593,9 +621,21 @@ def validate(
             _check_grid({"crs": crs}, problems, key="synthetic.crs")
     else:
         data, grid = section("data"), section("grid")
+        stages = section("study").get("stages") or []
+        towers_only = (not data.get("layers") and data.get("towers")
+                       and set(stages) <= {"01_data_prep", "03_fluxes"})
+        if towers_only:
+            # site-level flux models with no maps: no rasters, no grid, no years needed
+            if not isinstance(data.get("towers"), dict) or not data["towers"].get("path"):
+                problems.add("data.towers.path", "the towers' folder or CSV is required")
+            _check_towers(data["towers"], problems, check_files)
+            problems.raise_if_any(source)
+            return
         if not data.get("layers"):
             problems.add("data.layers", "no input layers: set synthetic.enabled: true or "
-                         "describe your rasters under data.layers (see params/examples/)")
+                         "describe your rasters under data.layers (see params/examples/); a "
+                         "study with only flux towers lists study.stages: [01_data_prep, "
+                         "03_fluxes]")
         if not data.get("years"):
             problems.add("data.years", "list the study years, e.g. [2000, 2005, 2010]")
         if not grid.get("crs"):
@@ -604,7 +644,22 @@ def validate(
             problems.add("grid.pixel_size_m", "set the target pixel size in metres")
         _check_grid(grid, problems)
         _check_data(data, problems, check_files)
+        _check_towers(data.get("towers"), problems, check_files)
     problems.raise_if_any(source)
+
+
+def _check_towers(towers: Any, problems: Problems, check_files: bool) -> None:
+    """``data.towers``: format and, with ``check_files``, that its files exist."""
+    if not isinstance(towers, dict):
+        return
+    from terracarbon.flux.inputs import check_tower_spec
+
+    for problem in check_tower_spec(towers) if check_files else []:
+        problems.add(f"data.towers.{problem.split(':', 1)[0]}",
+                     problem.split(":", 1)[1].strip() + PATH_HINT)
+    if towers.get("format", "fluxnet2015") not in ("fluxnet2015", "csv") and not check_files:
+        problems.add("data.towers.format", f"got {towers.get('format')!r}; expected "
+                     "fluxnet2015 or csv")
 
 
 @functools.lru_cache(maxsize=4)

@@ -108,6 +108,8 @@ def check_study(params: Mapping[str, Any], stage_ids: Sequence[str], *,
             if s["n_veg_plots"] + s["n_soil_plots"] == 0:
                 problems.add("synthetic.n_veg_plots", "and synthetic.n_soil_plots are both 0: "
                              "nothing to train the models on; give some plots")
+    elif "01_data_prep" in stage_ids and not (params.get("data") or {}).get("layers"):
+        pass  # a towers-only study: no rasters, no grid (the schema checked the towers)
     elif "01_data_prep" in stage_ids:
         data = params.get("data") or {}
         bad_layers = _check_layer_options(data, years, problems)
