@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
 from terracarbon.pipeline.params import REPO_ROOT  # noqa: E402
-from terracarbon.pipeline.stage_specs import STAGE_IDS  # noqa: E402
+from helpers import QUICK_STAGES  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def quick_run_session(tmp_path_factory) -> tuple[Path, subprocess.CompletedProce
     if result.returncode != 0:
         pytest.fail(f"quick run failed\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     run = runs / "quick"
-    for stage in STAGE_IDS:
+    for stage in QUICK_STAGES:
         manifest = json.loads((run / stage / "manifest.json").read_text())
         assert manifest["status"] == "complete", f"{stage} did not complete in the quick run"
     return run, result

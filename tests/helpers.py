@@ -48,6 +48,16 @@ ORIGIN = (500_000.0, 2_500_000.0)
 """Upper-left corner (x, y) of the test grids, m in :data:`UTM`."""
 
 
+def _quick_stages() -> tuple[str, ...]:
+    from terracarbon.pipeline.params import REPO_ROOT, load_params
+
+    return tuple(load_params(REPO_ROOT / "params" / "quick.yaml")["study"]["stages"])
+
+
+QUICK_STAGES = _quick_stages()
+"""The stages the quick study runs (the stock path; the flux stage has its own study)."""
+
+
 # --------------------------------------------------------------------------- grids and cubes
 def grid_coords(ny: int, nx: int, *, pixel_m: float = 500.0,
                 origin: tuple[float, float] = ORIGIN) -> dict[str, np.ndarray]:

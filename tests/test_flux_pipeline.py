@@ -38,7 +38,7 @@ def test_models_are_compared_three_ways_and_chosen_by_loso(flux_run):
     stage = flux_run / "03_fluxes"
     metrics = pd.read_csv(stage / "metrics.csv")
     assert set(metrics.scheme) == {"random", "site", "year"}
-    assert set(metrics.family) == {"rf", "gbm", "mlr"}
+    assert set(metrics.family) == {"rf", "gbm", "svr", "mlp", "mlr"}
     assert set(metrics.target) == {"nee", "gpp", "reco"}
     choice = json.loads((stage / "choice.json").read_text())
     for target, chosen in choice.items():

@@ -11,10 +11,9 @@ import nbformat
 import pytest
 
 from terracarbon.pipeline import report
-from terracarbon.pipeline import stages
 from terracarbon.pipeline.params import REPO_ROOT
 
-from helpers import assert_complete_stage
+from helpers import QUICK_STAGES, assert_complete_stage
 
 pytestmark = pytest.mark.slow
 RUN_ALL = [sys.executable, str(REPO_ROOT / "run_all.py")]
@@ -35,7 +34,7 @@ def quick_run(quick_run_session):
 
 def test_every_stage_complete_with_units_and_report(quick_run):
     run_dir, result = quick_run
-    for stage_id in stages.STAGES:
+    for stage_id in QUICK_STAGES:
         manifest = assert_complete_stage(run_dir, stage_id)
         assert manifest["provenance"]["packages"]["numpy"]
         assert manifest["outputs"], f"{stage_id} recorded no outputs"
@@ -51,7 +50,7 @@ def test_every_stage_complete_with_units_and_report(quick_run):
                     if o.output_type == "error"], f"{stage_id} notebook holds an error output"
     index = (run_dir / "index.html").read_text()
     assert report.external_references(index) == []
-    for stage_id in stages.STAGES:
+    for stage_id in QUICK_STAGES:
         assert f'href="{stage_id}/{stage_id}.html"' in index
     assert "progress" not in result.stderr.lower()
     assert "[05_zoning] complete" in result.stdout and "index.html" in result.stdout
@@ -73,11 +72,11 @@ def test_cube_and_tables_carry_units(quick_run):
 
 def test_rerun_skips_every_stage(quick_run):
     run_dir, _ = quick_run
-    before = {s: (run_dir / s / "manifest.json").stat().st_mtime_ns for s in stages.STAGES}
+    before = {s: (run_dir / s / "manifest.json").stat().st_mtime_ns for s in QUICK_STAGES}
     result = run([], run_dir.parent)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("up to date, skipped") == len(stages.STAGES)
-    after = {s: (run_dir / s / "manifest.json").stat().st_mtime_ns for s in stages.STAGES}
+    assert result.stdout.count("up to date, skipped") == len(QUICK_STAGES)
+    after = {s: (run_dir / s / "manifest.json").stat().st_mtime_ns for s in QUICK_STAGES}
     assert before == after
 
 

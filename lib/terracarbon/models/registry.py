@@ -17,7 +17,7 @@ registered for loading with :func:`register` (or
 :func:`terracarbon.models.persistence.register_model_class`).
 
 >>> MODEL_NAMES
-('rf', 'cnn', 'cnn_tcn', 'ndvi_lr', 'mlr', 'lookup')
+('rf', 'cnn', 'cnn_tcn', 'ndvi_lr', 'mlr', 'gbm', 'svr', 'mlp', 'lookup')
 >>> get("cnn_tcn").deep, get("lookup").inputs
 (True, ('landuse',))
 """
@@ -126,6 +126,15 @@ def _build_mlr(cls: type, settings: Mapping[str, Any], features: list[str], seed
     return cls(features, targets=targets)
 
 
+def _family_builder(family: str) -> Builder:
+    # gbm, svr, mlp: the estimator of models.estimators, hyper-parameters under models.<family>
+    def build(cls: type, settings: Mapping[str, Any], features: list[str], seed: int,
+              targets: tuple[str, ...]) -> Any:
+        return cls(features, family=family, targets=targets,
+                   settings={family: settings.get(family) or {}}, seed=seed)
+    return build
+
+
 _BUILT_IN: tuple[ModelEntry, ...] = (
     ModelEntry("rf", "terracarbon.models.rf:RandomForestCarbon",
                "random forest per pool, quantile-regression-forest intervals (Ningxia study)",
@@ -142,6 +151,15 @@ _BUILT_IN: tuple[ModelEntry, ...] = (
     ModelEntry("mlr", "terracarbon.models.baselines:MultipleLinear",
                "baseline: standardised multiple regression, land-use classes one-hot",
                build=_build_mlr),
+    ModelEntry("gbm", "terracarbon.models.families:EstimatorCarbon",
+               "histogram gradient boosting per pool (the flux path's gbm family)",
+               build=_family_builder("gbm")),
+    ModelEntry("svr", "terracarbon.models.families:EstimatorCarbon",
+               "support-vector regression per pool, standardised inputs",
+               build=_family_builder("svr")),
+    ModelEntry("mlp", "terracarbon.models.families:EstimatorCarbon",
+               "multilayer perceptron per pool (scikit-learn), standardised inputs",
+               build=_family_builder("mlp")),
     ModelEntry("lookup", "terracarbon.models.baselines:LanduseLookup",
                "baseline: mean plot density of each land-use class (InVEST-style lookup)",
                inputs=("landuse",), build=_build_one_input_baseline),
@@ -156,10 +174,10 @@ MODEL_NAMES: tuple[str, ...] = tuple(e.name for e in _BUILT_IN if e.build is not
 """The model families a study can train (``models.candidates``), in display order."""
 
 DEEP_MODELS: tuple[str, ...] = tuple(e.name for e in _BUILT_IN if e.deep)
+"""The patch (CNN) models among :data:`MODEL_NAMES`."""
 
 MAPPABLE_MODELS: tuple[str, ...] = tuple(e.name for e in _BUILT_IN)
 """Models ``maps.model`` can name: the candidates and the average training forms."""
-"""The patch (CNN) models among :data:`MODEL_NAMES`."""
 
 
 # ------------------------------------------------------------------------------ look-ups
@@ -173,7 +191,7 @@ def get(name: str) -> ModelEntry:
     >>> get("svm")
     Traceback (most recent call last):
     ...
-    terracarbon.errors.ParameterError: models.candidates: unknown model 'svm'; expected one of rf, cnn, cnn_tcn, ndvi_lr, mlr, lookup
+    terracarbon.errors.ParameterError: models.candidates: unknown model 'svm'; expected one of rf, cnn, cnn_tcn, ndvi_lr, mlr, gbm, svr, mlp, lookup
     """
     if name not in _ENTRIES:
         raise ParameterError(f"models.candidates: unknown model {name!r}; expected one of "
