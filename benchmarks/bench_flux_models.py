@@ -7,7 +7,7 @@ anomaly) of the best LOSO model; and the gradient-boosting library compared on t
 (scikit-learn HistGradientBoosting vs LightGBM vs XGBoost).
 
 Run:  PYTHONPATH=lib python benchmarks/bench_flux_models.py [--part families|gbm|features]
-Prints markdown tables (copied into benchmarks/flux_models.md).
+Prints markdown tables (copied into benchmarks/README.md, session 5).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ name                          meaning (units)
 ============================  ===========================================================
 
 The default set (:data:`DEFAULT_CONTEXT`) was chosen on the 24 FLUXNET2015 towers by
-leave-one-site-out R² (``benchmarks/bench_flux_models.py``, ``benchmarks/flux_models.md``).
+leave-one-site-out R² (``benchmarks/bench_flux_models.py``, ``benchmarks/README.md`` (session 5)).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ DEFAULT_CONTEXT: Mapping[str, tuple[str, ...]] = {
 sum3): the site's mean temperature, precipitation and VPD (its climate, aridity), last
 month's temperature and precipitation, 3-month precipitation. Chosen on leave-one-site-out
 R² at the 24 FLUXNET2015 towers (gradient boosting: NEE 0.38 -> 0.42, GPP 0.55 -> 0.66 over
-meteorology + IGBP + month alone); see ``benchmarks/flux_models.md``."""
+meteorology + IGBP + month alone); see ``benchmarks/README.md`` (session 5)."""
 
 FLUX_TARGETS = ("nee", "gpp", "reco")
 FLUX_UNITS = "g C m-2 month-1"
