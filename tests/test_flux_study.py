@@ -151,3 +151,32 @@ def test_annual_quantiles_keep_the_correlation_of_monthly_errors():
     assert q["n_site_years"] == 80
     assert q["annual_high"] == pytest.approx(12 * q["monthly_high"], rel=1e-9)
     assert q["monthly_high"] == pytest.approx(1.645 * 10, rel=0.35)
+
+
+def test_forest_predictions_are_bit_identical_and_survive_a_fresh_process(tmp_path):
+    """The flux path's forest sums its trees in a fixed order (scikit-learn's threaded
+    predict does not), and a pickled model loads in a new process."""
+    import subprocess
+    import sys
+
+    import joblib
+
+    from terracarbon.models.estimators import make_estimator
+
+    rng = np.random.default_rng(0)
+    X = rng.random((500, 4))
+    y = 3 * X[:, 0] - X[:, 1] ** 2 + rng.normal(0, 0.1, 500)
+    a = make_estimator("rf", {}, seed=5).fit(X, y).predict(X)
+    model = make_estimator("rf", {}, seed=5).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), a)
+    # the mean of the trees, as scikit-learn's own forest gives it (up to summation order)
+    from sklearn.ensemble import RandomForestRegressor
+    np.testing.assert_allclose(a, RandomForestRegressor.predict(model, X), rtol=1e-12)
+    path = tmp_path / "rf.joblib"
+    joblib.dump(model, path)
+    np.save(tmp_path / "X.npy", X)
+    code = ("import joblib, numpy as np; m = joblib.load(r'%s'); "
+            "np.save(r'%s', m.predict(np.load(r'%s')))"
+            % (path, tmp_path / "p.npy", tmp_path / "X.npy"))
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), a)

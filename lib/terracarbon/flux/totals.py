@@ -152,3 +152,21 @@ def totals_by_transition(annual: xr.DataArray, landuse: xr.DataArray, area_ha: x
     return (table.drop(columns="weighted")
             .sort_values("area_ha", ascending=False).reset_index(drop=True)
             [["from_code", "to_code", "from", "to", "changed", "area_ha", "mean", "total_Tg"]])
+
+
+TG_PER_PG = 1.0e3
+"""Teragrams in a petagram."""
+
+
+def with_petagrams(totals: pd.DataFrame) -> pd.DataFrame:
+    """``totals`` with ``total_Pg`` (and ``lower_Pg``/``upper_Pg`` where bounds exist):
+    the national-scale unit of the sink literature (Pg C yr-1 = 1000 Tg C yr-1).
+
+    >>> with_petagrams(pd.DataFrame({"total_Tg": [380.0]}))["total_Pg"].tolist()
+    [0.38]
+    """
+    out = totals.copy()
+    for key in ("total", "lower", "upper"):
+        if f"{key}_Tg" in out:
+            out[f"{key}_Pg"] = out[f"{key}_Tg"] / TG_PER_PG
+    return out

@@ -51,10 +51,46 @@ def _settings(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _rf(hp: dict[str, Any], seed: int) -> Any:
+    return _forest_class()(n_estimators=hp["n_estimators"], max_depth=hp["max_depth"],
+                           min_samples_leaf=hp["min_samples_leaf"],
+                           max_features=hp["max_features"], random_state=seed, n_jobs=-1)
+
+
+_FOREST: type | None = None
+
+
+def _forest_class() -> type:
+    """:class:`sklearn.ensemble.RandomForestRegressor` whose predictions are bit-identical
+    from run to run (built on first use, so importing this module imports no sklearn)."""
+    global _FOREST
+    if _FOREST is None:
+        _FOREST = _make_forest_class()
+    return _FOREST
+
+
+def _make_forest_class() -> type:
+    import numpy as np
     from sklearn.ensemble import RandomForestRegressor
-    return RandomForestRegressor(n_estimators=hp["n_estimators"], max_depth=hp["max_depth"],
-                                 min_samples_leaf=hp["min_samples_leaf"],
-                                 max_features=hp["max_features"], random_state=seed, n_jobs=-1)
+    from sklearn.utils.validation import check_array, check_is_fitted
+
+    class DeterministicForest(RandomForestRegressor):
+        """A random forest that fits on all cores and predicts with the trees added in a
+        fixed order. scikit-learn's threaded ``predict`` adds the trees' outputs in the
+        order the threads finish, so the last bits of a prediction change between runs;
+        here the sum runs tree by tree (callers parallelise over blocks of rows instead)."""
+
+        def predict(self, X: Any) -> Any:
+            check_is_fitted(self)
+            X = check_array(X, dtype=np.float32, ensure_all_finite="allow-nan")
+            total = np.zeros(X.shape[0], dtype=np.float64)
+            for tree in self.estimators_:
+                total += tree.predict(X, check_input=False).ravel()
+            return total / len(self.estimators_)
+
+    DeterministicForest.__module__ = __name__
+    DeterministicForest.__qualname__ = "DeterministicForest"
+    globals()["DeterministicForest"] = DeterministicForest  # picklable by module path
+    return DeterministicForest
 
 
 def _gbm(hp: dict[str, Any], seed: int) -> Any:
@@ -139,3 +175,11 @@ def one_native_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+def __getattr__(name: str) -> Any:
+    # a pickled forest names its class terracarbon.models.estimators.DeterministicForest:
+    # build it on first access so unpickling works in a fresh process
+    if name == "DeterministicForest":
+        return _forest_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

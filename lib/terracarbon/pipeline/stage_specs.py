@@ -298,7 +298,7 @@ STAGES: dict[str, StageSpec] = {
                                LayerSpec("nee", "Net ecosystem exchange", "nee"),
                                LayerSpec("nep", "NEP = NPP - Rh", "nep"),
                            )),
-                OutputSpec("totals", "totals.csv", "table", "Tg C yr-1",
+                OutputSpec("totals", "totals.csv", "table", "*_Tg: Tg C yr-1; *_Pg: Pg C yr-1",
                            "regional annual totals per flux with intervals",
                            created="when the study has a monthly cube and flux.map"),
                 OutputSpec("by_landuse", "by_landuse.csv", "table", "area_ha: ha; *_Tg: Tg C yr-1",
