@@ -105,3 +105,25 @@ def test_trends_and_zoning_read_the_annual_sink(flux_run):
     moran = pd.read_csv(flux_run / "05_zoning" / "moran.csv")
     annual = open_cube(flux_run / "03_fluxes" / "flux_annual.zarr")
     assert list(moran.year) == [int(y) for y in annual.year.values]
+
+
+def test_stock_and_flux_paths_run_together_from_one_file(tmp_path):
+    """One params file, both paths: the stock stages (plots -> models -> carbon maps) and the
+    flux stage on the same grid and landscape, then trends of the mapped sink."""
+    runs = tmp_path / "runs"
+    argv = ["--params", str(REPO_ROOT / "params" / "flux_quick.yaml"), "--runs-dir", str(runs),
+            "--set", "study.name=together",
+            "--set", "study.stages=[01_data_prep,02_train_models,03_carbon_maps,03_fluxes,"
+                     "04_trends,05_zoning]",
+            "--set", "models.candidates=[rf,mlr]", "--set", "models.ensemble_members=4",
+            "--set", "synthetic.n_veg_plots=300", "--set", "synthetic.n_soil_plots=300"]
+    assert run_all.main(argv) == 0
+    run = runs / "together"
+    for stage in ("01_data_prep", "02_train_models", "03_carbon_maps", "03_fluxes",
+                  "04_trends", "05_zoning"):
+        assert_complete_stage(run, stage)
+    flux = json.loads((run / "03_fluxes" / "manifest.json").read_text())
+    assert set(flux["upstream"]) == {"01_data_prep"}  # the flux path needs no plots or models
+    carbon = pd.read_csv(run / "03_carbon_maps" / "totals.csv")
+    sink = pd.read_csv(run / "03_fluxes" / "totals.csv")
+    assert carbon["year"].min() == 2010 and sink["year"].max() == 2017
