@@ -191,7 +191,14 @@ from terracarbon.data.synthetic.fields import (
     static_fields,
 )
 from terracarbon.data.synthetic.generator import _write_boundary
-from terracarbon.data.synthetic.noise import Grid, noise, random_stream
+from terracarbon.data.synthetic.noise import (
+    Grid,
+    calendar_years,
+    check_pixel_size,
+    noise,
+    projected_crs,
+    random_stream,
+)
 from terracarbon.data.synthetic.truth import netcdf_engine
 from terracarbon.errors import InputDataError, ParameterError
 
@@ -588,8 +595,6 @@ def _validated_arguments(
     n_towers: Any, tower_years: Any, restoration_trend: Any, urbanising_trend: Any, seed: Any,
 ) -> dict[str, Any]:
     """The arguments of :func:`make_flux_study` checked and normalised (as in study.json)."""
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
 
     def whole(name: str, value: Any, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
@@ -611,36 +616,9 @@ def _validated_arguments(
     if out_dir is None:
         raise ParameterError("make_flux_study: out_dir is None; expected a folder path.")
     nx, ny = whole("nx", nx, 10), whole("ny", ny, 10)
-    if isinstance(pixel_size_m, bool) or not isinstance(pixel_size_m, int | float | np.number) \
-            or not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
-        raise ParameterError(
-            f"make_flux_study: pixel_size_m={pixel_size_m!r}; expected a positive number of "
-            "metres (e.g. 2000.0)."
-        )
-    try:
-        crs_obj = CRS.from_user_input(crs)
-    except (CRSError, TypeError) as err:
-        raise ParameterError(
-            f"make_flux_study: crs={crs!r} is not a known CRS ({err}); expected a projected "
-            "CRS in metres such as 'EPSG:32649'."
-        ) from None
-    if not crs_obj.is_projected:
-        raise ParameterError(
-            f"make_flux_study: crs={crs!r} is not projected; expected a projected CRS in "
-            "metres, e.g. 'EPSG:32649'."
-        )
-    crs_str = crs_obj.to_string() if crs_obj.to_epsg() is None else f"EPSG:{crs_obj.to_epsg()}"
-    try:
-        years_t = tuple(int(y) for y in years)
-    except (TypeError, ValueError):
-        raise ParameterError(
-            f"make_flux_study: years={years!r}; expected an iterable of calendar years."
-        ) from None
-    if len(years_t) < 3 or any(b != a + 1 for a, b in zip(years_t, years_t[1:], strict=False)):
-        raise ParameterError(
-            f"make_flux_study: years={years_t}; expected at least 3 consecutive years (monthly "
-            "series have no gaps), e.g. range(2000, 2022)."
-        )
+    check_pixel_size("make_flux_study", pixel_size_m, example=2000.0)
+    crs_str = projected_crs("make_flux_study", crs)
+    years_t = calendar_years("make_flux_study", years, consecutive=True)
     try:
         ox, oy = (float(v) for v in origin_xy)
     except (TypeError, ValueError):

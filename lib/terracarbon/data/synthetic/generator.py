@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,7 +27,7 @@ from terracarbon.data.synthetic.layout import (
     remove_stale_rasters,
     study_files,
 )
-from terracarbon.data.synthetic.noise import Grid
+from terracarbon.data.synthetic.noise import Grid, calendar_years, check_pixel_size, projected_crs
 from terracarbon.data.synthetic.plots import make_plots
 from terracarbon.data.synthetic.truth import write_truth
 from terracarbon.errors import ParameterError
@@ -181,8 +180,6 @@ def _validated_arguments(
 
     Raises ParameterError naming the argument, the value and what is expected.
     """
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
 
     def whole(name: str, value: Any, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
@@ -196,37 +193,9 @@ def _validated_arguments(
         raise ParameterError("make_study: out_dir is None; expected a folder path.")
     nx = whole("nx", nx, 10)
     ny = whole("ny", ny, 10)
-    if not isinstance(pixel_size_m, int | float | np.number) or not (
-        math.isfinite(pixel_size_m) and pixel_size_m > 0
-    ):
-        raise ParameterError(
-            f"make_study: pixel_size_m={pixel_size_m!r}; expected a positive number of metres "
-            "(e.g. 500.0)."
-        )
-    try:
-        crs_obj = CRS.from_user_input(crs)
-    except (CRSError, TypeError) as err:
-        raise ParameterError(
-            f"make_study: crs={crs!r} is not a known CRS ({err}); expected a projected CRS in "
-            "metres such as 'EPSG:32649'."
-        ) from None
-    if not crs_obj.is_projected:
-        raise ParameterError(
-            f"make_study: crs={crs!r} is not projected; expected a projected CRS in metres "
-            "(the grid has square pixels in metres), e.g. 'EPSG:32649'."
-        )
-    crs_str = crs_obj.to_string() if crs_obj.to_epsg() is None else f"EPSG:{crs_obj.to_epsg()}"
-    try:
-        years_t = tuple(int(y) for y in years)
-    except (TypeError, ValueError):
-        raise ParameterError(
-            f"make_study: years={years!r}; expected an iterable of calendar years."
-        ) from None
-    if len(years_t) < 3 or any(b <= a for a, b in zip(years_t, years_t[1:], strict=False)):
-        raise ParameterError(
-            f"make_study: years={years_t}; expected at least 3 strictly increasing years, "
-            "e.g. range(2000, 2022)."
-        )
+    check_pixel_size("make_study", pixel_size_m, example=500.0)
+    crs_str = projected_crs("make_study", crs)
+    years_t = calendar_years("make_study", years, consecutive=False)
     try:
         plot_years_t = tuple(int(y) for y in plot_years)
     except (TypeError, ValueError):

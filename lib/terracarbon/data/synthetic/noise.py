@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from terracarbon.errors import ParameterError
+
 STREAMS: dict[str, int] = {
     name: k
     for k, name in enumerate(
@@ -94,3 +96,54 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma_px: flo
 def noise(grid: Grid, rng: np.random.Generator, scale: float) -> np.ndarray:
     """``N(scale)``: a smooth field with correlation length ``scale`` x the shorter side."""
     return smooth_noise(rng, grid.shape, max(scale * grid.side, 0.5))
+
+
+# ------------------------------------------------------------------ argument checks
+# shared by make_study and make_flux_study, so both generators refuse the same bad grids
+# with the same words
+
+
+def check_pixel_size(caller: str, value: Any, *, example: float) -> float:
+    """``value`` as a positive pixel size in metres, or ParameterError naming ``caller``."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not (
+            math.isfinite(value) and value > 0):
+        raise ParameterError(f"{caller}: pixel_size_m={value!r}; expected a positive number "
+                             f"of metres (e.g. {example}).")
+    return float(value)
+
+
+def projected_crs(caller: str, crs: Any) -> str:
+    """``crs`` as ``"EPSG:n"`` (or its WKT/PROJ string), refused unless projected in metres."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs_obj = CRS.from_user_input(crs)
+    except (CRSError, TypeError) as err:
+        raise ParameterError(f"{caller}: crs={crs!r} is not a known CRS ({err}); expected a "
+                             "projected CRS in metres such as 'EPSG:32649'.") from None
+    if not crs_obj.is_projected:
+        raise ParameterError(f"{caller}: crs={crs!r} is not projected; expected a projected "
+                             "CRS in metres (the grid has square pixels in metres), e.g. "
+                             "'EPSG:32649'.")
+    return crs_obj.to_string() if crs_obj.to_epsg() is None else f"EPSG:{crs_obj.to_epsg()}"
+
+
+def calendar_years(caller: str, years: Any, *, consecutive: bool) -> tuple[int, ...]:
+    """At least three strictly increasing years (``consecutive``: with no gap, as monthly
+    series need), or ParameterError naming ``caller``."""
+    try:
+        years_t = tuple(int(y) for y in years)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{caller}: years={years!r}; expected an iterable of calendar "
+                             "years.") from None
+    pairs = list(zip(years_t, years_t[1:], strict=False))
+    if consecutive and (len(years_t) < 3 or any(b != a + 1 for a, b in pairs)):
+        raise ParameterError(f"{caller}: years={years_t}; expected at least 3 consecutive "
+                             "years (monthly series have no gaps), e.g. range(2000, 2022).")
+    if len(years_t) < 3 or any(b <= a for a, b in pairs):
+        raise ParameterError(f"{caller}: years={years_t}; expected at least 3 strictly "
+                             "increasing years, e.g. range(2000, 2022).")
+    return years_t
