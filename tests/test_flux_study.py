@@ -180,3 +180,22 @@ def test_forest_predictions_are_bit_identical_and_survive_a_fresh_process(tmp_pa
             % (path, tmp_path / "p.npy", tmp_path / "X.npy"))
     subprocess.run([sys.executable, "-c", code], check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), a)
+
+
+def test_towers_only_study_names_a_missing_towers_folder(tmp_path):
+    """A towers-only study needs no grid, but its towers must exist: the error names the
+    parameter and the path before anything runs."""
+    from terracarbon.errors import ParameterError
+    from terracarbon.pipeline.params import load_params
+
+    study = tmp_path / "towers.yaml"
+    study.write_text("study: {name: t, stages: [01_data_prep, 03_fluxes]}\n"
+                     "synthetic: {enabled: false}\n"
+                     "data: {towers: {format: fluxnet2015, path: no_such_folder,\n"
+                     "                sites_table: no_such_sites.csv}}\n")
+    with pytest.raises(ParameterError) as err:
+        load_params(study)
+    message = str(err.value)
+    assert "data.towers.path" in message and "no_such_folder" in message
+    assert "data.towers.sites_table" in message
+    assert "grid.crs" not in message  # a towers-only study has no grid to ask for

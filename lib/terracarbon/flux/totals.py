@@ -20,10 +20,10 @@ from terracarbon import conventions
 from terracarbon.data.io import history_line
 from terracarbon.errors import InputDataError
 
-G_PER_TG = 1.0e12
-"""Grams in a teragram."""
+G_PER_TG = conventions.G_PER_T * conventions.T_PER_TG
+"""Grams in a teragram (1e12)."""
 
-M2_PER_HA = 1.0e4
+M2_PER_HA = conventions.M2_PER_HA
 """Square metres in a hectare."""
 
 SINK_ATTRS = {"units": conventions.FLUX_ANNUAL_UNITS,
@@ -154,8 +154,8 @@ def totals_by_transition(annual: xr.DataArray, landuse: xr.DataArray, area_ha: x
             [["from_code", "to_code", "from", "to", "changed", "area_ha", "mean", "total_Tg"]])
 
 
-TG_PER_PG = 1.0e3
-"""Teragrams in a petagram."""
+TG_PER_PG = conventions.T_PER_PG / conventions.T_PER_TG
+"""Teragrams in a petagram (1000)."""
 
 
 def with_petagrams(totals: pd.DataFrame) -> pd.DataFrame:

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from terracarbon.conventions import LANDUSE_CLASSES
+from terracarbon.conventions import FLUX_MONTHLY_UNITS, LANDUSE_CLASSES
 from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.models.estimators import FAMILIES, make_estimator, one_native_thread
 from terracarbon.models.metrics import mae, r2, rmse
@@ -84,7 +84,7 @@ R² at the 24 FLUXNET2015 towers (gradient boosting: NEE 0.38 -> 0.42, GPP 0.55 
 meteorology + IGBP + month alone); see ``benchmarks/README.md`` (session 5)."""
 
 FLUX_TARGETS = ("nee", "gpp", "reco")
-FLUX_UNITS = "g C m-2 month-1"
+FLUX_UNITS = FLUX_MONTHLY_UNITS
 Scheme = Literal["random", "site", "year"]
 SCHEMES: tuple[str, ...] = ("random", "site", "year")
 
