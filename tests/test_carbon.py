@@ -44,7 +44,7 @@ def rng():
 def test_hand_worked_lookup_storage_totals():
     # 10 x 10 pixels of class 1, 50 m x 50 m = 2,500 m2 = 0.25 ha each.
     # Pools 15 + 10 + 60 + 1 = 86 t C/ha -> 100 x 0.25 x 86 = 2,150 t C = 0.00215 Tg.
-    # Vegetation (above + below + dead) = 26 t/ha -> 650 t; soil 60 t/ha -> 1,500 t.
+    # The four pools stay apart: above 15 t/ha -> 375 t, below 250 t, dead 25 t, soil 1,500 t.
     landuse = as_map(np.ones((10, 10), dtype="int16"))
     table = {1: {"above": 15.0, "below": 10.0, "soil": 60.0, "dead": 1.0}}
     density = carbon.lookup_carbon(landuse, table)
@@ -54,8 +54,11 @@ def test_hand_worked_lookup_storage_totals():
     assert stored["total_carbon_storage"].attrs["units"] == "t C"
     df = carbon.totals(stored).set_index("pool")
     assert df.loc["total", "storage_Tg"] * 1e6 == pytest.approx(2150.0, rel=1e-12)
-    assert df.loc["veg", "storage_Tg"] * 1e6 == pytest.approx(650.0, rel=1e-12)
+    assert df.loc["above", "storage_Tg"] * 1e6 == pytest.approx(375.0, rel=1e-12)
+    assert df.loc["below", "storage_Tg"] * 1e6 == pytest.approx(250.0, rel=1e-12)
+    assert df.loc["dead", "storage_Tg"] * 1e6 == pytest.approx(25.0, rel=1e-12)
     assert df.loc["soil", "storage_Tg"] * 1e6 == pytest.approx(1500.0, rel=1e-12)
+    assert "veg" not in df.index  # veg would count above + below a second time
     assert df.loc["total", "area_ha"] == pytest.approx(25.0)
     pg = carbon.to_pg(carbon.totals(stored)).set_index("pool")
     assert pg.loc["total", "storage_Pg"] == pytest.approx(2150.0 / 1e9, rel=1e-12)
@@ -66,10 +69,13 @@ def test_lookup_accepts_invest_table_and_leaves_nodata_nan():
     table = pd.DataFrame({"lucode": [1, 2], "c_above": [15.0, 5.0], "c_below": [10.0, 2.0],
                           "c_soil": [60.0, 40.0], "c_dead": [1.0, 0.5]})
     out = carbon.lookup_carbon(as_map(codes), table)
-    # class 2: 5 + 2 + 0.5 = 7.5 t/ha vegetation; class 1: 26 t/ha; 0 is nodata
-    np.testing.assert_array_equal(out["veg_carbon_density"].values, [[26.0, 7.5], [np.nan, 7.5]])
+    # c_above etc. are read as the pools above ...; 0 is nodata; the total sums all four
+    np.testing.assert_array_equal(out["below_carbon_density"].values, [[10.0, 2.0], [np.nan, 2.0]])
     np.testing.assert_array_equal(out["soil_carbon_density"].values, [[60.0, 40.0], [np.nan, 40.0]])
-    assert out["veg_carbon_density"].attrs["units"] == "t C ha-1"
+    assert out["dead_carbon_density"].attrs["units"] == "t C ha-1"
+    total = carbon.add_total(out)["total_carbon_density"]
+    np.testing.assert_array_equal(total.values, [[86.0, 47.5], [np.nan, 47.5]])
+    assert total.attrs["pools"] == "above below dead soil"
     assert out.rio.crs is not None
 
 
@@ -412,10 +418,25 @@ def test_export_products_writes_cogs_with_units(rng, tmp_path):
 
 
 # --------------------------------------------------------------------------- bad input
-def test_missing_soil_density_is_named(rng):
+def test_a_vegetation_only_study_totals_its_one_pool_and_no_pool_is_named(rng):
+    # pools are what the study has: with vegetation only, the total is the vegetation
     ds = density_dataset(rng, bounds=False).drop_vars("soil_carbon_density")
-    with pytest.raises(InputDataError, match="soil_carbon_density"):
-        carbon.storage(ds, 0.25)
+    stored = carbon.storage(ds, 0.25)
+    np.testing.assert_array_equal(stored["total_carbon_storage"].values,
+                                  stored["veg_carbon_storage"].values)
+    df = carbon.totals(stored)
+    assert sorted(df["pool"].unique()) == ["total", "veg"]
+    empty = ds.drop_vars("veg_carbon_density")
+    with pytest.raises(InputDataError, match="no carbon pool density.*soil_carbon_density"):
+        carbon.storage(empty, 0.25)
+
+
+def test_overlapping_pools_are_refused(rng):
+    # veg is above + below ground: summing it with above would count the stems twice
+    ds = density_dataset(rng, bounds=False)
+    ds["above_carbon_density"] = ds["veg_carbon_density"] * 0.8
+    with pytest.raises(ParameterError, match=r"\['above', 'veg'\].*overlap"):
+        carbon.add_total(ds)
 
 
 def test_wrong_density_units_rejected(rng):
@@ -526,16 +547,15 @@ def test_class_mean_table_fills_classes_without_plots():
 
 
 def test_lookup_pools_follow_the_table_and_an_invest_csv_is_read(tmp_path):
-    # class 1: 15 + 10 + 1 = 26 t C/ha vegetation, 60 soil; class 2: 5 + 1 + 0 = 6 and 40
+    # class 1: above 15, below 10, soil 60, dead 1 t C/ha; class 2: 5, 1, 40, 0
     (tmp_path / "carbon.csv").write_text("lucode,LULC_name,c_above,c_below,c_soil,c_dead\n"
                                          "1,forest,15,10,60,1\n2,crop,5,1,40,0\n")
     table = carbon.read_lookup_table(tmp_path / "carbon.csv")
     landuse = as_map(np.array([[1, 2], [2, 0]], dtype="int16"))
     ds = carbon.lookup_carbon(landuse, table)
     assert set(ds.data_vars) == {"above_carbon_density", "below_carbon_density",
-                                 "soil_carbon_density", "dead_carbon_density",
-                                 "veg_carbon_density"}
-    np.testing.assert_array_equal(ds["veg_carbon_density"].values, [[26, 6], [6, np.nan]])
+                                 "soil_carbon_density", "dead_carbon_density"}
+    np.testing.assert_array_equal(ds["above_carbon_density"].values, [[15, 5], [5, np.nan]])
     np.testing.assert_array_equal(ds["soil_carbon_density"].values, [[60, 40], [40, np.nan]])
     two_pool = carbon.lookup_carbon(landuse, {1: {"veg": 20, "soil": 50}, 2: {"veg": 4, "soil": 30}})
     assert set(two_pool.data_vars) == {"veg_carbon_density", "soil_carbon_density"}

@@ -517,7 +517,7 @@ def test_read_plots_bad_inputs(tmp_path, cube_2x2):
         prep.read_plots(dict(PLOT_SPEC, path=str(path), veg_column="carbon"), GRID_2x2)
     with pytest.raises(InputDataError, match="not found; check data.plots.path"):
         prep.read_plots(dict(PLOT_SPEC, path=str(tmp_path / "none.csv")), GRID_2x2)
-    with pytest.raises(ParameterError, match="both null"):
+    with pytest.raises(ParameterError, match="no pool column.*above_column, below_column"):
         prep.read_plots(dict(PLOT_SPEC, path=str(path), veg_column=None), GRID_2x2)
     bad = _plots_csv(tmp_path, [("east", 2.0, 2000, "a", 1.0)])
     with pytest.raises(InputDataError, match="'lon' has non-numeric values"):

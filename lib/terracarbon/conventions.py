@@ -206,3 +206,52 @@ MONTHLY_TO_ANNUAL: dict[str, str] = {
 is summed when its units are per month and averaged otherwise
 (:func:`terracarbon.flux.aggregate.monthly_to_annual`)."""
 # ========================================================================= end flux path (#15)
+
+
+# =========================================================================== carbon pools (#16)
+@dataclass(frozen=True)
+class CarbonPool:
+    """One carbon pool a study can map.
+
+    ``name`` is the stem of every variable (``<name>_carbon_density`` …) and of the plots'
+    column (``<name>_carbon_t_ha``); ``letter`` the first letter of the exported products
+    (``<letter>cd`` density, ``<letter>cs`` storage: ``acd``, ``vcs``, ``tcd`` …);
+    ``implausible_t_ha`` / ``absurd_t_ha`` the plot values above which preflight warns /
+    refuses (t C ha-1); ``overlaps`` the pools it cannot be summed with (they count the same
+    carbon).
+    """
+
+    name: str
+    letter: str
+    long_name: str
+    implausible_t_ha: float
+    absurd_t_ha: float
+    overlaps: tuple[str, ...] = ()
+
+
+CARBON_POOLS: dict[str, CarbonPool] = {p.name: p for p in (
+    # live above-ground biomass carbon (stems, branches, foliage): inventories, AGB products
+    CarbonPool("above", "a", "above-ground biomass", 400.0, 1200.0, ("veg",)),
+    # live below-ground biomass carbon (roots): root:shoot ratios or a model of AGB
+    CarbonPool("below", "b", "below-ground biomass", 150.0, 500.0, ("veg",)),
+    # dead organic matter: litter and dead wood (InVEST c_dead)
+    CarbonPool("dead", "d", "dead organic matter", 100.0, 400.0),
+    # live vegetation as the Guangdong/Ningxia datasets measure it: above + below ground
+    CarbonPool("veg", "v", "vegetation", 500.0, 1500.0, ("above", "below")),
+    # soil organic carbon (to the survey's depth)
+    CarbonPool("soil", "s", "soil organic", 1000.0, 4000.0),
+)}
+"""The pools a study can map, in report order. ``veg`` is live biomass (above + below) as one
+pool; a study maps either ``veg`` or ``above``/``below``, never both (they overlap)."""
+TOTAL_POOL = CarbonPool("total", "t", "total", float("inf"), float("inf"))
+"""The sum of the pools a study maps (its ``pools`` attribute says which)."""
+
+
+def pool_letters() -> dict[str, str]:
+    """``{pool: letter}`` of every pool and the total (product file prefixes).
+
+    >>> pool_letters()["above"], pool_letters()["total"]
+    ('a', 't')
+    """
+    return {**{n: p.letter for n, p in CARBON_POOLS.items()}, "total": TOTAL_POOL.letter}
+# ========================================================================= end carbon pools (#16)

@@ -14,18 +14,28 @@ One module per concern, every public name re-exported here (``tc.carbon.storage(
   :func:`transition_matrices`, :func:`conversion_decomposition`
 * :mod:`~terracarbon.carbon.lookup` — :func:`lookup_carbon`, :func:`class_mean_table`,
   :func:`compare_with_lookup` (InVEST parity)
+* :mod:`~terracarbon.carbon.invest` — :func:`invest_carbon`, :func:`invest_totals`: InVEST's
+  Carbon model (storage, sequestration, valuation) with parity tests against InVEST 3.20.2
+  and per-pixel uncertainty from class means ± sd (docs/invest.md)
+* :mod:`~terracarbon.carbon.pools` — pools as data: which pools a study maps and where each
+  comes from (model, ratio, rf, product, lookup)
+* :mod:`~terracarbon.carbon.root_shoot`, :mod:`~terracarbon.carbon.belowground` —
+  below-ground carbon from above-ground by root:shoot ratios or a random forest
+* :mod:`~terracarbon.carbon.biomass_product` — biomass/carbon raster products as pool inputs
 * :mod:`~terracarbon.carbon.products` — :func:`export_products` (Cloud-Optimised GeoTIFFs)
 * :mod:`~terracarbon.carbon.mapping` — model predictions for every year of the cube
 
 Inputs follow ``docs/architecture.md``: density maps are ``xarray`` objects with dims
 ``(year, y, x)`` or ``(y, x)`` (pixel centres in CRS units, CRS attached with rioxarray) and
-variables ``veg_carbon_density`` / ``soil_carbon_density`` in ``t C ha-1``, optionally with
+one variable ``<pool>_carbon_density`` per pool the study maps, in ``t C ha-1``, optionally with
 ``<var>_lower`` / ``<var>_upper`` prediction bounds; ``landuse`` is ``int16`` with codes 1..8
 (0 = nodata). Units are checked by dimension (:mod:`terracarbon.units`): a density in
 ``Mg C ha-1`` or ``kg C m-2`` is converted to ``t C ha-1``, one in ``g C m-2 yr-1`` is refused.
 Every output's ``history`` continues its inputs' history.
 
-Naming used throughout: a *pool* is ``veg``, ``soil`` or ``total``; per-pixel density is
+Naming used throughout: a *pool* is one of ``conventions.CARBON_POOLS`` (``above``,
+``below``, ``dead``, ``veg`` = above + below, ``soil``) or ``total``, the sum of the pools a
+dataset holds (never ``veg`` with ``above``/``below``); per-pixel density is
 ``<pool>_carbon_density`` (t C ha-1), per-pixel storage is ``<pool>_carbon_storage`` (t C),
 and tables carry their units in column names (``storage_Tg``, ``area_ha``).
 
@@ -47,11 +57,13 @@ pixels (or over pools) needs an assumption about how errors co-vary:
 
 The total pool is never double counted: when the density data carry their own
 ``total_carbon_density_lower/upper`` those are used; otherwise the total's bounds are built
-from the veg and soil bounds with the *same* rule (see :func:`add_total` and :func:`totals`).
+from the pools' bounds with the *same* rule (see :func:`add_total` and :func:`totals`).
 """
 
 from terracarbon.carbon._common import BOUNDS, POOL_LONG_NAMES, POOLS, IntervalMethod, Pool
-from terracarbon.carbon import mapping, uncertainty
+from terracarbon.carbon import (
+    belowground, biomass_product, invest, mapping, pools, root_shoot, uncertainty,
+)
 from terracarbon.carbon.area import pixel_area_ha, uniform_pixel_area_ha
 from terracarbon.carbon.stock_change import change, change_table, describe_change, ecosystem_contribution
 from terracarbon.carbon.lookup import (
@@ -61,6 +73,14 @@ from terracarbon.carbon.lookup import (
     compare_with_lookup,
     lookup_carbon,
     read_lookup_table,
+)
+from terracarbon.carbon.invest import (
+    class_table_from_plots,
+    invest_carbon,
+    invest_totals,
+    read_carbon_pools,
+    read_landuse_map,
+    valuation_constant,
 )
 from terracarbon.carbon.products import PRODUCT_PREFIXES, export_products
 from terracarbon.carbon.stocks import add_total, storage
@@ -75,9 +95,11 @@ from terracarbon.conventions import LANDUSE_CLASSES
 
 __all__ = [
     "LOOKUP_POOLS",
+    "class_table_from_plots", "invest_carbon", "invest_totals", "read_carbon_pools",
+    "read_landuse_map", "valuation_constant",
     "read_lookup_table",
     "uniform_pixel_area_ha",
-    "mapping", "uncertainty",
+    "belowground", "biomass_product", "invest", "mapping", "pools", "root_shoot", "uncertainty",
     "BOUNDS", "LANDUSE_CLASSES", "POOLS", "POOL_LONG_NAMES", "PRODUCT_PREFIXES",
     "VEG_COMPONENTS", "IntervalMethod", "Pool", "add_total", "change", "change_table",
     "check_plausible_totals", "class_mean_table", "compare_with_lookup",

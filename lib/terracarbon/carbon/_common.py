@@ -16,19 +16,19 @@ import xarray as xr
 
 from terracarbon import units as _units
 from terracarbon.data import io
+from terracarbon.conventions import CARBON_POOLS
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
 log = logging.getLogger("terracarbon.carbon")
 
-POOLS: tuple[str, ...] = ("veg", "soil", "total")
-"""Carbon pools handled by the accounting functions."""
-POOL_LONG_NAMES = {
-    "veg": "vegetation", "soil": "soil organic", "total": "total (vegetation + soil)"
-}
+POOLS: tuple[str, ...] = (*CARBON_POOLS, "total")
+"""Every carbon pool the accounting functions handle, in report order; a dataset holds the
+subset its study maps (:func:`pools_in`) and their ``total``."""
+POOL_LONG_NAMES = {**{n: p.long_name for n, p in CARBON_POOLS.items()}, "total": "total"}
 BOUNDS: tuple[str, ...] = ("lower", "upper")
 
 IntervalMethod = Literal["correlated", "independent"]
-Pool = Literal["veg", "soil", "total"]
+Pool = Literal["above", "below", "dead", "veg", "soil", "total"]
 INTERVAL_METHODS = ("correlated", "independent")
 DERIVED_ATTR = "derived_from"
 """Attribute marking total-pool bounds built from the veg and soil bounds."""
@@ -39,6 +39,54 @@ def var(pool: str, kind: str, bound: str | None = None) -> str:
     """``<pool>_carbon_<kind>[_<bound>]``, e.g. ``var("veg", "density", "lower")``."""
     name = f"{pool}_carbon_{kind}"
     return f"{name}_{bound}" if bound else name
+
+
+def pools_in(ds: xr.Dataset | pd.DataFrame | Iterable[str], kind: str = "density") -> list[str]:
+    """The mapped pools (not ``total``) with a ``<pool>_carbon_<kind>`` variable, in report
+    order; for a table, the pools in its ``pool`` column or with ``<pool>_obs`` columns.
+
+    >>> pools_in(["soil_carbon_density", "above_carbon_density", "total_carbon_density"])
+    ['above', 'soil']
+    """
+    if isinstance(ds, pd.DataFrame):
+        names = set(ds["pool"].unique()) if "pool" in ds.columns else {
+            c[:-4] for c in ds.columns if str(c).endswith("_obs")}
+        return [p for p in CARBON_POOLS if p in names]
+    names = set(ds.data_vars if isinstance(ds, xr.Dataset) else ds)
+    return [p for p in CARBON_POOLS if var(p, kind) in names]
+
+
+def check_pool_set(pools: Iterable[str], *, where: str) -> list[str]:
+    """``pools`` as a list in report order; ParameterError for unknown or overlapping pools
+    (``veg`` already contains ``above`` and ``below``: summing both counts carbon twice).
+
+    >>> check_pool_set(["soil", "veg"], where="pools")
+    ['veg', 'soil']
+    """
+    pools = list(pools)
+    unknown = [p for p in pools if p not in CARBON_POOLS]
+    if unknown:
+        raise ParameterError(f"{where}: unknown pool(s) {unknown}; the pools are "
+                             f"{list(CARBON_POOLS)} (see conventions.CARBON_POOLS).")
+    clashes = sorted({tuple(sorted((p, o))) for p in pools for o in CARBON_POOLS[p].overlaps
+                      if o in pools})
+    if clashes:
+        raise ParameterError(
+            f"{where}: pools {[list(c) for c in clashes]} overlap (veg is above + below "
+            "ground): map either veg or above/below, so the total counts no carbon twice.")
+    return [p for p in CARBON_POOLS if p in pools]
+
+
+def pool_sum(parts: dict[str, Any]) -> Any:
+    """The sum of the mapped pools among ``parts`` (``{pool: array}``), the total; None when
+    ``parts`` holds no mapped pool. Overlapping pools raise (:func:`check_pool_set`)."""
+    pools = check_pool_set([p for p in parts if p in CARBON_POOLS], where="pools")
+    if not pools:
+        return None
+    out = parts[pools[0]]
+    for p in pools[1:]:
+        out = out + parts[p]
+    return out
 
 
 # --------------------------------------------------------------------------- attributes

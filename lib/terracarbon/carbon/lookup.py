@@ -18,6 +18,7 @@ from terracarbon.carbon._common import (
     history,
     keep_crs,
     log,
+    pools_in,
     same_grid,
     var,
     with_attrs,
@@ -141,15 +142,14 @@ def lookup_carbon(
         ``{code: {"above": .., "below": .., "soil": .., "dead": ..}}``.
     pools : sequence of str, optional
         Table columns to map; by default every pool column the table has (``above``,
-        ``below``, ``soil``, ``dead``, ``veg``). ``above``, ``below`` and ``dead`` are summed into
-        ``veg_carbon_density``; ``soil`` becomes ``soil_carbon_density``; a ``veg`` column
-        (e.g. from :func:`class_mean_table`) is used as is.
+        ``below``, ``soil``, ``dead``, ``veg``; a ``veg`` column, e.g. from
+        :func:`class_mean_table`, is live biomass, above + below ground).
 
     Returns
     -------
     xarray.Dataset
-        ``<pool>_carbon_density`` for every pool plus ``veg_carbon_density`` (t C ha-1,
-        float32, NaN where the class is 0).
+        ``<pool>_carbon_density`` for every pool (t C ha-1, float32, NaN where the class is
+        0); :func:`~terracarbon.carbon.stocks.add_total` sums them.
 
     Raises
     ------
@@ -161,9 +161,9 @@ def lookup_carbon(
 
     Notes
     -----
-    Dead organic matter is counted with vegetation so that ``total = above + below + soil +
-    dead`` as in the InVEST carbon model (Sharp et al., InVEST User's Guide, "Carbon Storage
-    and Sequestration").
+    The total of the four pools is ``above + below + soil + dead`` as in the InVEST carbon
+    model (Sharp et al., InVEST User's Guide, "Carbon Storage and Sequestration"); the pools
+    are kept apart (``conventions.CARBON_POOLS``), as InVEST's intermediate outputs are.
 
     Examples
     --------
@@ -173,8 +173,10 @@ def lookup_carbon(
     >>> lu = xr.DataArray(np.array([[1, 0]], dtype="int16"), dims=("y", "x"),
     ...                   coords={"y": [0.0], "x": [0.0, 1.0]})
     >>> ds = lookup_carbon(lu, {1: {"above": 15, "below": 10, "soil": 60, "dead": 1}})
-    >>> ds["veg_carbon_density"].values.tolist()
-    [[26.0, nan]]
+    >>> ds["below_carbon_density"].values.tolist()
+    [[10.0, nan]]
+    >>> add_total(ds)["total_carbon_density"].values.tolist()
+    [[86.0, nan]]
     """
     if pools is None:
         columns = ({str(c).removeprefix("c_") for v in table.values() for c in v}
@@ -198,13 +200,6 @@ def lookup_carbon(
             mapped, units=DENSITY_UNITS, long_name=f"{pool} carbon density (lookup table)",
             history=lineage,
         )
-    components = [p for p in VEG_COMPONENTS if p in pools]
-    if components:
-        out[var("veg", "density")] = with_attrs(
-            sum(out[var(p, "density")] for p in components), units=DENSITY_UNITS,
-            long_name=f"vegetation carbon density ({' + '.join(components)}, lookup table)",
-            history=lineage,
-        )
     return keep_crs(out, crs_of(landuse))
 
 
@@ -226,8 +221,8 @@ def class_mean_table(
     landuse_column : str
         Column holding each plot's land-use code.
     value_columns : mapping of str to str, optional
-        Pool name -> column (t C ha-1); default ``{"veg": "veg_carbon_t_ha", "soil":
-        "soil_carbon_t_ha"}``.
+        Pool name -> column (t C ha-1); default: every ``<pool>_carbon_t_ha`` column with a
+        measured value.
     min_plots : int
         Classes with fewer plots (for any pool) are dropped, with a log message.
     exclude_augmented : bool
@@ -250,7 +245,10 @@ def class_mean_table(
     ParameterError
         ``min_plots < 1``.
     """
-    value_columns = dict(value_columns or {"veg": "veg_carbon_t_ha", "soil": "soil_carbon_t_ha"})
+    if value_columns is None:  # every pool the plots measured
+        value_columns = {p: f"{p}_carbon_t_ha" for p in POOLS[:-1]
+                         if f"{p}_carbon_t_ha" in samples and samples[f"{p}_carbon_t_ha"].notna().any()}
+    value_columns = dict(value_columns)
     check_int(min_plots, name="min_plots", minimum=1)
     require_columns(samples, [landuse_column, *value_columns.values()], name="samples")
     rows = samples
@@ -292,16 +290,17 @@ def compare_with_lookup(
     Parameters
     ----------
     ml_density, lookup_density : xarray.Dataset
-        ``veg_carbon_density`` and ``soil_carbon_density`` (t C ha-1, or other units of carbon
-        mass per area, converted) on one grid; the lookup maps may be static ``(y, x)`` while
-        the model maps are annual.
+        ``<pool>_carbon_density`` (t C ha-1, or other units of carbon mass per area,
+        converted) on one grid; the pools both hold are compared, and their sum (``total``).
+        The lookup maps may be static ``(y, x)`` while the model maps are annual.
     area_ha : xarray.DataArray or float
         Pixel area (ha).
 
     Returns
     -------
     difference : xarray.Dataset
-        ``<pool>_carbon_density_difference`` = model - lookup (t C ha-1) for veg, soil, total.
+        ``<pool>_carbon_density_difference`` = model - lookup (t C ha-1) for the common pools
+        and their total.
     table : pandas.DataFrame
         ``year``, ``pool``, ``ml_Tg``, ``lookup_Tg``, ``difference_Tg`` (Tg C) and
         ``difference_percent`` (relative to the lookup total, %).
@@ -311,15 +310,18 @@ def compare_with_lookup(
     InputDataError, GridMismatchError
         Missing pools, units of the wrong dimension, different grids.
     """
-    names = [var("veg", "density"), var("soil", "density")]
-    require_vars(ml_density, names, name="ml_density")
+    common = [p for p in pools_in(ml_density) if p in pools_in(lookup_density)]
+    if not common:
+        raise InputDataError(
+            f"compare_with_lookup: no pool in both; the model maps {pools_in(ml_density)}, "
+            f"the lookup {pools_in(lookup_density)} (<pool>_carbon_density).")
+    names = [var(p, "density") for p in common]
     ml = add_total(ml_density[names])
-    require_vars(lookup_density, names, name="lookup_density")
     lookup = add_total(same_grid(ml, lookup_density[names], "lookup_density"))
     if "year" in ml.dims and "year" not in lookup.dims:
         lookup = lookup.expand_dims(year=ml["year"].values)
     difference = xr.Dataset()
-    for pool in POOLS:
+    for pool in (*common, "total"):
         name = var(pool, "density")
         difference[f"{name}_difference"] = with_attrs(
             ml[name] - lookup[name], units=DENSITY_UNITS,

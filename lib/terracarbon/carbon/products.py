@@ -9,19 +9,17 @@ from pathlib import Path
 import xarray as xr
 
 from terracarbon.carbon._common import crs_of, history, in_units, years_of
-from terracarbon.conventions import DENSITY_UNITS, STORAGE_UNITS
+from terracarbon.conventions import DENSITY_UNITS, STORAGE_UNITS, pool_letters
 from terracarbon.data import io
 from terracarbon.errors import InputDataError, ParameterError
 
 PRODUCT_PREFIXES: dict[str, str] = {
-    "veg_carbon_density": "vcd",
-    "soil_carbon_density": "scd",
-    "total_carbon_density": "tcd",
-    "veg_carbon_storage": "vcs",
-    "soil_carbon_storage": "scs",
-    "total_carbon_storage": "tcs",
+    f"{pool}_carbon_{kind}": f"{letter}c{kind[0]}"
+    for kind in ("density", "storage") for pool, letter in pool_letters().items()
 }
-"""File-name prefixes of the Guangdong carbon dataset, one per exported layer."""
+"""File-name prefixes of the exported layers, as the Guangdong carbon dataset names them:
+``<pool letter>c<d|s>`` (``vcd`` vegetation density, ``tcs`` total storage; ``acd``/``bcd``/
+``dcd`` above-ground, below-ground, dead organic matter; ``conventions.CARBON_POOLS``)."""
 
 
 def _product_years(ds: xr.Dataset, years: Sequence[int] | None) -> list[int]:

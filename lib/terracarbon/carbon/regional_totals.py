@@ -22,6 +22,7 @@ from terracarbon.carbon._common import (
     IntervalMethod,
     dataset_in_units,
     history,
+    pools_in,
     same_grid,
     var,
     year_selections,
@@ -50,7 +51,7 @@ def _pool_interval(
         DERIVED_ATTR in ds[own[0]].attrs
     )
     if derived or (pool == "total" and not all(n in ds for n in own)):
-        parts = ["veg", "soil"]
+        parts = pools_in(ds, "storage")
     else:
         parts = [pool]
     names = [[var(p, "storage", b) for b in (None, *BOUNDS)] for p in parts]
@@ -110,7 +111,11 @@ def totals(
     one rule and nothing is counted twice.
     """
     check_choice(interval_method, INTERVAL_METHODS, name="interval_method")
-    pools = [var(p, "storage") for p in POOLS]
+    present = pools_in(storage_ds, "storage")
+    if not present:
+        raise InputDataError(f"storage_ds: no pool storage (<pool>_carbon_storage for a pool "
+                             f"of {list(POOLS[:-1])}); it has {list(storage_ds.data_vars)}.")
+    pools = [var(p, "storage") for p in (*present, "total")]
     require_vars(storage_ds, [*pools, "pixel_area"], name="storage_ds")
     storage_ds = dataset_in_units(
         storage_ds, [var(p, "storage", b) for p in POOLS for b in (None, *BOUNDS)],
@@ -120,7 +125,7 @@ def totals(
     area = np.asarray(storage_ds["pixel_area"].values, dtype="float64")
     rows = []
     for year, sel in year_selections(storage_ds):
-        for pool in POOLS:
+        for pool in (*present, "total"):
             values = np.asarray(storage_ds[var(pool, "storage")].isel(sel).values, "float64")
             lower, upper = _pool_interval(storage_ds, pool, sel, interval_method)
             row = {
@@ -149,7 +154,8 @@ def totals(
 
 
 def _truth_storage(storage_ds: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
-    require_vars(truth, [var("veg", "density"), var("soil", "density")], name="truth")
+    pools = pools_in(storage_ds, "storage")
+    require_vars(truth, [var(p, "density") for p in pools], name="truth")
     truth = same_grid(storage_ds, truth, "truth")
     if "year" in storage_ds.dims:
         missing = sorted(set(years_of(storage_ds)) - set(years_of(truth)))
@@ -159,7 +165,7 @@ def _truth_storage(storage_ds: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
                 f"(truth years: {years_of(truth)}); give truth for every mapped year."
             )
         truth = truth.sel(year=storage_ds["year"].values)
-    plain = truth[[var("veg", "density"), var("soil", "density")]]
+    plain = truth[[var(p, "density") for p in pools]]
     return storage(plain, storage_ds["pixel_area"])
 
 
@@ -242,10 +248,12 @@ def check_plausible_totals(
             )
     wide = totals_df.pivot_table(index="year", columns="pool", values="storage_Tg",
                                  dropna=False) if totals_df["year"].notna().all() else None
-    if wide is not None and set(POOLS) <= set(wide.columns):
-        # float32 pixel sums: total = veg + soil holds to float32 rounding, not beyond
-        mismatch = ~np.isclose(wide["total"], wide["veg"] + wide["soil"], rtol=1e-6, atol=0.0)
+    parts = [p for p in POOLS[:-1] if wide is not None and p in wide.columns]
+    if parts and "total" in wide.columns:
+        # float32 pixel sums: total = sum of the pools holds to float32 rounding, not beyond
+        mismatch = ~np.isclose(wide["total"], wide[parts].sum(axis=1), rtol=1e-6, atol=0.0)
         if mismatch.any():
-            problems.append(f"total != veg + soil in years {wide.index[mismatch].tolist()}")
+            problems.append(f"total != {' + '.join(parts)} in years "
+                            f"{wide.index[mismatch].tolist()}")
     if problems:
         raise ModelError("implausible carbon totals: " + "; ".join(problems) + ".")

@@ -10,6 +10,7 @@ import pandas as pd
 import xarray as xr
 
 from terracarbon.carbon._common import (
+    POOL_LONG_NAMES,
     POOLS,
     Pool,
     check_period,
@@ -182,7 +183,8 @@ def describe_change(
         end = int(change_df["end_year"].max()) if end is None else end
         rows = change_df[(change_df["start_year"] == start) & (change_df["end_year"] == end)]
     rows = rows.drop_duplicates("pool").set_index("pool")
-    if not {"veg", "soil", "total"} <= set(rows.index):
+    parts = [p for p in POOLS[:-1] if p in rows.index]
+    if "total" not in rows.index or not parts:
         periods = sorted(set(zip(change_df["start_year"], change_df["end_year"], strict=True)))
         raise ParameterError(
             f"describe_change: period {start}-{end} not in change_df for all pools; "
@@ -190,10 +192,10 @@ def describe_change(
         )
     scale = 1.0 if units == "Tg" else T_PER_TG / T_PER_PG
     fig = {p: format_change(rows.loc[p], scale=scale, decimals=decimals, units=units)
-           for p in POOLS}
+           for p in (*parts, "total")}
     s, e = int(rows.loc["total", "start_year"]), int(rows.loc["total", "end_year"])
-    text = (f"From {s} to {e} total carbon storage changed by {fig['total']}: "
-            f"vegetation {fig['veg']}, soil {fig['soil']}.")
+    split = ", ".join(f"{POOL_LONG_NAMES[p].split(' ')[0]} {fig[p]}" for p in parts)
+    text = f"From {s} to {e} total carbon storage changed by {fig['total']}: {split}."
     if {"lower_Tg", "upper_Tg"} <= set(rows.columns) and rows["lower_Tg"].notna().any():
         text += f" Brackets: {change_df.attrs.get('interval_label', 'the interval')}."
     return text

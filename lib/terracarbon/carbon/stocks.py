@@ -20,12 +20,15 @@ from terracarbon.carbon._common import (
     POOL_LONG_NAMES,
     POOLS,
     IntervalMethod,
+    check_pool_set,
     crs_of,
     dataset_in_units,
     history,
     in_units,
     keep_crs,
     log,
+    pool_sum,
+    pools_in,
     same_grid,
     var,
     with_attrs,
@@ -50,31 +53,33 @@ def _combine_bounds(
 def add_total(
     ds: xr.Dataset, *, interval_method: IntervalMethod = "correlated"
 ) -> xr.Dataset:
-    """Add ``total_carbon_density`` = veg + soil (and its bounds) to a density dataset.
+    """Add ``total_carbon_density``, the sum of the mapped pools, (and its bounds) to ``ds``.
 
     Parameters
     ----------
     ds : xarray.Dataset
-        ``veg_carbon_density`` and ``soil_carbon_density`` (t C ha-1, or other units of carbon
-        mass per area), optionally with ``_lower``/``_upper`` bounds.
+        One ``<pool>_carbon_density`` per mapped pool (any of ``above``, ``below``, ``dead``,
+        ``veg``, ``soil``; t C ha-1, or other units of carbon mass per area), optionally with
+        ``_lower``/``_upper`` bounds.
     interval_method : {"correlated", "independent"}
-        How veg and soil bounds combine per pixel (module notes of :mod:`terracarbon.carbon`).
+        How the pools' bounds combine per pixel (module notes of :mod:`terracarbon.carbon`).
 
     Returns
     -------
     xarray.Dataset
-        A copy of ``ds`` with ``total_carbon_density`` (t C ha-1) and, when both pools have
-        bounds, ``total_carbon_density_lower``/``_upper`` (t C ha-1, attribute
-        ``derived_from="veg+soil"``). A total already present is kept, bounds included. Every
-        ``*_carbon_density*`` variable is in t C ha-1.
+        A copy of ``ds`` with ``total_carbon_density`` (t C ha-1; attribute ``pools``, e.g.
+        ``"veg soil"``) and, when every pool has bounds, ``total_carbon_density_lower``/
+        ``_upper`` (t C ha-1, attribute ``derived_from="veg+soil"``). A total already
+        present is kept, bounds included. Every ``*_carbon_density*`` variable is in t C
+        ha-1.
 
     Raises
     ------
     InputDataError
-        If veg or soil density is missing or a density has units that are not carbon mass per
+        If no pool density is present or a density has units that are not carbon mass per
         area.
     ParameterError
-        If ``interval_method`` is unknown.
+        If ``interval_method`` is unknown or pools overlap (``veg`` with ``above``/``below``).
 
     Examples
     --------
@@ -83,36 +88,43 @@ def add_total(
     ...                  "soil_carbon_density": ("x", [6.0], {"units": "kg C m-2"})})
     >>> add_total(ds)["total_carbon_density"].values.tolist()  # 40 + 6 x 10 t C ha-1
     [100.0]
+    >>> above = xr.Dataset({"above_carbon_density": ("x", [30.0], {"units": "t C ha-1"})})
+    >>> add_total(above)["total_carbon_density"].attrs["pools"]
+    'above'
     """
     check_choice(interval_method, INTERVAL_METHODS, name="interval_method")
-    names = [var("veg", "density"), var("soil", "density")]
-    require_vars(ds, names, name="ds")
+    pools = check_pool_set(pools_in(ds), where="ds")
+    if not pools:
+        raise InputDataError(
+            f"ds: no carbon pool density; expected any of "
+            f"{[var(p, 'density') for p in POOLS if p != 'total']}, got {list(ds.data_vars)}.")
+    names = [var(p, "density") for p in pools]
     every_density = [var(p, "density", b) for p in POOLS for b in (None, *BOUNDS)]
     ds = dataset_in_units(ds, every_density, DENSITY_UNITS, "ds", required=names)
     out = ds.copy()
     if var("total", "density") in ds:
         log.info("add_total: ds already has total_carbon_density; keeping it")
         return out
-    total = ds[names[0]] + ds[names[1]]
+    total = pool_sum({p: ds[var(p, "density")] for p in pools})
     out[var("total", "density")] = with_attrs(
-        total, units=DENSITY_UNITS, long_name="total carbon density",
-        history=history("add_total", ds[names[0]], ds[names[1]],
-                        interval_method=interval_method),
+        total, units=DENSITY_UNITS, long_name=f"total carbon density ({' + '.join(pools)})",
+        history=history("add_total", *(ds[n] for n in names), interval_method=interval_method),
+        pools=" ".join(pools),
     )
-    bound_names = [var(p, "density", b) for p in ("veg", "soil") for b in BOUNDS]
+    bound_names = [var(p, "density", b) for p in pools for b in BOUNDS]
     present = [n in ds for n in bound_names]
     if all(present):
-        parts = [tuple(ds[var(p, "density", b)] for b in (None, *BOUNDS)) for p in ("veg", "soil")]
+        parts = [tuple(ds[var(p, "density", b)] for b in (None, *BOUNDS)) for p in pools]
         lower, upper = _combine_bounds(parts, interval_method)
         for bound, value in zip(BOUNDS, (lower, upper), strict=True):
             out[var("total", "density", bound)] = with_attrs(
                 value,
                 units=DENSITY_UNITS,
                 long_name=f"total carbon density, {bound} bound",
-                history=history("add_total", *(ds[var(p, "density", bound)]
-                                               for p in ("veg", "soil")),
+                history=history("add_total", *(ds[var(p, "density", bound)] for p in pools),
                                 interval_method=interval_method),
-                **{DERIVED_ATTR: "veg+soil", "interval_method": interval_method},
+                **{DERIVED_ATTR: "+".join(pools), "interval_method": interval_method},
+                pools=" ".join(pools),
             )
     elif any(present):
         log.warning("add_total: only some of %s present; total has no bounds", bound_names)

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from terracarbon.carbon._common import POOLS, var
+from terracarbon.carbon._common import POOLS, pool_sum, var
 from terracarbon.conventions import DENSITY_UNITS, T_PER_TG
 from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.models.base import check_interval
@@ -54,7 +54,8 @@ SAMPLE_ROWS_PER_CALL = 50_000
 CONFORMAL_OFFSET_T_HA = 1.0
 """Residuals are scaled by ``prediction + 1 t C ha-1`` (see the module docstring)."""
 
-TARGET_POOLS = ("veg", "soil")
+TARGET_POOLS = POOLS[:-1]
+"""The pools a model or table can carry (every pool but the total), in report order."""
 
 
 def interval_quantiles(interval: float) -> tuple[float, float]:
@@ -225,8 +226,9 @@ def member_sample_density(models: Mapping[str, object], table: pd.DataFrame, cub
             pred = np.asarray(model.predict_samples(part, cube), dtype=np.float32)
             for j, t in enumerate(model.targets):
                 data[t][i, k0:k1] = pred[:, j].reshape(k1 - k0, n)
-    if all(t in data for t in TARGET_POOLS):
-        data["total"] = data["veg"] + data["soil"]
+    total = pool_sum(data)
+    if total is not None:
+        data["total"] = total
     coords = {"member": labels, "year": years, "row": ("pixel", rows), "col": ("pixel", cols)}
     return xr.Dataset(
         {var(t, "density"): (("member", "year", "pixel"), v, {"units": DENSITY_UNITS})
@@ -299,7 +301,8 @@ def year_level_error(oof: pd.DataFrame) -> dict[str, float]:
 
 def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_area_ha: float,
                    year_error: Mapping[str, float] | None = None, replicates: int = 10,
-                   seed: int = 0, central: str = "central") -> pd.DataFrame:
+                   seed: int = 0, central: str = "central",
+                   pool_plan: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
     """Draws of each year's regional total about the central estimate (Tg C).
 
     Rows ``(pool, year)``, one column per draw: a member's deviation from the central model
@@ -311,8 +314,14 @@ def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_
     multi-model ensemble; and,
     with ``year_error`` (:func:`year_level_error`), ``replicates`` copies of every member
     each with an independent year-level error ``N(0, year_error[pool]) × storage`` per year
-    (total = veg + soil of the same draw). Change intervals differencing two years of one
-    draw keep the member's correlation between years and add the years' independent errors.
+    (total = the sum of the pools of the same draw). Change intervals differencing two years
+    of one draw keep the member's correlation between years and add the years' independent
+    errors.
+
+    With ``pool_plan`` (:func:`terracarbon.carbon.pools.pool_plan`), pools that no model
+    predicts get draws too: a pool derived ``from`` another (``ratio``, ``rf``) moves with
+    it by the same relative deviation each year; a ``product`` or ``lookup`` pool is a fixed
+    input (zero deviation). The total's draws are then the sum of the pools' draws.
     """
     dev = _deviations(sample_totals, central)
     area = totals.set_index(["pool", "year"])["area_ha"].reindex(dev.index)
@@ -328,7 +337,7 @@ def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_
         draws = pd.concat([draws.add(offset, axis=0).add_suffix(f"_s{k}")
                            for k, offset in enumerate(offsets)], axis=1)
     if not year_error:
-        return draws
+        return _with_other_pools(draws, totals, pool_plan)
     rng = np.random.default_rng([seed, 104729])
     draws = pd.concat([draws.add_suffix(f"_r{r}") for r in range(replicates)], axis=1)
     noise = {}
@@ -339,9 +348,34 @@ def ensemble_draws(sample_totals: pd.DataFrame, totals: pd.DataFrame, *, sample_
             noise[pool] = pd.DataFrame(eps * year_error[pool], index=rows.index,
                                        columns=rows.columns).mul(level.loc[pool], axis=0)
             draws.loc[pool] = (rows + noise[pool]).to_numpy()
-    if len(noise) == 2 and "total" in draws.index.get_level_values("pool"):
-        draws.loc["total"] = (draws.loc["total"] + noise["veg"] + noise["soil"]).to_numpy()
-    return draws
+    pools = [p for p in TARGET_POOLS if p in draws.index.get_level_values("pool")]
+    if noise and set(noise) == set(pools) and "total" in draws.index.get_level_values("pool"):
+        draws.loc["total"] = (draws.loc["total"] + pool_sum(noise)).to_numpy()
+    return _with_other_pools(draws, totals, pool_plan)
+
+
+def _with_other_pools(draws: pd.DataFrame, totals: pd.DataFrame,
+                      plan: Mapping[str, Mapping] | None) -> pd.DataFrame:
+    """Draws of the plan's pools no model predicts (see :func:`ensemble_draws`), and the
+    total's as the sum of every pool's."""
+    if not plan or all(spec["source"] == "model" for spec in plan.values()):
+        return draws
+    levels = totals.set_index(["pool", "year"])["storage_Tg"]
+    have = set(draws.index.get_level_values("pool"))
+    parts = {}
+    for pool, spec in plan.items():
+        if pool in have:
+            parts[pool] = draws.loc[pool]
+            continue
+        origin = spec.get("from")
+        if origin in have:  # the same relative deviation as the pool it is derived from
+            ratio = (levels.loc[pool] / levels.loc[origin]).reindex(draws.loc[origin].index)
+            parts[pool] = draws.loc[origin].mul(ratio.to_numpy(), axis=0)
+        else:  # a fixed input: no model deviation
+            years = draws.loc["total"].index
+            parts[pool] = pd.DataFrame(0.0, index=years, columns=draws.columns)
+    out = pd.concat({**parts, "total": sum(parts.values())}, names=["pool", "year"])
+    return out
 
 
 ALTERNATIVE_PREFIX = "alt:"
@@ -412,7 +446,8 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
                        cube: xr.Dataset, area: xr.DataArray, *, interval: float,
                        year_error: Mapping[str, float] | None = None, seed: int = 0,
                        alternatives: Mapping[str, object] | None = None,
-                       step: int = SAMPLE_STEP
+                       step: int = SAMPLE_STEP,
+                       pool_plan: Mapping[str, Mapping] | None = None,
                        ) -> tuple[pd.DataFrame, pd.DataFrame, xr.Dataset]:
     """:func:`ensemble_totals` and :func:`ensemble_change` from the models and the cube, and
     the members' sampled density (:func:`member_sample_density`, the trends stage's input
@@ -435,6 +470,9 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
     alternatives : mapping, optional
         Other fitted models the data could not rule out on change (name -> model); their
         offsets from the mapping model enter the draws (:func:`ensemble_draws`).
+    pool_plan : mapping, optional
+        The study's pools (:func:`terracarbon.carbon.pools.pool_plan`): pools no model
+        predicts get draws as :func:`ensemble_draws` says.
     """
     rows, cols = pixel_sample(cube["region_mask"], step=step)
     years = sorted(int(y) for y in totals["year"].unique())
@@ -448,7 +486,7 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
     density = member_sample_density(models, table, cube, rows, cols)
     draws = ensemble_draws(sample_storage_totals(density, area_ha), totals,
                            sample_area_ha=float(area_ha.sum()), year_error=year_error,
-                           seed=seed)
+                           seed=seed, pool_plan=pool_plan)
     return (ensemble_totals(totals, draws, interval=interval),
             ensemble_change(change, draws, interval=interval), density)
 
@@ -617,17 +655,23 @@ def member_quantiles(stack: np.ndarray, quantiles: Sequence[float]) -> np.ndarra
 
 
 def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, end: int,
-                          interval: float) -> xr.Dataset:
+                          interval: float, pool_plan: Mapping[str, Mapping] | None = None
+                          ) -> xr.Dataset:
     """Per-pixel change interval from the members' own changes (t C ha-1 over the period).
 
     Each member maps the two years; its change is end − start; the ``interval`` quantiles
     across members give ``<pool>_carbon_density_change_lower/upper`` for the mapped pools
-    and the total (veg + soil inside each member). Holds the members' change maps of one
-    pool at a time (members x y x x float32): not a streaming step (see #17).
+    and the total (the sum of the pools inside each member). With ``pool_plan``
+    (:func:`terracarbon.carbon.pools.pool_plan`) each member's maps first get the study's
+    other pools (derived, product, lookup; :func:`~terracarbon.carbon.pools.assemble_pools`).
+    Holds the members' change maps of one pool at a time (members x y x x float32): not a
+    streaming step (see #17).
     """
     q_low, q_high = interval_quantiles(interval)
     changes: dict[str, list[np.ndarray]] = {}
     template = None
+    full_cube = cube
+    others = bool(pool_plan) and any(s["source"] != "model" for s in pool_plan.values())
     # the two years' layers once in memory: every member reads them
     wanted = set(getattr(members[0], "features", [])) | {"region_mask", "landuse"}
     parts = getattr(members[0], "components", [members[0]])
@@ -639,6 +683,11 @@ def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, en
     for member in members:
         a = member.predict_map(cube, start)
         b = member.predict_map(cube, end)
+        if others:
+            from terracarbon.carbon.pools import assemble_pools
+
+            a, b = (assemble_pools(d.expand_dims(year=[y]), pool_plan, full_cube).isel(year=0)
+                    for d, y in ((a, start), (b, end)))
         template = a
         per_pool = {}
         for pool in TARGET_POOLS:
@@ -646,8 +695,8 @@ def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, en
             if name in a:
                 per_pool[pool] = (np.asarray(b[name].values, np.float32)
                                   - np.asarray(a[name].values, np.float32))
-        if len(per_pool) == 2:
-            per_pool["total"] = per_pool["veg"] + per_pool["soil"]
+        if per_pool:
+            per_pool["total"] = pool_sum(per_pool)
         for pool, values in per_pool.items():
             changes.setdefault(pool, []).append(values)
     if template is None:

@@ -49,11 +49,13 @@ def _zonal_table(
     arg: str,
     code_col: str,
     name_col: str,
-    pools: Sequence[str],
+    pools: Sequence[str] | None,
     func: str,
 ) -> pd.DataFrame:
     """One row per (year, pool, zone code) of ``names``; ``func`` names the caller in the
     table's ``history``."""
+    if pools is None:  # the pools the study maps, and their total
+        pools = [p for p in POOLS if var(p, "storage") in storage_ds] or ["total"]
     require_vars(storage_ds, [var(p, "storage") for p in pools] + ["pixel_area"],
                  name="storage_ds")
     codes = [int(c) for c in names]
@@ -92,7 +94,7 @@ def totals_by_class(
     landuse: xr.DataArray,
     *,
     classes: Mapping[int, str] = LANDUSE_CLASSES,
-    pools: Sequence[str] = POOLS,
+    pools: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Carbon storage and area per land-use class, year and pool.
 
@@ -131,7 +133,7 @@ def totals_by_region(
     regions: xr.DataArray,
     *,
     names: Mapping[int, str] | None = None,
-    pools: Sequence[str] = POOLS,
+    pools: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Carbon storage and area per administrative / reporting unit, year and pool.
 

@@ -27,7 +27,7 @@ import pyproj
 import xarray as xr
 
 from terracarbon.checks import require_columns
-from terracarbon.conventions import DENSITY_UNITS
+from terracarbon.conventions import CARBON_POOLS, DENSITY_UNITS
 from terracarbon.data.io import history_line, update_history
 from terracarbon.errors import GridMismatchError, InputDataError, ParameterError
 
@@ -36,18 +36,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TARGET_COLUMNS: tuple[str, str] = ("veg_carbon_t_ha", "soil_carbon_t_ha")
-"""Carbon-density columns of the sample table (t C ha-1)."""
-SAMPLE_COLUMNS: tuple[str, ...] = ("plot_id", "year", "x", "y", *TARGET_COLUMNS,
+POOL_COLUMNS: dict[str, str] = {pool: f"{pool}_carbon_t_ha" for pool in CARBON_POOLS}
+"""Carbon pool -> its carbon-density column in the sample table (t C ha-1)."""
+TARGET_COLUMNS: tuple[str, ...] = tuple(POOL_COLUMNS.values())
+"""Every carbon-density column a sample table can carry (t C ha-1)."""
+ALWAYS_COLUMNS: tuple[str, str] = (POOL_COLUMNS["veg"], POOL_COLUMNS["soil"])
+"""Pool columns every sample table has (NaN where not measured), as the synthetic survey."""
+SAMPLE_COLUMNS: tuple[str, ...] = ("plot_id", "year", "x", "y", *ALWAYS_COLUMNS,
                                    "row", "col", "augmented")
 PLOT_KEYS_REQUIRED = ("path", "x_column", "y_column", "crs", "year_column")
-PLOT_KEYS = {*PLOT_KEYS_REQUIRED, "id_column", "veg_column", "soil_column", "veg_factor",
-             "soil_factor"}
+PLOT_KEYS = {*PLOT_KEYS_REQUIRED, "id_column",
+             *(f"{pool}_{key}" for pool in CARBON_POOLS for key in ("column", "factor"))}
+"""Keys of ``data.plots``: ``<pool>_column`` names a measured pool's column (t C ha-1, or
+biomass with ``<pool>_factor`` 0.47), for any pool of ``conventions.CARBON_POOLS``."""
 
 
 def _sample_attrs(grid_crs: Any, **history: Any) -> dict[str, Any]:
-    units = {"x": "m", "y": "m", "veg_carbon_t_ha": DENSITY_UNITS,
-             "soil_carbon_t_ha": DENSITY_UNITS, "year": "1", "row": "1", "col": "1"}
+    units = {"x": "m", "y": "m", **dict.fromkeys(TARGET_COLUMNS, DENSITY_UNITS),
+             "year": "1", "row": "1", "col": "1"}
     return {"units": units, "crs": pyproj.CRS.from_user_input(grid_crs).to_wkt(),
             "history": history_line(**history)}
 
@@ -90,17 +96,18 @@ def read_plots(plot_spec: Mapping[str, Any], grid: "GridSpec") -> pd.DataFrame:
             f"data.plots: unknown keys {unknown}, missing keys {missing_keys}; allowed keys are "
             f"{sorted(PLOT_KEYS)}."
         )
-    if not plot_spec.get("veg_column") and not plot_spec.get("soil_column"):
+    measured = [pool for pool in CARBON_POOLS if plot_spec.get(f"{pool}_column")]
+    if not measured:
         raise ParameterError(
-            "data.plots: veg_column and soil_column are both null; name at least one measured "
-            "carbon-density column."
+            "data.plots: no pool column; name at least one measured carbon-density column "
+            f"({', '.join(f'{p}_column' for p in CARBON_POOLS)})."
         )
     path = Path(plot_spec["path"])
     if not path.exists():
         raise InputDataError(f"plots CSV {str(path)!r} not found; check data.plots.path.")
     table = pd.read_csv(path)
     wanted = [plot_spec[k] for k in ("x_column", "y_column", "year_column", "id_column",
-                                     "veg_column", "soil_column") if plot_spec.get(k)]
+                                     *(f"{p}_column" for p in measured)) if plot_spec.get(k)]
     require_columns(table, wanted, name=f"plots CSV {path.name!r}",
                     fix="Fix the *_column keys of data.plots.")
     x_in = _numeric(table[plot_spec["x_column"]], path, plot_spec["x_column"], allow_nan=False)
@@ -124,11 +131,12 @@ def read_plots(plot_spec: Mapping[str, Any], grid: "GridSpec") -> pd.DataFrame:
         "year": np.rint(years).astype("int64"),
         "x": np.asarray(x, dtype="float64"), "y": np.asarray(y, dtype="float64"),
     })
-    for target, key, factor_key in zip(TARGET_COLUMNS, ("veg_column", "soil_column"),
-                                       ("veg_factor", "soil_factor")):
-        column = plot_spec.get(key)
-        # e.g. veg_factor: 0.47 turns above-ground biomass (t ha-1) into carbon (t C ha-1)
-        factor = float(plot_spec.get(factor_key) or 1.0)
+    for pool, target in POOL_COLUMNS.items():
+        if pool not in measured and target not in ALWAYS_COLUMNS:
+            continue
+        column = plot_spec.get(f"{pool}_column")
+        # e.g. above_factor: 0.47 turns above-ground biomass (t ha-1) into carbon (t C ha-1)
+        factor = float(plot_spec.get(f"{pool}_factor") or 1.0)
         out[target] = (factor * _numeric(table[column], path, column, allow_nan=True) if column
                        else np.full(len(table), np.nan))
     out["row"], out["col"], out["augmented"] = row, col, False
@@ -410,7 +418,7 @@ def augment_npp_ratio(
     climate_zone_bins: int | tuple[Sequence[float], Sequence[float]],
     seed: int,
     max_distance_m: float | None = None,
-    targets: Sequence[str] = TARGET_COLUMNS,
+    targets: Sequence[str] | None = None,
     npp: str = "npp",
     temperature: str = "temperature",
     precipitation: str = "precipitation",
@@ -436,8 +444,8 @@ def augment_npp_ratio(
         Seed of the random draw (``numpy.random.default_rng``).
     max_distance_m : float, optional
         Only pixels whose centre is within this distance of the site (m).
-    targets : sequence of str
-        Density columns to transfer.
+    targets : sequence of str, optional
+        Density columns to transfer; default every pool column of ``samples``.
     npp, temperature, precipitation, landuse : str
         Cube variable names.
 
@@ -466,6 +474,8 @@ def augment_npp_ratio(
     if max_distance_m is not None and not max_distance_m > 0:
         raise ParameterError(f"max_distance_m: got {max_distance_m!r}, expected > 0 m or None.")
     _cube_covariates(cube, [npp, temperature, precipitation, landuse])
+    if targets is None:
+        targets = [t for t in TARGET_COLUMNS if t in samples.columns]
     require_columns(samples, ["plot_id", "year", "x", "y", "row", "col", *targets],
                     name="samples", fix="Build it with read_plots and drop_outside.")
     t_edges, p_edges = _zone_edges(cube, climate_zone_bins, temperature=temperature,
@@ -646,8 +656,7 @@ def prepare_samples(
         outlier report.
     """
     if not plot_spec:
-        empty = pd.DataFrame(columns=["plot_id", "year", "x", "y", *TARGET_COLUMNS, "row", "col",
-                                      "augmented"])
+        empty = pd.DataFrame(columns=list(SAMPLE_COLUMNS))
         return PreparedSamples(empty, 0, 0, pd.DataFrame())
     raw = read_plots(plot_spec, grid)
     mask = cube["region_mask"] if "region_mask" in cube else None

@@ -21,12 +21,14 @@ import pandas as pd
 import xarray as xr
 
 from terracarbon.checks import require_columns
+from terracarbon.conventions import CARBON_POOLS
 from terracarbon.errors import ModelError, ParameterError
 
-TARGETS: dict[str, str] = {"veg": "veg_carbon_t_ha", "soil": "soil_carbon_t_ha"}
-"""Short target name -> sample-table column (t C ha-1)."""
+TARGETS: dict[str, str] = {pool: f"{pool}_carbon_t_ha" for pool in CARBON_POOLS}
+"""Short target name (a carbon pool: ``veg``, ``soil``, ``above`` …) -> sample-table column
+(t C ha-1). A study's models predict the pools its plots measured."""
 
-OUTPUT_VARIABLES: dict[str, str] = {"veg": "veg_carbon_density", "soil": "soil_carbon_density"}
+OUTPUT_VARIABLES: dict[str, str] = {pool: f"{pool}_carbon_density" for pool in CARBON_POOLS}
 """Short target name -> variable name in predicted maps (t C ha-1)."""
 
 CATEGORICAL_FEATURES: frozenset[str] = frozenset({"landuse", "soil_type", "veg_type"})
@@ -87,7 +89,7 @@ def check_targets(targets: Sequence[str] | str) -> list[str]:
     >>> check_targets(["veg", "wood"])
     Traceback (most recent call last):
     ...
-    terracarbon.errors.ParameterError: targets=['veg', 'wood']; expected a non-empty list of distinct names from ['veg', 'soil'] (e.g. targets=('veg', 'soil')).
+    terracarbon.errors.ParameterError: targets=['veg', 'wood']; expected a non-empty list of distinct names from ['above', 'below', 'dead', 'veg', 'soil'] (e.g. targets=('veg', 'soil')).
     """
     targets = [targets] if isinstance(targets, str) else list(targets)
     bad = [t for t in targets if t not in TARGETS]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from terracarbon.conventions import CARBON_POOLS
 from terracarbon.errors import ParameterError
 
 METRICS_COLUMNS: list[str] = ["model", "target", "cv_scheme", "split", "r2", "rmse", "mae", "ssim"]
@@ -26,7 +27,7 @@ METRICS_COLUMNS: list[str] = ["model", "target", "cv_scheme", "split", "r2", "rm
 SPLITS: tuple[str, ...] = ("train", "validation", "test", "cv_mean", "cv_sd")
 """Allowed values of the ``split`` column."""
 
-TARGET_NAMES: tuple[str, ...] = ("veg", "soil")
+TARGET_NAMES: tuple[str, ...] = tuple(CARBON_POOLS)
 """Allowed values of the ``target`` column."""
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from terracarbon import conventions as units
+from terracarbon.conventions import CARBON_POOLS
 from terracarbon.checks import require_columns
 from terracarbon.data.io import history_line, update_history
 from terracarbon.errors import ModelError, ParameterError
@@ -408,7 +409,7 @@ class TabularCarbonModel:
         data_vars = {}
         for n, arr in arrays.items():
             base = n.removesuffix("_lower").removesuffix("_upper")
-            pool = "vegetation" if base.startswith("veg") else "soil organic"
+            pool = CARBON_POOLS[base.removesuffix("_carbon_density")].long_name
             long = f"{pool} carbon density predicted by {self.name}"
             if n.endswith(("_lower", "_upper")):
                 bound = "lower" if n.endswith("_lower") else "upper"

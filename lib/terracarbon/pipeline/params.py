@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from terracarbon.conventions import CARBON_POOLS
 from terracarbon.errors import ParameterError
 from terracarbon.models.estimators import FAMILIES
 from terracarbon.models.registry import MODEL_NAMES
@@ -137,7 +138,7 @@ RULES: dict[str, Rule] = {
 }
 
 OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots", "data.monthly_layers",
-                 "data.towers")
+                 "data.towers", "pools")
 
 
 @dataclass
@@ -290,6 +291,11 @@ def resolve_data_paths(study: dict, base: Path) -> dict:
 
     if isinstance(study.get("maps"), dict) and study["maps"].get("lookup_table"):
         study["maps"]["lookup_table"] = absolute(study["maps"]["lookup_table"])
+    pools = study.get("pools")
+    for spec in (pools.values() if isinstance(pools, dict) else ()):
+        for key in ("table", "records"):  # a lookup table, paired root/shoot records
+            if isinstance(spec, dict) and isinstance(spec.get(key), str):
+                spec[key] = absolute(spec[key])
     data = study.get("data")
     if not isinstance(data, dict):
         return study
@@ -378,6 +384,7 @@ def _walk(prefix: str, values: Mapping, schema: Mapping, problems: Problems) -> 
 
 
 from terracarbon.data.prep import LAYER_KEYS, REQUIRED_LAYER_KEYS  # noqa: E402  one definition
+from terracarbon.carbon._common import check_pool_set  # noqa: E402
 from terracarbon.data.survey import PLOT_KEYS, PLOT_KEYS_REQUIRED  # noqa: E402  one definition
 
 PATH_HINT = (" (a relative path in a study file is relative to that file's folder; given with "
@@ -570,8 +577,8 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
             problems.add("data.plots.path", f"file not found: {path}{PATH_HINT}")
         elif check_files:
             header = _csv_header(path, problems)
-            for col_key in ("x_column", "y_column", "year_column", "id_column", "veg_column",
-                            "soil_column"):
+            for col_key in ("x_column", "y_column", "year_column", "id_column",
+                            *(f"{pool}_column" for pool in CARBON_POOLS)):
                 column = plots.get(col_key)
                 if header is not None and column and column not in header:
                     problems.add(f"data.plots.{col_key}", f"column {column!r} not in {path} "
@@ -579,13 +586,20 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
         for required in PLOT_KEYS_REQUIRED:
             if required != "path" and not plots.get(required):
                 problems.add(f"data.plots.{required}", f"missing; {_PLOT_KEY_HELP[required]}")
-        for factor in ("veg_factor", "soil_factor"):
+        for factor in (f"{pool}_factor" for pool in CARBON_POOLS):
             value = plots.get(factor)
             if value is not None and (isinstance(value, bool) or not isinstance(value, NUM)):
                 problems.add(f"data.plots.{factor}", f"expected a number, got {value!r} (e.g. "
                              "0.47 turns dry biomass into carbon)")
-        if not plots.get("veg_column") and not plots.get("soil_column"):
-            problems.add("data.plots", "give veg_column and/or soil_column")
+        measured = [pool for pool in CARBON_POOLS if plots.get(f"{pool}_column")]
+        if not measured:
+            problems.add("data.plots", "name at least one measured pool's column: "
+                         + ", ".join(f"{pool}_column" for pool in CARBON_POOLS))
+        else:
+            try:
+                check_pool_set(measured, where="data.plots")
+            except ParameterError as err:
+                problems.add("data.plots", str(err).removeprefix("data.plots: "))
 
 
 def validate(
@@ -611,6 +625,7 @@ def validate(
     _check_stages(section("study").get("stages"), problems)
     _check_misc(section("study"), section("models"), section("zoning"), section("compute"),
                 problems)
+    _check_pools(params, problems)
     synthetic = section("synthetic")
     first, last = synthetic.get("first_year"), synthetic.get("last_year")
     if isinstance(first, int) and isinstance(last, int) and first > last:
@@ -648,6 +663,29 @@ def validate(
     problems.raise_if_any(source)
 
 
+def measured_pools(params: Mapping) -> list[str]:
+    """The pools the study's plots measure: the synthetic survey's (veg with
+    ``n_veg_plots``, soil with ``n_soil_plots``) or those with a ``data.plots.<pool>_column``."""
+    synthetic = params.get("synthetic") or {}
+    if synthetic.get("enabled", True):
+        return [p for p, n in (("veg", "n_veg_plots"), ("soil", "n_soil_plots"))
+                if (synthetic.get(n) or 0) > 0]
+    plots = (params.get("data") or {}).get("plots")
+    return [p for p in CARBON_POOLS if isinstance(plots, dict) and plots.get(f"{p}_column")]
+
+
+def _check_pools(params: Mapping, problems: Problems) -> None:
+    stages = (params.get("study") or {}).get("stages") or []
+    if "03_carbon_maps" not in stages and not params.get("pools"):
+        return
+    from terracarbon.carbon.pools import pool_plan
+
+    try:
+        pool_plan(params.get("pools"), measured=measured_pools(params))
+    except ParameterError as err:
+        problems.add("pools", str(err).removeprefix("pools: "))
+
+
 def _check_towers(towers: Any, problems: Problems, check_files: bool) -> None:
     """``data.towers``: format and, with ``check_files``, that its files exist."""
     if not isinstance(towers, dict):
@@ -674,6 +712,8 @@ def validate_section(name: str, values: Mapping, *, defaults: str | os.PathLike 
     schema = _cached_schema(str(defaults))
     if name not in schema:
         raise ParameterError(f"unknown parameter section {name!r}; known: {sorted(schema)}")
+    if name in OPEN_SECTIONS:  # free-form; its own rules run where it is read (pools.pool_plan)
+        return
     problems = Problems()
     _walk(f"{name}.", values, schema[name], problems)
     problems.raise_if_any(f"section {name!r}")

@@ -22,13 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from terracarbon.conventions import CARBON_POOLS
+from terracarbon.data.survey import POOL_COLUMNS
 from terracarbon.errors import TerracarbonError
 from terracarbon.pipeline.params import Problems
 from terracarbon.pipeline.stage_specs import SERIES_SECTIONS
 
-ABSURD_T_HA = {"veg": 1500.0, "soil": 4000.0}
+ABSURD_T_HA = {name: pool.absurd_t_ha for name, pool in CARBON_POOLS.items()}
 """Plot densities above these (t C ha-1) are errors (a unit or factor mistake)."""
-IMPLAUSIBLE_T_HA = {"veg": 500.0, "soil": 1000.0}
+IMPLAUSIBLE_T_HA = {name: pool.implausible_t_ha for name, pool in CARBON_POOLS.items()}
 """Plot densities above these (t C ha-1) are possible but rare: a warning."""
 CATEGORICAL_LAYERS = ("landuse", "soil_type", "veg_type")
 """Layers every stage reads as class codes; they must be declared ``kind: categorical``."""
@@ -564,7 +566,7 @@ def _check_plot_columns(spec: Mapping, problems: Problems) -> bool:
     table = pd.read_csv(spec["path"])
     ok = True
     for key, required in (("x_column", True), ("y_column", True), ("year_column", True),
-                          ("veg_column", False), ("soil_column", False)):
+                          *((f"{pool}_column", False) for pool in CARBON_POOLS)):
         column = spec.get(key)
         if not column or column not in table.columns:
             continue  # the schema check names it
@@ -594,7 +596,9 @@ def _csv_lines(index: Sequence[int]) -> str:
 
 def _check_plot_values(plots: Any, spec: Mapping, problems: Problems,
                        warnings: list[str]) -> None:
-    for pool, column in (("veg", "veg_carbon_t_ha"), ("soil", "soil_carbon_t_ha")):
+    for pool, column in POOL_COLUMNS.items():
+        if column not in plots:
+            continue
         key = f"data.plots.{pool}_column"
         values = plots[column]
         if spec.get(f"{pool}_column") and values.isna().all():

@@ -204,7 +204,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "03_carbon_maps", "03_carbon_maps.ipynb", "Carbon maps",
-            ("study", "maps", "compute"),
+            ("study", "pools", "maps", "compute"),
             inputs=(InputSpec("01_data_prep", "cube"), InputSpec("01_data_prep", "samples"),
                     InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),

@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from terracarbon.conventions import DENSITY_UNITS
+from terracarbon.conventions import CARBON_POOLS, DENSITY_UNITS
 from terracarbon.models.base import OUTPUT_VARIABLES
 from terracarbon.models.cnn.encoding import InputEncoder, unscale_targets
 
@@ -139,7 +139,7 @@ def map_dataset(
     data_vars = {}
     for i, t in enumerate(targets):
         var = OUTPUT_VARIABLES[t]
-        pool = "vegetation" if t == "veg" else "soil organic"
+        pool = CARBON_POOLS[t].long_name
         layers = {var: (point, f"{pool} carbon density ({model_name})")}
         if interval is not None:
             pct = f"{interval:.0%}"
