@@ -26,25 +26,37 @@ def run_example(name, runs_dir, *extra):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_china_agb_random_forest_with_spatial_cv(tmp_path):
-    run_example("china_agb_rf.yaml", tmp_path)
-    stage = tmp_path / "china_agb" / "02_train_models"
-    metrics = pd.read_csv(stage / "metrics.csv")
+def test_china_agb_vegetation_only_study_runs_all_five_stages(tmp_path):
+    """#16: inventory AGB plots (above-ground only), below-ground by root:shoot allometry,
+    no soil pool; the RF's spatial CV, the pools' totals, trends and zoning on real files."""
+    run_example("china_agb_pools.yaml", tmp_path)
+    run = tmp_path / "china_agb_pools"
+    metrics = pd.read_csv(run / "02_train_models" / "metrics.csv")
     assert list(metrics.columns) == ["model", "target", "cv_scheme", "split", "r2", "rmse", "mae",
                                      "ssim"]
     rf = metrics[(metrics.model == "rf") & (metrics.split == "cv_mean")]
-    assert set(rf.cv_scheme) == {"random", "spatial_block"}
-    assert set(rf.target) == {"veg"}  # AGB plots measure vegetation only
-    assert rf[["r2", "rmse", "mae"]].notna().all().all()
+    assert {"random", "spatial_block"} <= set(rf.cv_scheme)
+    assert set(rf.target) == {"above"}  # AGB plots measure above-ground biomass only
     # carbon = 0.47 x AGB: RMSE in t C ha-1 is well below the AGB spread (sd ~ 68 t ha-1)
-    assert (rf.rmse < 40).all()
-    samples = pd.read_csv(tmp_path / "china_agb" / "01_data_prep" / "samples.csv")
+    assert (rf[["r2", "rmse", "mae"]].notna().all().all()) and (rf.rmse < 40).all()
+    samples = pd.read_csv(run / "01_data_prep" / "samples.csv")
     raw = pd.read_csv(REALDATA / "china_npp_climate_agb" / "agbref" / "agbref_china_cells.csv")
     assert 700 <= len(samples) <= len(raw) == 779
-    # the veg_factor turned biomass into carbon: the largest value is 0.47 x an AGB value
-    assert samples.veg_carbon_t_ha.max() <= 0.47 * raw.AGB_T_HA.max() + 1e-9
-    card = json.loads((stage / "models" / "rf" / "model_card.json").read_text())
-    assert card["features"] == ["npp", "precipitation", "temperature", "dem"]
+    # the above_factor turned biomass into carbon: the largest value is 0.47 x an AGB value
+    assert samples.above_carbon_t_ha.max() <= 0.47 * raw.AGB_T_HA.max() + 1e-9
+    totals = pd.read_csv(run / "03_carbon_maps" / "totals.csv")
+    assert set(totals.pool) == {"above", "below", "total"}  # no soil, no veg
+    wide = totals.pivot_table(index="year", columns="pool", values="storage_Tg")
+    assert len(wide) == 22
+    np.testing.assert_allclose(wide["total"], wide["above"] + wide["below"], rtol=1e-6)
+    # Mokany et al. (2006): R = 0.489 AGB^-0.110, i.e. about 0.28-0.35 for 10-300 t ha-1
+    assert 0.25 < float((wide["below"] / wide["above"]).median()) < 0.4
+    assert (totals.query("pool == 'total'").lower_Tg < totals.query("pool == 'total'").storage_Tg).all()
+    from terracarbon.data.io import open_cube
+
+    trends = open_cube(run / "04_trends" / "trends.zarr")
+    assert trends["slope"].attrs["units"] == "t C ha-1 yr-1"
+    assert (run / "05_zoning" / "zones.csv").exists()
 
 
 def test_vhp_ndvi_trends_over_china(tmp_path):

@@ -141,6 +141,25 @@ def pool_plan(section: Mapping[str, Any] | None, *, measured: Sequence[str]
     return {p: plan[p] for p in order}
 
 
+def uses_model(plan: Mapping[str, Mapping[str, Any]]) -> bool:
+    """True when some pool of ``plan`` is mapped by stage 02's model.
+
+    >>> uses_model({"soil": {"source": "lookup", "table": "t.csv"}})
+    False
+    """
+    return any(spec["source"] == "model" for spec in plan.values())
+
+
+def empty_density(cube: xr.Dataset) -> xr.Dataset:
+    """A density dataset with the cube's ``year, y, x`` coordinates and CRS and no pool, for
+    :func:`assemble_pools` when no model maps a pool."""
+    import rioxarray  # noqa: F401  registers .rio
+
+    coords = {k: cube[k] for k in ("year", "y", "x") if k in cube.coords}
+    out = xr.Dataset(coords=coords)
+    return out.rio.write_crs(cube.rio.crs) if cube.rio.crs is not None else out
+
+
 def describe_plan(plan: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """One row per pool: ``pool, long_name, source, detail`` (for the report)."""
     rows = []
@@ -186,7 +205,8 @@ def assemble_pools(
         the cube, unreadable tables.
     """
     out = xr.Dataset(coords=density.coords, attrs=density.attrs)
-    years = density["year"] if "year" in density.dims else None
+    years = density["year"] if "year" in density.coords else None
+    dims = tuple(d for d in ("year", "y", "x") if d in density.coords)
     for pool, spec in plan.items():  # report order puts no derived pool before its source
         source = spec["source"]
         if source == "model":
@@ -209,7 +229,7 @@ def assemble_pools(
                 layer = layer.expand_dims(year=years.values)
             elif years is not None:
                 layer = _on_years(layer, years.values, f"pools.{pool}")
-            out[var(pool, "density")] = layer.transpose(*density[next(iter(density.data_vars))].dims)
+            out[var(pool, "density")] = layer.transpose(*dims)
         out[var(pool, "density")].attrs["pool_source"] = source
     return out
 
@@ -319,4 +339,5 @@ def _derived(pool: str, spec: Mapping[str, Any], out: xr.Dataset, cube: xr.Datas
     return layers
 
 
-__all__ = ["DERIVED_SOURCES", "SOURCES", "assemble_pools", "describe_plan", "pool_plan"]
+__all__ = ["DERIVED_SOURCES", "SOURCES", "assemble_pools", "describe_plan", "empty_density",
+           "pool_plan", "uses_model"]

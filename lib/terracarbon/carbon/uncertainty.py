@@ -89,6 +89,15 @@ class IntervalPlan:
     """The other models the data could not rule out on change (name -> fitted model)."""
 
 
+def no_model_plan() -> IntervalPlan:
+    """The plan of a study whose pools no model maps (lookup tables, products): the inputs
+    are taken as given, so there are no model intervals."""
+    return IntervalPlan("none", "correlated", False, [],
+                        "no model maps a pool (pools from lookup tables or products, taken "
+                        "as given): no model interval", "change from land-use lookup or "
+                        "products only; no model uncertainty", {"best_model": None})
+
+
 def interval_plan(maps: Mapping, model_name: str, best_model_file: str | os.PathLike,
                   ensemble_dir: str | os.PathLike | None,
                   models_dir: str | os.PathLike | None = None) -> IntervalPlan:

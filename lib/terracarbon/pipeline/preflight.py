@@ -196,6 +196,17 @@ def _check_upstream(params: Mapping, stage_ids: Sequence[str], run_dir: str | Pa
 
 
 # --------------------------------------------------------------------------- parameters
+def _is_static(name: str, spec: Mapping) -> bool:
+    """A ``data.layers`` entry with one value per pixel (no year); False when unreadable
+    (the layer checks name that problem)."""
+    from terracarbon.data.prep import normalise_layer_spec
+
+    try:
+        return bool(normalise_layer_spec(name, spec)["static"])
+    except TerracarbonError:
+        return False
+
+
 def _check_cross_parameters(params: Mapping, stage_ids: Sequence[str], years: list[int],
                             problems: Problems) -> None:
     trends, maps, models = (params.get(k) or {} for k in ("trends", "maps", "models"))
@@ -218,6 +229,14 @@ def _check_cross_parameters(params: Mapping, stage_ids: Sequence[str], years: li
             problems.add("trends.drivers", f"{unknown} are not layers of the cube (layers: "
                          f"{names}); name layers declared under data.layers"
                          f"{_composite_hint(unknown)}.")
+        layers = (params.get("data") or {}).get("layers") or {}
+        synthetic = (params.get("synthetic") or {}).get("enabled")
+        static = [d for d in trends.get("drivers") or [] if not synthetic
+                  and isinstance(layers.get(d), Mapping) and _is_static(d, layers[d])]
+        if static:
+            problems.add("trends.drivers", f"{static} are static layers (one value per pixel, "
+                         "no year): a partial correlation with the yearly series needs annual "
+                         "drivers; name annual layers (a path with {year}) or set drivers: [].")
     zoning = params.get("zoning") or {}
     series = {section: ((params.get(section) or {}).get("source_stage"),
                         (params.get(section) or {}).get("variable"))

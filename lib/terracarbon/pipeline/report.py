@@ -9,6 +9,7 @@ lab template's CDN script tags (require.js, MathJax, mermaid), and cells tagged
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import json
 import os
@@ -145,6 +146,195 @@ def _warnings_html(warnings: Sequence[str]) -> str:
     return f'<h2>Warnings</h2>\n<ul class="warnings">{items}</ul>\n'
 
 
+# --------------------------------------------------------------------------- front page
+KEY_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("03_carbon_maps", r"total_density_\d+_\d+", "Total carbon density, first and last year"),
+    ("03_carbon_maps", r"total_density_change_\d+_\d+", "Change in total carbon density"),
+    ("03_fluxes", r"sink_first_last", "Carbon sink, first and last year"),
+    ("03_fluxes", r"regional_sink", "Regional sink"),
+    ("04_trends", r"trend_classes", "Trend classes (Sen + Mann–Kendall)"),
+    ("04_trends", r"future_trend", "Future trend (Sen + Hurst)"),
+    ("05_zoning", r"(lisa|cluster).*", "LISA clusters"),
+    ("05_zoning", r"zones", "Carbon-sink management zones"),
+)
+"""Maps shown as thumbnails on the index, in this order: (stage, PNG name pattern without
+suffix, caption). Any other PNG a stage saved under ``figures/`` follows them."""
+
+THUMBNAIL_PX = (560, 420)
+"""Largest thumbnail width and height, pixels (embedded in the page as PNG data)."""
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def _png_description(path: Path) -> str | None:
+    """The alt text a figure was saved with (PNG ``Description``, :func:`viz.save_figure`)."""
+    return _png_description_cached(_file_key(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _png_description_cached(key: tuple[str, int, int]) -> str | None:
+    from PIL import Image
+
+    with Image.open(key[0]) as img:
+        return getattr(img, "text", {}).get("Description")
+
+
+def _thumbnail_data_uri(path: Path, size: tuple[int, int] = THUMBNAIL_PX) -> str:
+    """``path`` scaled to fit ``size`` as a ``data:image/png;base64,…`` URI.
+
+    Cached by file name, modification time and size: the index is rewritten after every
+    stage, the thumbnails of finished stages are made once.
+    """
+    return _thumbnail_cached(_file_key(path), size)
+
+
+@functools.lru_cache(maxsize=64)
+def _thumbnail_cached(key: tuple[str, int, int], size: tuple[int, int]) -> str:
+    import base64
+    import io as _io
+
+    from PIL import Image
+
+    with Image.open(key[0]) as img:
+        img = img.convert("RGB")
+        img.thumbnail(size, Image.Resampling.LANCZOS)
+        buffer = _io.BytesIO()
+        img.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def key_figures(run_dir: Path, manifests: Sequence[Mapping]) -> list[dict]:
+    """The figures the index shows: key maps first (:data:`KEY_FIGURES`), then the rest.
+
+    Only stages whose manifest says ``complete`` or ``skipped`` count (a failed stage's
+    folder may hold stale figures). Each entry: ``stage``, ``path`` (relative to the run),
+    ``caption``, ``alt``, ``report`` (the stage report, relative, or None).
+    """
+    found: list[dict] = []
+    for m in manifests:
+        if m.get("status") not in ("complete", "skipped"):
+            continue
+        stage = m.get("stage", "")
+        folder = run_dir / stage / "figures"
+        if not folder.is_dir():
+            continue
+        report = m.get("report") if m.get("report") and (run_dir / m["report"]).exists() \
+            else None
+        pngs = sorted(folder.glob("*.png"))
+        rank = {}
+        for png in pngs:
+            for i, (key_stage, pattern, caption) in enumerate(KEY_FIGURES):
+                if key_stage == stage and re.fullmatch(pattern, png.stem):
+                    rank[png] = (i, caption)
+                    break
+        for png in pngs:
+            order, caption = rank.get(png, (len(KEY_FIGURES), png.stem.replace("_", " ")))
+            found.append({"stage": stage, "order": order, "caption": caption,
+                          "path": png.relative_to(run_dir).as_posix(), "file": png,
+                          "alt": _png_description(png) or f"{caption} ({stage})",
+                          "report": report})
+    found.sort(key=lambda f: (f["order"], f["stage"], f["path"]))
+    return found
+
+
+def _figures_html(figures: Sequence[Mapping]) -> str:
+    if not figures:
+        return ""
+    cards = []
+    for f in figures:
+        target = f["report"] or f["path"]
+        cards.append(
+            f'<figure class="thumb"><a href="{html.escape(target)}">'
+            f'<img src="{_thumbnail_data_uri(f["file"])}" alt="{html.escape(f["alt"])}" '
+            f'loading="lazy"></a><figcaption>{html.escape(f["caption"])} '
+            f'<small>(<a href="{html.escape(f["path"])}">full size</a>, '
+            f'<code>{html.escape(f["stage"])}</code>)</small></figcaption></figure>')
+    return f'<h2>The study at a glance</h2>\n<div class="thumbs">{"".join(cards)}</div>\n'
+
+
+def totals_chart(run_dir: Path, manifests: Sequence[Mapping]) -> tuple[str, str, str] | None:
+    """The regional totals per year and pool with their intervals, as a PNG data URI.
+
+    Read from the ``totals`` output (``storage_Tg``, ``lower_Tg``, ``upper_Tg``, ``pool``)
+    of the first complete stage that has one. Returns (data URI, alt text, CSV path
+    relative to the run) or None.
+    """
+    for m in manifests:
+        entry = (m.get("outputs") or {}).get("totals")
+        if m.get("status") not in ("complete", "skipped") or not entry:
+            continue
+        path = run_dir / entry["path"]
+        if not path.is_file():
+            continue
+        chart = _totals_chart_cached(_file_key(path))
+        if chart is not None:
+            return (*chart, entry["path"])
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _totals_chart_cached(key: tuple[str, int, int]) -> tuple[str, str] | None:
+    import base64
+    import io as _io
+
+    import pandas as pd
+
+    from terracarbon.viz.charts import series_with_interval
+    from terracarbon.viz.figures import alt_text
+
+    table = pd.read_csv(key[0])
+    if not {"year", "pool", "storage_Tg"} <= set(table.columns):
+        return None
+    shaded = {"lower_Tg", "upper_Tg"} <= set(table.columns) and table["lower_Tg"].notna().any()
+    fig = series_with_interval(table, ylabel="storage (Tg C)", figsize=(6.4, 3.4),
+                               lower="lower_Tg" if shaded else None,
+                               upper="upper_Tg" if shaded else None,
+                               title="Regional carbon storage per year"
+                               + (", intervals shaded" if shaded else ""))
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    last = table[table["year"] == table["year"].max()]
+    values = "; ".join(f"{r.pool} {r.storage_Tg:,.2f} Tg C" for r in last.itertuples())
+    alt = f"{alt_text(fig)} Last year ({int(table['year'].max())}): {values}."
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), alt
+
+
+def _totals_html(run_dir: Path, manifests: Sequence[Mapping]) -> str:
+    chart = totals_chart(run_dir, manifests)
+    if chart is None:
+        return ""
+    uri, alt, csv = chart
+    return (f'<figure class="totals"><img src="{uri}" alt="{html.escape(alt)}">'
+            f'<figcaption>Regional totals per pool; data: <a href="{html.escape(csv)}">'
+            f"{html.escape(csv)}</a></figcaption></figure>\n")
+
+
+def _headline_card(key: str, head: Mapping, stage: str, report: str | None) -> str:
+    """One headline as a card: text, value and units, its interval or its caveat."""
+    interval = head.get("interval")
+    caveat = head.get("caveat")
+    units = html.escape(head.get("units") or "")
+    value = _fmt_value(head.get("value"))
+    if interval:
+        extra = (f'<div class="interval">interval [{_fmt_value(interval[0])}, '
+                 f'{_fmt_value(interval[1])}] {units}</div>')
+    elif isinstance(head.get("value"), (int, float)) and units not in ("", "%", "% of area"):
+        extra = '<div class="nointerval">point estimate, no interval</div>'
+    else:
+        extra = ""
+    if caveat:
+        extra += f'<div class="caveat">{html.escape(caveat)}</div>'
+    source = (f'<a href="{html.escape(report)}">{html.escape(stage)}</a>' if report
+              else html.escape(stage))
+    return (f'<div class="card" data-headline="{html.escape(key)}">'
+            f'<div class="what">{html.escape(head.get("text") or key)}</div>'
+            f'<div class="value">{value} <span class="units">{units}</span></div>'
+            f'{extra}<div class="source">{source}</div></div>')
+
+
 def render_index(
     run_dir: str | os.PathLike,
     manifests: Sequence[Mapping],
@@ -161,7 +351,7 @@ def render_index(
     """
     run_dir = Path(run_dir)
     rows = []
-    headline_items = []
+    cards = []
     for m in manifests:
         status = m.get("status", "not run")
         colour = _STATUS_COLOUR.get(status, "#57606a")
@@ -171,7 +361,9 @@ def render_index(
         duration = m.get("duration_s")
         heads = m.get("headlines") or {}
         head_html = "<br>".join(_headline_html(k, h) for k, h in heads.items())
-        headline_items += [f"<li>{_headline_html(k, h)}</li>" for k, h in heads.items()]
+        has_report = bool(report) and (run_dir / report).exists()
+        cards += [_headline_card(k, h, m["stage"], report if has_report else None)
+                  for k, h in heads.items()]
         outputs_html = _outputs_html(run_dir, m)
         error = m.get("error")
         err_html = f'<div class="err">{html.escape(error)}</div>' if error else ""
@@ -181,6 +373,12 @@ def render_index(
             f"<td>{'' if duration is None else f'{duration:,.1f} s'}</td><td>{head_html}</td>"
             f"<td>{outputs_html}</td></tr>"
         )
+    figures_html = _figures_html(key_figures(run_dir, manifests))
+    totals_html = _totals_html(run_dir, manifests)
+    reports_html = "".join(
+        f'<li><a href="{html.escape(m["report"])}">{html.escape(m.get("title", m["stage"]))}'
+        f'</a> <code>{html.escape(m["stage"])}</code></li>'
+        for m in manifests if m.get("report") and (run_dir / m["report"]).exists())
     prov = provenance or {}
     prov_html = html.escape(json.dumps(prov, indent=2, default=str))
     page = f"""<!DOCTYPE html>
@@ -200,14 +398,33 @@ pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85em; 
 .warnings li {{ color: #9a6700; }}
 .inputs {{ font-size: .8em; color: #57606a; }}
 .outputs {{ margin: 0; padding-left: 1rem; font-size: .85em; }}
+.cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr));
+          gap: .7rem; margin: .5rem 0 1rem; }}
+.card {{ border: 1px solid #d0d7de; border-radius: 6px; padding: .6rem .8rem; }}
+.card .what {{ font-size: .85em; color: #57606a; }}
+.card .value {{ font-size: 1.45em; font-weight: 600; }}
+.card .units {{ font-size: .65em; font-weight: 400; color: #57606a; }}
+.card .interval {{ font-size: .85em; }}
+.card .nointerval, .card .source {{ font-size: .75em; color: #57606a; }}
+.card .caveat {{ font-size: .8em; color: #9a6700; font-style: italic; }}
+.thumbs {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(19rem, 1fr));
+           gap: 1rem; }}
+.thumb {{ margin: 0; border: 1px solid #d0d7de; border-radius: 6px; padding: .5rem;
+          background: #fff; }}
+.thumb img, .totals img {{ width: 100%; height: auto; display: block; }}
+.thumb figcaption, .totals figcaption {{ font-size: .85em; margin-top: .3rem; }}
+.totals {{ margin: 0 0 1rem; max-width: 44rem; }}
+nav.reports ul {{ display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; padding-left: 0;
+                  list-style: none; }}
 </style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p>Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by terracarbon.
 Resolved parameters: <a href="{html.escape(params_file)}">{html.escape(params_file)}</a>.</p>
+<nav class="reports"><ul>{reports_html}</ul></nav>
 {_warnings_html(warnings)}<h2>Headline numbers</h2>
-<ul class="headlines">{''.join(headline_items) or '<li>none yet</li>'}</ul>
-<h2>Stages</h2>
+<div class="cards">{''.join(cards) or '<p>none yet</p>'}</div>
+{figures_html}{totals_html}<h2>Stages</h2>
 <table><thead><tr><th>id</th><th>report</th><th>status</th><th>duration</th>
 <th>headlines</th><th>outputs</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>

@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +77,12 @@ def select_stages(listed: Sequence[str], *, start: str | None, only: str | None)
 
 
 def _kernel_env() -> dict[str, str]:
-    # the inline backend renders returned figures into the notebook (and so the HTML report)
-    env = {"PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    # the inline backend renders returned figures into the notebook (and so the HTML report);
+    # HoloViews/Panel reserve an empty output per plot for the console output of live
+    # callbacks: a batch run has no live front end, and nbconvert cannot render the empty
+    # output (its "mimetype(s) dict_keys([])" warning), so batch kernels go without it
+    env = {"PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           "PANEL_CONSOLE_OUTPUT": "disable"}
     return env
 
 
@@ -92,9 +98,20 @@ def _kernel_manager_class(log_path: Path) -> type:
     (tracebacks of closed sockets) go to the log instead of the user's terminal.
     """
     from jupyter_client import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
 
     class StageKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: object) -> None:
+            # Unix-domain sockets, not TCP: the kernel is reachable only through files in
+            # the user's private runtime folder (0700), so nothing is sent over the network
+            # and ipykernel has no reason for its "running over TCP without encryption"
+            # warning. The socket files are removed at shutdown (cleanup_ipc_files).
+            runtime = Path(jupyter_runtime_dir())
+            if len(str(runtime)) > 70:  # a socket path must stay under ~100 bytes
+                runtime = Path(tempfile.gettempdir())
+            runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.transport = "ipc"
+            self.ip = str(runtime / f"terracarbon-{uuid.uuid4().hex[:12]}")
             with open(log_path, "ab") as log:  # the kernel process keeps its own copy
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
@@ -148,31 +165,43 @@ class _InterruptHandling:
         # interrupt
 
 
-def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path) -> Path:
-    """Execute a stage notebook with papermill into its stage folder (atomically)."""
+def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
+                     parameters: dict, cwd: str | os.PathLike,
+                     kernel_log: str | os.PathLike) -> Path:
+    """Execute ``source`` with papermill into ``output`` the way the runner runs a stage.
+
+    The kernel gets the batch environment (:func:`_kernel_env`), talks over Unix-domain
+    sockets (no TCP) and writes its own console output to ``kernel_log``. Written
+    atomically; on failure the executed notebook (with its traceback) is kept at ``output``.
+    """
     import papermill
 
-    spec = stages.STAGES[stage_id]
-    stage_dir = run_dir / stage_id
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    out_nb = stage_dir / spec.notebook
+    output = Path(output)
     os.environ.update(_kernel_env())
-    kernel_log = stage_dir / KERNEL_LOG
-    kernel_log.unlink(missing_ok=True)
-    with atomic_path(out_nb) as tmp:
+    Path(kernel_log).unlink(missing_ok=True)
+    with atomic_path(output) as tmp:
         try:
             papermill.execute_notebook(
-                str(notebook_dir / spec.notebook), str(tmp),
-                parameters=stage_parameters(params, stage_id, run_dir),
-                cwd=str(notebook_dir), progress_bar=False, kernel_name="python3",
-                report_mode=False, kernel_manager_class=_kernel_manager_class(kernel_log),
+                str(source), str(tmp), parameters=parameters, cwd=str(cwd),
+                progress_bar=False, kernel_name="python3", report_mode=False,
+                kernel_manager_class=_kernel_manager_class(Path(kernel_log)),
             )
         except BaseException:
             # keep the failed notebook (with its traceback) for the HTML report
             if tmp.exists():
-                os.replace(tmp, out_nb)
+                os.replace(tmp, output)
             raise
-    return out_nb
+    return output
+
+
+def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path) -> Path:
+    """Execute a stage notebook with papermill into its stage folder (atomically)."""
+    spec = stages.STAGES[stage_id]
+    stage_dir = run_dir / stage_id
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    return execute_notebook(notebook_dir / spec.notebook, stage_dir / spec.notebook,
+                            parameters=stage_parameters(params, stage_id, run_dir),
+                            cwd=notebook_dir, kernel_log=stage_dir / KERNEL_LOG)
 
 
 def run_study(

@@ -1,8 +1,13 @@
-"""Figure objects: creation without pyplot, atomic saving, display in notebooks.
+"""Figure objects: creation without pyplot, atomic saving, display in notebooks, alt text.
 
 Figures are built on :class:`~matplotlib.figure.Figure` directly (not ``pyplot``): no global
 figure registry keeps them alive, and Jupyter displays the returned figure exactly once
 (:func:`_register_notebook_display` installs the PNG formatter pyplot would otherwise install).
+
+Every figure has a text alternative (:func:`alt_text`): set explicitly with
+:func:`set_alt_text`, or composed from its titles, axis labels and colour-bar labels. It
+travels with the displayed PNG (the output's ``alt`` metadata, which the HTML reports write
+as the ``<img alt>``) and into saved files (PNG/SVG ``Description``, PDF ``Subject``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -17,7 +23,7 @@ from matplotlib.figure import Figure
 from terracarbon.data.io import atomic_path
 from terracarbon.errors import ParameterError
 
-__all__ = ["save_figure"]
+__all__ = ["alt_text", "save_figure", "set_alt_text"]
 
 _SAVE_FORMATS = {"png", "svg", "pdf", "jpg", "jpeg", "tif", "tiff"}
 
@@ -28,6 +34,115 @@ def _new_figure(figsize: tuple[float, float], *, layout: str | None = "constrain
     # An Agg canvas lets tests and callers call fig.canvas.draw() under any backend.
     FigureCanvasAgg(fig)
     return fig
+
+
+_ALT_ATTR = "_terracarbon_alt_text"
+
+
+def set_alt_text(fig: Figure, text: str) -> Figure:
+    """Give ``fig`` an explicit text alternative (what a reader who cannot see it needs).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    text : str
+        One or two sentences, e.g. "Map of total carbon density in 2021, t C ha-1; high in
+        the northern mountains".
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig`` itself (so a display cell can end with the call).
+
+    Raises
+    ------
+    ParameterError
+        ``fig`` not a Figure or ``text`` empty.
+    """
+    if not isinstance(fig, Figure):
+        raise ParameterError(f"fig: expected a matplotlib Figure, got {type(fig).__name__}")
+    if not isinstance(text, str) or not text.strip():
+        raise ParameterError(f"text={text!r}: expected a non-empty description of the figure")
+    setattr(fig, _ALT_ATTR, " ".join(text.split()))
+    return fig
+
+
+def _is_map(ax: Any) -> bool:
+    """A cartopy map axes, or plain axes showing a raster at equal aspect (a map panel)."""
+    if type(ax).__name__ == "GeoAxes" or hasattr(ax, "projection"):
+        return True
+    return bool(ax.images) and ax.get_aspect() in (1, 1.0, "equal")
+
+
+def _colorbar_label(ax: Any) -> str:
+    bar = getattr(ax, "_colorbar", None)
+    if bar is None:
+        return ""
+    return (ax.get_ylabel() if bar.orientation == "vertical" else ax.get_xlabel()).strip()
+
+
+def alt_text(fig: Figure) -> str:
+    """A text alternative of ``fig``: the explicit one, else composed from its labels.
+
+    The composed text names the kind (map or chart), the title (figure title, else the first
+    panel's), the other panels' titles, the axis labels of a chart and the colour-bar labels
+    (quantity and units), e.g. ``"Map: Total carbon density, 2021. Colour scale: total
+    carbon density (t C ha-1)."``.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+
+    Returns
+    -------
+    str
+        Never empty (``"Figure."`` for a figure with no text at all).
+
+    Examples
+    --------
+    >>> fig = _new_figure((3.0, 2.0))
+    >>> ax = fig.add_subplot()
+    >>> _ = ax.set(title="Regional totals", xlabel="year", ylabel="storage (Tg C)")
+    >>> alt_text(fig)
+    'Chart: Regional totals. Axes: year; storage (Tg C).'
+    """
+    explicit = getattr(fig, _ALT_ATTR, None)
+    if explicit:
+        return explicit
+    suptitle = fig._suptitle.get_text().strip() if getattr(fig, "_suptitle", None) else ""
+    colorbars = [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+    panels = [ax for ax in fig.axes if ax not in colorbars and ax.get_visible()]
+    titles = [t for t in (ax.get_title().strip() for ax in panels) if t]
+    kind = "Map" if any(_is_map(ax) for ax in panels) else "Chart"
+    if len(panels) > 1:
+        kind = f"{kind} of {len(panels)} panels" if kind == "Chart" else f"{len(panels)} maps"
+    if suptitle or len(titles) == 1:
+        heading, others = suptitle or titles[0], [t for t in titles if t != suptitle]
+    else:  # panels without a figure title: their titles are the heading ("2010; 2021")
+        heading, others = "; ".join(dict.fromkeys(titles)), []
+    sentences = [f"{kind}: {heading}." if heading else f"{kind}."]
+    if others:
+        sentences.append("Panels: " + "; ".join(dict.fromkeys(others)) + ".")
+    if kind.startswith("Chart"):
+        labels = [lab for ax in panels for lab in (ax.get_xlabel().strip(),
+                                                   ax.get_ylabel().strip()) if lab]
+        if labels:
+            sentences.append("Axes: " + "; ".join(dict.fromkeys(labels)) + ".")
+    scales = [lab for lab in (_colorbar_label(ax) for ax in colorbars) if lab]
+    if scales:
+        sentences.append("Colour scale: " + "; ".join(dict.fromkeys(scales)) + ".")
+    legends = [lg for lg in [*(ax.get_legend() for ax in panels), *fig.legends] if lg]
+    entries = [t.get_text().strip() for lg in legends for t in lg.get_texts()]
+    if any(entries):
+        title = next((lg.get_title().get_text().strip() for lg in legends
+                      if lg.get_title().get_text().strip()), "Legend")
+        sentences.append(f"{title[:1].upper()}{title[1:]}: "
+                         + ", ".join(dict.fromkeys(e for e in entries if e)) + ".")
+    text = " ".join(sentences)
+    return text if text != "Chart." else "Figure."
+
+
+_DESCRIPTION_KEY = {"png": "Description", "svg": "Description", "pdf": "Subject"}
 
 
 def save_figure(
@@ -52,6 +167,11 @@ def save_figure(
     tight : bool
         Crop to the drawn content (``bbox_inches="tight"``); ``False`` keeps the figure
         size exactly (a 6 x 4 in figure at 300 dpi is 1800 x 1200 px).
+
+    Notes
+    -----
+    The figure's :func:`alt_text` is stored in the PNG and SVG ``Description`` and the PDF
+    ``Subject``, so pages that show a saved file (the run's index) can give it alt text.
 
     Returns
     -------
@@ -83,21 +203,25 @@ def save_figure(
         raise ParameterError(f"dpi={dpi!r}: expected a positive number of dots per inch")
     base = Path(path_without_suffix)
     written = []
+    description = alt_text(fig)
     for fmt in formats:
         fmt = fmt.lower().lstrip(".")
         final = base.parent / f"{base.name}.{fmt}"
+        key = _DESCRIPTION_KEY.get(fmt)
         with atomic_path(final) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None,
-                        metadata=None)
+                        metadata={key: description} if key else None)
         written.append(final)
     return written
 
 
 def _register_notebook_display(dpi: int = 110) -> None:
-    """Show returned Figures as PNG in Jupyter (and hence in the HTML reports).
+    """Show returned Figures as PNG in Jupyter (and hence in the HTML reports), with alt text.
 
     Figures here are built without pyplot, so the inline backend's formatter is never
-    installed by an import of pyplot; register the PNG formatter for Figure directly.
+    installed by an import of pyplot; register the PNG formatter for Figure directly. It
+    returns ``(png, {"alt": alt_text(fig)})``: IPython stores the second item as the
+    output's ``image/png`` metadata, which the report template writes as ``<img alt>``.
     Does nothing outside IPython.
 
     Parameters
@@ -114,4 +238,5 @@ def _register_notebook_display(dpi: int = 110) -> None:
     if shell is None:
         return
     formatter = shell.display_formatter.formatters["image/png"]
-    formatter.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight", dpi=dpi))
+    formatter.for_type(Figure, lambda fig: (print_figure(fig, "png", bbox_inches="tight",
+                                                         dpi=dpi), {"alt": alt_text(fig)}))

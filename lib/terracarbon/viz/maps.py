@@ -32,7 +32,7 @@ from terracarbon.checks import require_columns
 from terracarbon.conventions import ClassTable
 from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.viz.classes import _codes_to_index, class_table_for
-from terracarbon.viz.figures import _new_figure
+from terracarbon.viz.figures import _new_figure, set_alt_text
 from terracarbon.viz.furniture import (
     _add_boundary,
     _add_graticule,
@@ -420,6 +420,13 @@ def sample_locations(
                            edgecolor=color if aug else "white", linewidth=1.0 if aug else 0.6,
                            label=f"{name}{' (augmented)' if aug else ''}")
         ax.legend(title="pool measured", frameon=True, loc="lower right", fontsize=7)
+    counts = pd.Series(pool[pool != "none"]).value_counts()
+    measured = ", ".join(f"{n:,} {name}" for name, n in counts.items())
+    where = (f" over {quantity_label(background)}" if background is not None
+             and "units" in background.attrs else "")
+    set_alt_text(fig, f"Map{': ' + title if title else ''} of {len(points):,} field plot "
+                      f"locations{where}; pool measured: {measured or 'none'}"
+                      f"{f'; {int(augmented.sum()):,} augmented' if augmented.any() else ''}.")
     return fig
 
 
