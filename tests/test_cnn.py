@@ -421,3 +421,43 @@ def test_fits_in_worker_processes_equal_fits_in_this_process(cube, samples):
     assert here[-1].model is not None and there[-1].predictions is None
     np.testing.assert_array_equal(here[-1].model.predict_samples(samples, cube),
                                   there[-1].model.predict_samples(samples, cube))
+
+
+def test_window_cube_reads_only_the_chunks_around_the_plots():
+    """#17: patch extraction from a chunked cube touches the chunks holding a window and no
+    other — here every chunk away from the plots raises when read — and gives the same mosaic
+    as the in-memory cube."""
+    import dask.array as dsa
+
+    from terracarbon.models.cnn.patches import window_cube
+
+    ny, nx, chunk = 64, 80, 16
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(3, ny, nx)).astype("float32")
+    plots = pd.DataFrame({"row": [1, 40, 41], "col": [2, 70, 33], "year": [2001, 2002, 2002]})
+    halo = 2
+    needed = {(r // chunk, c // chunk)
+              for r0, c0 in zip(plots.row, plots.col)
+              for r in range(max(0, r0 - halo), min(ny, r0 + halo + 1))
+              for c in range(max(0, c0 - halo), min(nx, c0 + halo + 1))}
+    touched = set()
+
+    def guarded(block, block_info=None):
+        where = tuple(block_info[0]["chunk-location"][1:])
+        if where not in needed:
+            raise RuntimeError(f"chunk {where} is far from every plot and was read")
+        touched.add(where)
+        return block
+
+    lazy = dsa.from_array(values, chunks=(1, chunk, chunk)).map_blocks(guarded, dtype="float32")
+    coords = {"year": [2000, 2001, 2002]}
+    dask_cube = xr.Dataset({"a": (("year", "y", "x"), lazy)}, coords=coords)
+    numpy_cube = xr.Dataset({"a": (("year", "y", "x"), values)}, coords=coords)
+    mosaic, local = window_cube(dask_cube, plots, ["a"], patch_size=2 * halo + 1)
+    expected, expected_local = window_cube(numpy_cube, plots, ["a"], patch_size=2 * halo + 1)
+    np.testing.assert_array_equal(mosaic["a"].values, expected["a"].values)
+    pd.testing.assert_frame_equal(local, expected_local)
+    assert touched == needed and len(needed) < (ny // chunk) * (nx // chunk) / 2
+    # the plot at (1, 2) sits at the grid corner: its window beyond the edge is NaN
+    corner = mosaic["a"].sel(year=2001).values[:2 * halo + 1, :2 * halo + 1]
+    assert np.isnan(corner[0]).all() and np.isfinite(corner[halo + 1:, halo + 1:]).all()

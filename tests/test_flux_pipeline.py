@@ -1,5 +1,7 @@
 """The flux path end to end (issue #15): the quick synthetic flux study through data prep, the
-flux stage, and trends and zoning of the annual sink — a study without models or carbon maps."""
+flux stage, and trends and zoning of the annual sink. One run serves every test (the suite's
+time budget): it has the stock stages too, from the same file, and the flux stage must not
+depend on them."""
 
 from __future__ import annotations
 
@@ -16,22 +18,31 @@ from tiny_study import load_run_all
 
 pytestmark = pytest.mark.slow
 run_all = load_run_all()
-STAGES = ("01_data_prep", "03_fluxes", "04_trends", "05_zoning")
+STAGES = ("01_data_prep", "02_train_models", "03_carbon_maps", "03_fluxes", "04_trends",
+          "05_zoning")
 
 
 @pytest.fixture(scope="module")
 def flux_run(tmp_path_factory) -> Path:
+    """One params file, both paths: the stock stages (plots -> models -> carbon maps) and the
+    flux stage on the same grid and landscape, then trends of the mapped sink."""
     runs = tmp_path_factory.mktemp("flux_runs")
-    argv = ["--params", str(REPO_ROOT / "params" / "flux_quick.yaml"), "--runs-dir", str(runs)]
+    argv = ["--params", str(REPO_ROOT / "params" / "flux_quick.yaml"), "--runs-dir", str(runs),
+            "--set", "study.name=together", "--set", f"study.stages=[{','.join(STAGES)}]",
+            "--set", "models.candidates=[rf,mlr]", "--set", "models.ensemble_members=4",
+            "--set", "synthetic.n_veg_plots=300", "--set", "synthetic.n_soil_plots=300"]
     assert run_all.main(argv) == 0
-    return runs / "flux_quick"
+    return runs / "together"
 
 
-def test_every_stage_is_complete(flux_run):
+def test_every_stage_is_complete_and_the_flux_path_needs_no_plots_or_models(flux_run):
     for stage in STAGES:
         assert_complete_stage(flux_run, stage)
-    assert not (flux_run / "02_train_models").exists()
-    assert not (flux_run / "03_carbon_maps").exists()
+    flux = json.loads((flux_run / "03_fluxes" / "manifest.json").read_text())
+    assert set(flux["upstream"]) == {"01_data_prep"}
+    carbon = pd.read_csv(flux_run / "03_carbon_maps" / "totals.csv")
+    sink = pd.read_csv(flux_run / "03_fluxes" / "totals.csv")
+    assert carbon["year"].min() == 2010 and sink["year"].max() == 2017
 
 
 def test_models_are_compared_three_ways_and_chosen_by_loso(flux_run):
@@ -105,25 +116,3 @@ def test_trends_and_zoning_read_the_annual_sink(flux_run):
     moran = pd.read_csv(flux_run / "05_zoning" / "moran.csv")
     annual = open_cube(flux_run / "03_fluxes" / "flux_annual.zarr")
     assert list(moran.year) == [int(y) for y in annual.year.values]
-
-
-def test_stock_and_flux_paths_run_together_from_one_file(tmp_path):
-    """One params file, both paths: the stock stages (plots -> models -> carbon maps) and the
-    flux stage on the same grid and landscape, then trends of the mapped sink."""
-    runs = tmp_path / "runs"
-    argv = ["--params", str(REPO_ROOT / "params" / "flux_quick.yaml"), "--runs-dir", str(runs),
-            "--set", "study.name=together",
-            "--set", "study.stages=[01_data_prep,02_train_models,03_carbon_maps,03_fluxes,"
-                     "04_trends,05_zoning]",
-            "--set", "models.candidates=[rf,mlr]", "--set", "models.ensemble_members=4",
-            "--set", "synthetic.n_veg_plots=300", "--set", "synthetic.n_soil_plots=300"]
-    assert run_all.main(argv) == 0
-    run = runs / "together"
-    for stage in ("01_data_prep", "02_train_models", "03_carbon_maps", "03_fluxes",
-                  "04_trends", "05_zoning"):
-        assert_complete_stage(run, stage)
-    flux = json.loads((run / "03_fluxes" / "manifest.json").read_text())
-    assert set(flux["upstream"]) == {"01_data_prep"}  # the flux path needs no plots or models
-    carbon = pd.read_csv(run / "03_carbon_maps" / "totals.csv")
-    sink = pd.read_csv(run / "03_fluxes" / "totals.csv")
-    assert carbon["year"].min() == 2010 and sink["year"].max() == 2017

@@ -182,3 +182,63 @@ def test_a_four_pool_lookup_study_equals_invest(tmp_path):
     table = pd.read_csv(stage / "pools.csv")
     assert list(table["pool"]) == ["above", "below", "dead", "soil"]
     assert set(table["source"]) == {"lookup"}
+
+
+def test_a_product_pool_is_scored_at_the_plots_that_measured_it():
+    cube = xr.Dataset({"agb": grid_ds([[100.0, 200.0], [10.0, 0.0]], name="agb",
+                                      units="Mg ha-1")["agb"]})
+    density = pools.assemble_pools(pools.empty_density(cube.assign_coords(year=[2010, 2011])),
+                                   {"above": {"source": "product", "layer": "agb"}}, cube)
+    # two plots in 2011 on pixels holding 188 and 9.4 t C ha-1 (0.47 x 400, 0.47 x 20)
+    samples = pd.DataFrame({"x": [15.0, 5.0], "y": [15.0, 5.0], "year": [2011, 2011],
+                            "above_carbon_t_ha": [178.0, 13.4]})
+    summary = pools.check_products(density, {"above": {"source": "product", "layer": "agb"}},
+                                   samples)
+    row = summary.iloc[0]
+    # product minus plot: +10 and -4 -> bias +3, RMSE sqrt((100 + 16) / 2)
+    assert row["n"] == 2 and row["pool"] == "above"
+    assert row["bias"] == pytest.approx(3.0, abs=1e-4)
+    assert row["rmse"] == pytest.approx(np.sqrt(58.0), abs=1e-4)
+    assert pools.check_products(density, {"above": {"source": "model"}}, samples) is None
+
+
+def test_lookup_class_sd_gives_normal_bounds_and_totals_sum_them_within_a_class(tmp_path):
+    # class 1: 100 ± 10 t C ha-1, class 2: 50 ± 0; 90 % bounds = value ± 1.6449 sd
+    (tmp_path / "t.csv").write_text("lucode,c_soil,c_soil_sd\n1,100,10\n2,50,0\n")
+    landuse = xr.DataArray(np.array([[[1, 1], [2, 0]]] * 2, dtype="int16"),
+                           dims=("year", "y", "x"),
+                           coords={"year": [2010, 2011], "y": [15.0, 5.0], "x": [5.0, 15.0]})
+    cube = xr.Dataset({"landuse": landuse}).rio.write_crs("EPSG:32649")
+    out = pools.assemble_pools(pools.empty_density(cube),
+                               {"soil": {"source": "lookup", "table": str(tmp_path / "t.csv")}},
+                               cube, interval=0.9)
+    np.testing.assert_allclose(out["soil_carbon_density_upper"].sel(year=2010).values,
+                               [[116.4485, 116.4485], [50.0, np.nan]], rtol=1e-5)
+    stored = carbon.storage(carbon.add_total(out), 1.0)
+    total = carbon.totals(stored).query("pool == 'total' and year == 2010").iloc[0]
+    # two pixels of class 1 share its error: their bounds add (±2 x 16.449 t C)
+    assert total.upper_Tg * 1e6 - total.storage_Tg * 1e6 == pytest.approx(32.897, rel=1e-4)
+
+
+def test_the_rf_source_maps_below_ground_carbon_near_the_planted_truth(tmp_path):
+    """The China forest biomass method as a pool source: a forest trained on paired records
+    (the synthetic table, planted Mokany-type relation) maps BGC from the AGC map."""
+    from terracarbon.data.synthetic.root_shoot import (make_root_shoot_maps,
+                                                        make_root_shoot_records)
+
+    make_root_shoot_records(400, seed=0).to_csv(tmp_path / "roots.csv", index=False)
+    truth = make_root_shoot_maps(40, 60, seed=0)
+    cube = truth[["temperature", "precipitation", "dem", "forest_type"]].expand_dims(
+        year=[2020])
+    density = xr.Dataset({"above_carbon_density": truth["above_carbon_density"].expand_dims(
+        year=[2020])}).rio.write_crs(truth.rio.crs)
+    plan = pools.pool_plan({"above": "model", "below": {
+        "source": "rf", "from": "above", "records": "roots.csv"}}, measured=["above"])
+    out = pools.assemble_pools(density, plan, cube, base_dir=tmp_path)
+    mapped = out["below_carbon_density"].sel(year=2020).values
+    planted = truth["true_below_carbon_density"].values
+    ok = np.isfinite(mapped)
+    assert ok.mean() > 0.99
+    r2 = 1 - np.sum((mapped[ok] - planted[ok]) ** 2) / np.sum((planted[ok] - planted[ok].mean()) ** 2)
+    assert r2 > 0.9, r2
+    assert out["below_carbon_density"].attrs["pool_source"] == "rf"

@@ -189,3 +189,33 @@ def test_index_lists_outputs_with_units_and_input_fingerprints(tmp_path, resolve
     assert '<a href="01_data_prep/samples.csv"><code>samples</code></a> <small>[t C ha-1]</small>' in page
     assert "0123456789abcdef" in page and "/data/plots.csv" in page
     assert "3 plot(s) off the grid" in page
+
+
+def test_a_downstream_parameter_never_retrains_upstream_stages():
+    """#19: changing maps/trends/zoning settings leaves the training stage's hash alone (its
+    skip decision), while the stages that read them rerun."""
+    import copy
+
+    from terracarbon.pipeline import params as P
+    from terracarbon.pipeline.stages import STAGES, params_hash
+
+    base = P.load_params(P.DEFAULT_PARAMS)
+
+    def hashes(p):
+        return {sid: params_hash({name: p[name] for name in spec.sections})
+                for sid, spec in STAGES.items()}
+
+    before = hashes(base)
+    for key, value, reruns in (("maps.interval", 0.8, {"03_carbon_maps"}),
+                               ("pools", {"veg": "model"}, {"03_carbon_maps"}),
+                               ("trends.alpha", 0.1, {"04_trends"}),
+                               ("zoning.permutations", 99, {"05_zoning"}),
+                               ("models.cv_folds", 5, {"02_train_models"})):
+        changed = copy.deepcopy(base)
+        section, _, name = key.partition(".")
+        if name:
+            changed[section][name] = value
+        else:
+            changed[section] = value
+        after = hashes(changed)
+        assert {s for s in before if before[s] != after[s]} == reruns, key

@@ -176,6 +176,7 @@ def assemble_pools(
     cube: xr.Dataset,
     *,
     base_dir: str | Path | None = None,
+    interval: float = 0.9,
 ) -> xr.Dataset:
     """Add every non-model pool of ``plan`` to the model's ``density``.
 
@@ -190,6 +191,12 @@ def assemble_pools(
         The data-prep cube: ``landuse`` (ratio, lookup), product layers, covariates (rf).
     base_dir : path, optional
         Folder that relative ``table``/``records`` paths are relative to.
+    interval : float
+        Central probability of the bounds of a ``lookup`` pool whose table gives each class
+        value's standard deviation (``c_<pool>_sd`` or ``<pool>_sd``, t C ha-1): value ±
+        z·sd (normal errors, clipped at 0). A class error is shared by every pixel of the
+        class, so summing the bounds (``correlated``) is exact within a class and
+        conservative across classes.
 
     Returns
     -------
@@ -223,15 +230,41 @@ def assemble_pools(
             layers = _derived(pool, spec, out, cube, base_dir)
             out.update(layers)
         else:
-            layer = (_product(pool, spec, cube) if source == "product"
-                     else _lookup(pool, spec, cube, base_dir))
-            if years is not None and "year" not in layer.dims:
-                layer = layer.expand_dims(year=years.values)
-            elif years is not None:
-                layer = _on_years(layer, years.values, f"pools.{pool}")
-            out[var(pool, "density")] = layer.transpose(*dims)
+            layers = ({var(pool, "density"): _product(pool, spec, cube)} if source == "product"
+                      else _lookup(pool, spec, cube, base_dir, interval))
+            for name, layer in layers.items():
+                if years is not None and "year" not in layer.dims:
+                    layer = layer.expand_dims(year=years.values)
+                elif years is not None:
+                    layer = _on_years(layer, years.values, f"pools.{pool}")
+                out[name] = layer.transpose(*dims)
         out[var(pool, "density")].attrs["pool_source"] = source
     return out
+
+
+def check_products(density: xr.Dataset, plan: Mapping[str, Mapping[str, Any]],
+                   samples: pd.DataFrame) -> pd.DataFrame | None:
+    """Score every ``product`` pool at the plots that measured that pool: bias, RMSE, MAE,
+    R² and n (t C ha-1; :func:`terracarbon.carbon.biomass_product.check_against_plots`, the
+    product year nearest each plot). None when no product pool has plot values.
+
+    ``samples`` is the data-prep sample table (``x``, ``y`` on the grid, ``year``,
+    ``<pool>_carbon_t_ha``).
+    """
+    from terracarbon.carbon.biomass_product import check_against_plots
+
+    tables = []
+    for pool, spec in plan.items():
+        column = f"{pool}_carbon_t_ha"
+        if spec["source"] != "product" or column not in samples:
+            continue
+        measured = samples[samples[column].notna()]
+        if measured.empty:
+            continue
+        check = check_against_plots(density[var(pool, "density")], measured,
+                                    value_column=column, value_units=DENSITY_UNITS)
+        tables.append(check.summary.assign(pool=pool, layer=spec["layer"]))
+    return pd.concat(tables, ignore_index=True) if tables else None
 
 
 def _path(value: str, base_dir: str | Path | None) -> Path:
@@ -278,30 +311,50 @@ def _product(pool: str, spec: Mapping[str, Any], cube: xr.Dataset) -> xr.DataArr
 
 
 def _lookup(pool: str, spec: Mapping[str, Any], cube: xr.Dataset,
-            base_dir: str | Path | None) -> xr.DataArray:
+            base_dir: str | Path | None, interval: float) -> dict[str, xr.DataArray]:
+    from scipy.stats import norm
+
     from terracarbon.carbon.lookup import read_lookup_table
 
     key = f"pools.{pool}"
-    table = read_lookup_table(_path(spec["table"], base_dir))
+    path = _path(spec["table"], base_dir)
+    table = read_lookup_table(path)
     column = spec.get("column") or pool
     if column not in table.columns:
         raise InputDataError(f"{key}: table {spec['table']} has no column for {pool!r} "
                              f"(columns: {list(table.columns)}); set column:.")
+    raw = pd.read_csv(path)
+    sd_column = next((c for c in (f"c_{column}_sd", f"{column}_sd") if c in raw.columns), None)
     landuse = _landuse(cube, key)
     codes = table.index.to_numpy(dtype="int64")
-    values = table[column].to_numpy(dtype="float32")
-    lut_codes = np.sort(codes)
-    lut_values = values[np.argsort(codes)]
+    order = np.argsort(codes)
+    lut_codes = codes[order]
 
-    def lookup(arr: np.ndarray) -> np.ndarray:
-        idx = np.clip(np.searchsorted(lut_codes, arr), 0, lut_codes.size - 1)
-        hit = lut_codes[idx] == arr
-        return np.where(hit, lut_values[idx], np.float32(np.nan)).astype("float32")
+    def mapper(values: np.ndarray):
+        def lookup(arr: np.ndarray) -> np.ndarray:
+            idx = np.clip(np.searchsorted(lut_codes, arr), 0, lut_codes.size - 1)
+            hit = lut_codes[idx] == arr
+            return np.where(hit, values[idx], np.float32(np.nan)).astype("float32")
+        return xr.apply_ufunc(lookup, landuse, dask="parallelized", output_dtypes=["float32"])
 
-    mapped = xr.apply_ufunc(lookup, landuse, dask="parallelized", output_dtypes=["float32"])
-    return with_attrs(mapped, units=DENSITY_UNITS,
-                      long_name=f"{CARBON_POOLS[pool].long_name} carbon density (lookup table)",
-                      history=history("assemble_pools", landuse, pool=pool, source="lookup"))
+    lineage = history("assemble_pools", landuse, pool=pool, source="lookup")
+    long_name = f"{CARBON_POOLS[pool].long_name} carbon density (lookup table)"
+    mean = table[column].to_numpy(dtype="float32")[order]
+    out = {var(pool, "density"): with_attrs(mapper(mean), units=DENSITY_UNITS,
+                                            long_name=long_name, history=lineage)}
+    if sd_column is not None:
+        code = next(c for c in ("lucode", "code") if c in raw.columns)  # as read_lookup_table
+        sd = raw.set_index(code)[sd_column].reindex(codes).to_numpy(dtype="float32")[order]
+        if not np.all(np.isfinite(sd) & (sd >= 0)):
+            raise InputDataError(f"{key}: {sd_column} of {path.name} must be a number >= 0 for "
+                                 "every class.")
+        z = np.float32(norm.ppf(0.5 + interval / 2))
+        for bound, values in (("lower", np.maximum(mean - z * sd, 0)), ("upper", mean + z * sd)):
+            out[var(pool, "density", bound)] = with_attrs(
+                mapper(values.astype("float32")), units=DENSITY_UNITS,
+                long_name=f"{long_name}, {bound} bound ({interval:g} central, class sd)",
+                history=lineage)
+    return out
 
 
 def _derived(pool: str, spec: Mapping[str, Any], out: xr.Dataset, cube: xr.Dataset,
@@ -339,5 +392,6 @@ def _derived(pool: str, spec: Mapping[str, Any], out: xr.Dataset, cube: xr.Datas
     return layers
 
 
-__all__ = ["DERIVED_SOURCES", "SOURCES", "assemble_pools", "describe_plan", "empty_density",
+__all__ = ["DERIVED_SOURCES", "SOURCES", "assemble_pools", "check_products", "describe_plan",
+           "empty_density",
            "pool_plan", "uses_model"]

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 DEEP_MODELS: tuple[str, ...] = registry.DEEP_MODELS
 """The patch (CNN) models: fewer CV folds (``models.cv_folds_deep``), no leave-one-site-out."""
+DEEP_CV_SCHEMES: tuple[str, ...] = ("spatial_block",)
+"""Default CV schemes of the networks (``models.cv_schemes_deep``): every fold retrains a
+network, and spatial-block CV is the scheme that chooses the mapping model; random CV of the
+networks (about 40 % of their training time) is reported only when asked for."""
 
 
 def model_factory(
@@ -154,6 +158,7 @@ def train_candidates(
     settings : mapping
         The ``models`` parameter section: ``candidates``, ``features``, ``cv_folds``,
         ``cv_folds_deep`` (folds for CNN/CNN-TCN, each fold retrains a network),
+        ``cv_schemes_deep`` (their CV schemes; default spatial blocks only),
         ``cv_block_size_m``, ``holdout`` and the per-model hyper-parameters.
     seed : int
         Seed of folds, splits and models.
@@ -190,7 +195,10 @@ def train_candidates(
                                 targets=targets)
         deep = name in DEEP_MODELS
         k = settings["cv_folds_deep"] if deep else settings["cv_folds"]
-        schemes = ["random", "spatial_block"]
+        # the networks retrain for every fold: by default only the scheme that chooses the
+        # mapping model (spatial blocks); models.cv_schemes_deep adds random CV
+        schemes = (list(settings.get("cv_schemes_deep", DEEP_CV_SCHEMES)) if deep
+                   else ["random", "spatial_block"])
         if has_repeated_sites(samples) and not deep:
             schemes.append("loso")
         if samples["year"].nunique() >= 2 and not deep:

@@ -206,7 +206,8 @@ def window_cube(
     sample year reaches are kept. A CNN or CNN-TCN fitted (or asked for sample predictions) on
     the mosaic and the returned samples sees exactly the patches it would see on the full
     cube, so its weights and predictions are identical — while the mosaic is a few MB that can
-    be sent to worker processes, and building it reads only the sample years.
+    be sent to worker processes, and building it reads only the sample years and, from a
+    chunked (dask) cube, only the chunks that hold a window.
 
     Parameters
     ----------
@@ -259,9 +260,22 @@ def window_cube(
         first = max(0, int(positions.min()) - sequence_length + 1)
         keep_years = years[first:int(positions.max()) + 1]
 
-    def mosaic_of(layer: np.ndarray) -> np.ndarray:
-        padded = pad_raw(layer.astype(np.float32)[None], halo)
-        windows = cut_patches(padded, u_rows, u_cols, patch_size)[:, 0]  # (n, k, k)
+    # every window pixel inside the grid, read pointwise: a chunked (dask) cube reads only
+    # the chunks that hold a window, never the whole grid (#17)
+    offsets = np.arange(-halo, halo + 1)
+    win_rows = u_rows[:, None, None] + offsets[None, :, None]     # (n, k, 1)
+    win_cols = u_cols[:, None, None] + offsets[None, None, :]     # (n, 1, k)
+    win_rows, win_cols = np.broadcast_arrays(win_rows, win_cols)  # (n, k, k)
+    inside = ((win_rows >= 0) & (win_rows < cube.sizes["y"])
+              & (win_cols >= 0) & (win_cols < cube.sizes["x"]))
+    points = {"y": xr.DataArray(win_rows[inside], dims="point"),
+              "x": xr.DataArray(win_cols[inside], dims="point")}
+
+    def mosaic_of(values: np.ndarray) -> np.ndarray:
+        """``values`` at the window pixels inside the grid -> the (Y, X) mosaic (NaN beyond
+        the grid edge, as :func:`pad_raw`)."""
+        windows = np.full(win_rows.shape, np.nan, dtype=np.float32)
+        windows[inside] = values
         out = np.full((tiles_y, patch_size, tiles_x, patch_size), np.nan, dtype=np.float32)
         out[ty, :, tx, :] = windows
         return out.reshape(tiles_y * patch_size, tiles_x * patch_size)
@@ -272,12 +286,12 @@ def window_cube(
         attrs = {**da.attrs, SOURCE_DTYPE_ATTR: str(da.dtype)}
         if "year" in da.dims:
             da = da.sel(year=keep_years).transpose("year", "y", "x")
-            data = np.stack([mosaic_of(np.asarray(da.isel(year=i).values))
-                             for i in range(da.sizes["year"])])
+            gathered = np.asarray(da.isel(points).values).astype(np.float32)  # (year, point)
+            data = np.stack([mosaic_of(gathered[i]) for i in range(da.sizes["year"])])
             variables[name] = (("year", "y", "x"), data, attrs)
         else:
-            variables[name] = (("y", "x"), mosaic_of(np.asarray(da.transpose("y", "x").values)),
-                               attrs)
+            gathered = np.asarray(da.transpose("y", "x").isel(points).values).astype(np.float32)
+            variables[name] = (("y", "x"), mosaic_of(gathered), attrs)
     coords = {"y": np.arange(tiles_y * patch_size), "x": np.arange(tiles_x * patch_size)}
     if keep_years is not None:
         coords["year"] = keep_years
