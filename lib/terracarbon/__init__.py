@@ -10,6 +10,8 @@ Subpackages by concern (docs/architecture.md):
   study area and its truth)
 * ``models`` — registry, base, each family, validation, metrics, AOA, persistence, training
 * ``carbon`` — area, storage, totals, change, transitions, lookup, products, mapping
+* ``landcover`` — the study's land-cover classes: built-in schemes, class tables, groups,
+  validation, the cube's land-use layers and tables at the class and group level
 * ``trends`` — Sen/MK, persistence (Hurst, Cv), drivers; ``spatial`` — Moran, LISA, zoning
 * ``viz`` — maps, charts, interactive maps, the dashboard (``viz.app``), screenshots
 
@@ -32,6 +34,7 @@ PUBLIC_MODULES: dict[str, str] = {
     "survey": "data.survey", "inputs": "data.inputs", "synthetic": "data.synthetic",
     "models": "models", "carbon": "carbon", "trends": "trends", "spatial": "spatial",
     "viz": "viz", "app": "viz.app", "flux": "flux", "monthly": "data.monthly",
+    "landcover": "landcover",
 }
 """Short name -> module (relative to ``terracarbon``) of everything ``tc.<name>`` reaches."""
 

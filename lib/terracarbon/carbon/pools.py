@@ -281,10 +281,15 @@ def _on_years(layer: xr.DataArray, years: np.ndarray, key: str) -> xr.DataArray:
 
 
 def _landuse(cube: xr.Dataset, key: str) -> xr.DataArray:
-    if "landuse" not in cube:
+    """The study's own classes (a lookup table is keyed by them): the ``landcover`` layer of a
+    subtype study (GLC_FCS30 codes …), else ``landuse``."""
+    from terracarbon.landcover.study import class_layer
+
+    try:
+        return class_layer(cube)
+    except KeyError:
         raise InputDataError(f"{key}: needs the cube layer 'landuse' (class codes); add it "
-                             "to data.layers.")
-    return cube["landuse"]
+                             "to data.layers.") from None
 
 
 def _product(pool: str, spec: Mapping[str, Any], cube: xr.Dataset) -> xr.DataArray:

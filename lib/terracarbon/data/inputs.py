@@ -55,8 +55,11 @@ def resolve_inputs(
     """Resolve the data block and the target grid of a study.
 
     With ``synthetic.enabled`` the synthetic study area is written (or reused when already
-    complete) under ``workdir`` and its files describe the study; otherwise ``data`` and
-    ``grid`` (CRS, pixel size in metres, optional bounds in metres) are used as given.
+    complete) under ``workdir`` and its files describe the study (with
+    ``synthetic.landcover_scheme`` other than ``terracarbon`` its land use in that scheme's
+    codes, :func:`~terracarbon.data.synthetic.landcover.write_landcover_rasters`); otherwise
+    ``data`` and ``grid`` (CRS, pixel size in metres, optional bounds in metres) are used as
+    given.
     """
     from terracarbon.data import synthetic as synth
     from terracarbon.data.grid import GridSpec
@@ -73,6 +76,13 @@ def resolve_inputs(
             revisit_share=synthetic["revisit_share"], seed=seed,
         )
         spec = synth.data_params(files)
+        scheme = synthetic.get("landcover_scheme") or "terracarbon"
+        if scheme != "terracarbon":  # the same land use in real GLC_FCS30 subtype codes
+            from terracarbon.data.synthetic.landcover import write_landcover_rasters
+
+            spec["layers"]["landuse"] = {
+                **spec["layers"]["landuse"], "long_name": f"land cover ({scheme} codes)",
+                "path": write_landcover_rasters(files, scheme=scheme, seed=seed)}
         target = GridSpec.from_raster(files.raster_dir / "dem.tif")
         flux_truth = None
         if synthetic.get("flux"):

@@ -212,7 +212,9 @@ def prepare_towers(spec: Mapping[str, Any] | None, *, grid: Any = None,
     -------
     PreparedTowers
         ``table``: the tidy tower table (fluxes g C m-2 month-1) with ``row``, ``col`` and
-        the covariates; a tower's own meteorology renamed ``<name>_tower``.
+        the covariates; a tower's own meteorology renamed ``<name>_tower``; with an ``igbp``
+        column, ``igbp_group``: the group of its IGBP label (``""`` for an unknown label)
+        by the crosswalk of :mod:`terracarbon.landcover.towers`.
     """
     if spec is None:
         return PreparedTowers(pd.DataFrame(), 0, 0, [])
@@ -257,6 +259,13 @@ def prepare_towers(spec: Mapping[str, Any] | None, *, grid: Any = None,
                 table[name] = np.where(ok, values, np.nan)
             else:
                 table[name] = np.asarray(da.isel(**at).values, dtype=np.float64)
+    if "igbp" in table and len(table):
+        # the tower's IGBP label in the map's groups, through the modis_igbp crosswalk (the
+        # one a MODIS-coded map goes through): compare with `landuse`, the map's group there
+        from terracarbon.landcover import IGBP_GROUPS
+
+        table["igbp_group"] = [IGBP_GROUPS.get(str(v).strip().upper(), "")
+                               for v in table["igbp"]]
     units = dict(table.attrs.get("units", {}))
     for c in METEO_COLUMNS:
         if c in units:

@@ -18,7 +18,10 @@ Modules, one concern each:
   :func:`landcover_from_params`;
 * :mod:`.validate` — :func:`validate_landcover`, a raster against the table, chunk-wise;
 * :mod:`.towers` — flux towers' IGBP labels to groups and map classes;
-* :mod:`.lookup` — the NumPy kernels (code lookup, code counts).
+* :mod:`.lookup` — the NumPy kernels (code lookup, code counts);
+* :mod:`.study` — the classes in the stages: the cube's ``landuse`` (groups) and
+  ``landcover`` (the study's classes) layers (:func:`prepare_landuse`), stage tables at the
+  class and the group level (:func:`class_levels`, :func:`totals_by_level` ...).
 
 >>> import terracarbon.landcover as lc
 >>> lc.landcover_from_params({"scheme": "clcd"}).to_class_table().names[:3]
@@ -47,6 +50,20 @@ from terracarbon.landcover.towers import (
     towers_with_groups,
 )
 from terracarbon.landcover.validate import LandcoverCounts, code_counts, validate_landcover
+from terracarbon.landcover.study import (
+    ClassLevels,
+    check_group_sums,
+    class_layer,
+    class_levels,
+    contribution_by_level,
+    counts_table,
+    decomposition_summary,
+    is_group_table,
+    prepare_landuse,
+    stack_levels,
+    totals_by_level,
+    transitions_by_level,
+)
 
 
 def default_table() -> LandCoverTable:
@@ -55,6 +72,9 @@ def default_table() -> LandCoverTable:
 
 
 __all__ = [
+    "ClassLevels", "check_group_sums", "class_layer", "class_levels", "contribution_by_level",
+    "counts_table", "decomposition_summary", "is_group_table", "prepare_landuse",
+    "stack_levels", "totals_by_level", "transitions_by_level",
     "DEFAULT_SCHEME", "GROUPS", "GROUP_TABLE", "IGBP_GROUPS", "SCHEMES", "LandClass",
     "LandCoverTable", "LandcoverCounts", "Scheme", "SchemeClass", "code_counts", "crosswalk",
     "default_table", "group_code", "group_name", "igbp_group", "igbp_groups",

@@ -450,3 +450,61 @@ def reclass_table(table: LandCoverTable, mapping: Mapping[Any, Any]) -> LandCove
         raise ParameterError(f"reclassify ({table.scheme}): {len(problems)} problem(s):\n"
                              + "\n".join(f"  - {p}" for p in problems))
     return replace(table, classes=kept, **pieces)
+
+
+# --------------------------------------------------------------------------- synthetic study
+SYNTHETIC_SCHEMES = ("terracarbon", "glc_fcs30", "glc_fcs30d")
+"""Codes the synthetic study can write its land use in (``synthetic.landcover_scheme``): the
+eight groups, or GLC_FCS30 / GLC_FCS30D subtypes drawn within each group
+(:func:`terracarbon.data.synthetic.landcover.glc_fcs30_landuse`)."""
+
+
+def _names_classes(section: Any) -> bool:
+    return isinstance(section, Mapping) and (section.get("scheme") is not None
+                                             or section.get("classes") is not None)
+
+
+def with_synthetic_scheme(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with ``landcover.scheme`` set to ``synthetic.landcover_scheme`` when the
+    synthetic study is enabled and the ``landcover`` section names neither a scheme nor
+    classes — so every stage reads the table of the codes the synthetic study writes.
+
+    >>> p = with_synthetic_scheme({"synthetic": {"enabled": True, "landcover_scheme":
+    ...                           "glc_fcs30"}, "landcover": {"scheme": None}})
+    >>> p["landcover"]["scheme"]
+    'glc_fcs30'
+    """
+    out = dict(params)
+    synthetic = out.get("synthetic")
+    if not isinstance(synthetic, Mapping) or not synthetic.get("enabled"):
+        return out
+    wanted = synthetic.get("landcover_scheme")
+    section = out.get(SECTION)
+    if wanted in (None, DEFAULT_SCHEME) or wanted not in SYNTHETIC_SCHEMES \
+            or _names_classes(section) or (section is not None and not isinstance(section,
+                                                                                 Mapping)):
+        return out
+    out[SECTION] = {**(section or {}), "scheme": wanted}
+    return out
+
+
+def synthetic_scheme_problems(params: Mapping[str, Any]) -> list[str]:
+    """Problems of a synthetic study whose ``landcover.scheme`` is not the scheme its land use
+    is written in (``synthetic.landcover_scheme``); ``key: message`` strings."""
+    synthetic = params.get("synthetic")
+    section = params.get(SECTION)
+    if not isinstance(synthetic, Mapping) or not synthetic.get("enabled") \
+            or not isinstance(section, Mapping) or section.get("scheme") is None:
+        return []
+    written = synthetic.get("landcover_scheme") or DEFAULT_SCHEME
+    try:
+        named = resolve_scheme_name(section["scheme"])
+    except ParameterError:
+        return []   # reported by landcover_problems
+    if written not in SYNTHETIC_SCHEMES or named == written:
+        return []
+    fix = (f"set synthetic.landcover_scheme: {named}" if named in SYNTHETIC_SCHEMES else
+           f"the synthetic study writes only {list(SYNTHETIC_SCHEMES)} codes")
+    return [f"{SECTION}.scheme: {named!r}, but the synthetic study writes its land use in "
+            f"{written!r} codes (synthetic.landcover_scheme); {fix}, or leave landcover.scheme "
+            "out (it then follows synthetic.landcover_scheme)"]

@@ -74,6 +74,8 @@ RULES: dict[str, Rule] = {
     "data.towers": Rule(types=(dict,), nullable=True),
     "synthetic.flux": Rule(types=(bool,)),
     "synthetic.n_towers": Rule(types=(int,), minimum=2, maximum=1000),
+    "synthetic.landcover_scheme": Rule(choices=("terracarbon", "glc_fcs30", "glc_fcs30d")),
+    "landcover": Rule(types=(dict,), nullable=True),  # its keys: landcover.landcover_problems
     "flux.targets": Rule(items=(str,), item_choices=("nee", "gpp", "reco")),
     "flux.candidates": Rule(items=(str,), item_choices=FAMILIES),
     "flux.features": Rule(items=(str,)),
@@ -98,6 +100,7 @@ RULES: dict[str, Rule] = {
     "models.candidates": Rule(items=(str,), item_choices=MODEL_NAMES),
     "models.cv_folds": Rule(types=(int,), minimum=2, maximum=100),
     "models.cv_folds_deep": Rule(types=(int,), minimum=2, maximum=100),
+    "models.cv_schemes_deep": Rule(items=(str,), item_choices=("random", "spatial_block")),
     "models.cv_block_size_m": Rule(types=NUM, minimum=1),
     "models.rf.n_estimators": Rule(types=(int,), minimum=1),
     "models.rf.max_depth": Rule(types=(int,), minimum=1, nullable=True),
@@ -138,7 +141,7 @@ RULES: dict[str, Rule] = {
 }
 
 OPEN_SECTIONS = ("data.layers", "data.boundary_filter", "data.plots", "data.monthly_layers",
-                 "data.towers", "pools")
+                 "data.towers", "pools", "landcover")
 
 
 @dataclass
@@ -274,6 +277,7 @@ def load_params(
     params = apply_overrides(params, overrides)
     # paths given with --set are relative to where the command runs
     params = resolve_data_paths(params, Path.cwd())
+    params = with_synthetic_scheme(params)  # landcover.scheme follows the synthetic raster's codes
     validate(params, schema, source=" <- ".join(sources), check_files=validate_files)
     params["_meta"] = {"sources": sources, "overrides": list(overrides)}
     return params
@@ -386,6 +390,11 @@ def _walk(prefix: str, values: Mapping, schema: Mapping, problems: Problems) -> 
 from terracarbon.data.prep import LAYER_KEYS, REQUIRED_LAYER_KEYS  # noqa: E402  one definition
 from terracarbon.carbon._common import check_pool_set  # noqa: E402
 from terracarbon.data.survey import PLOT_KEYS, PLOT_KEYS_REQUIRED  # noqa: E402  one definition
+from terracarbon.landcover.params import (  # noqa: E402
+    landcover_problems,
+    synthetic_scheme_problems,
+    with_synthetic_scheme,
+)
 
 PATH_HINT = (" (a relative path in a study file is relative to that file's folder; given with "
              "--set, relative to the folder the command runs in)")
@@ -626,6 +635,7 @@ def validate(
     _check_misc(section("study"), section("models"), section("zoning"), section("compute"),
                 problems)
     _check_pools(params, problems)
+    _check_landcover(params, problems)
     synthetic = section("synthetic")
     first, last = synthetic.get("first_year"), synthetic.get("last_year")
     if isinstance(first, int) and isinstance(last, int) and first > last:
@@ -684,6 +694,14 @@ def _check_pools(params: Mapping, problems: Problems) -> None:
         pool_plan(params.get("pools"), measured=measured_pools(params))
     except ParameterError as err:
         problems.add("pools", str(err).removeprefix("pools: "))
+
+
+def _check_landcover(params: Mapping, problems: Problems) -> None:
+    """The ``landcover`` section (terracarbon.landcover.params): every problem, keyed."""
+    _, found = landcover_problems(params.get("landcover"))
+    for problem in found + synthetic_scheme_problems(params):
+        key, _, message = problem.partition(": ")
+        problems.add(key, message)
 
 
 def _check_towers(towers: Any, problems: Problems, check_files: bool) -> None:

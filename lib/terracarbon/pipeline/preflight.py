@@ -124,7 +124,9 @@ def check_study(params: Mapping[str, Any], stage_ids: Sequence[str], *,
                              f"a grid of only {grid.width} x {grid.height} pixel(s) over the "
                              f"study extent; maps, neighbourhoods and zoning need at least "
                              f"{MIN_GRID_PX} x {MIN_GRID_PX}: use a finer pixel size")
-        _check_rasters(data, years, grid, _grid_source(params), bad_layers, problems)
+        landuse_codes = _check_rasters(data, years, grid, _grid_source(params), bad_layers,
+                                       problems)
+        _check_landcover_codes(params, landuse_codes, warnings)
         if isinstance(data.get("plots"), Mapping):
             _check_plots(data, grid, boundary, years, problems, warnings)
     problems.raise_if_any("checks before the run")
@@ -383,10 +385,13 @@ def _check_layer_options(data: Mapping, years: list[int], problems: Problems) ->
 
 
 def _check_rasters(data: Mapping, years: list[int], grid: Any, grid_source: str,
-                   skip: set[str], problems: Problems) -> None:
+                   skip: set[str], problems: Problems) -> dict[int, int]:
+    """Open every input raster and read it decimated; return the land-use codes seen
+    (``{code: sampled pixels}``, for :func:`_check_landcover_codes`)."""
     import rasterio
     from rasterio.enums import Resampling
 
+    landuse_codes: dict[int, int] = {}
     off_grid: dict[str, list[str]] = {}
     n_checked = 0
     example = ""
@@ -440,20 +445,45 @@ def _check_rasters(data: Mapping, years: list[int], grid: Any, grid_source: str,
                                  "fractional values (e.g. "
                                  f"{float(valid[valid != np.round(valid)][0]):g}); declare it "
                                  "kind: continuous or give the class-code raster")
+                elif name == "landuse":
+                    found, counts = np.unique(valid.astype(np.int64), return_counts=True)
+                    for code, n in zip(found.tolist(), counts.tolist()):
+                        landuse_codes[code] = landuse_codes.get(code, 0) + n
     if grid is None or not off_grid:
-        return
+        return landuse_codes
     n_off = sum(len(v) for v in off_grid.values())
     if n_off == n_checked:
         problems.add(grid_source, f"the target grid {grid.describe()} overlaps none of the "
                      f"input rasters (e.g. {example}); it does not overlap the target grid. "
                      f"Check {grid_source} and grid.crs against the rasters' extent and CRS.")
-        return
+        return landuse_codes
     for name, paths in off_grid.items():
         shown = ", ".join(Path(p).name for p in paths[:3]) + (" …" if len(paths) > 3 else "")
         problems.add(f"data.layers.{name}.path", f"{shown} ({paths[0]}) does not overlap the "
                      f"target grid {grid.describe()}; check that the file covers the study "
                      "area and that its CRS is declared correctly (a wrong CRS tag is the "
                      "usual cause).")
+    return landuse_codes
+
+
+def _check_landcover_codes(params: Mapping, codes: Mapping[int, int],
+                           warnings: list[str]) -> None:
+    """Warn of land-use codes (in the decimated reads of the whole files) that the study's
+    ``landcover`` table does not name. A warning, as they may lie outside the study region:
+    data prep checks every pixel of the aligned cube and stops, counting them exactly."""
+    from terracarbon.landcover.params import parse_section
+
+    _, faulty, accepted = parse_section(params.get("landcover"))
+    unknown = {c: n for c, n in sorted(codes.items()) if c not in accepted}
+    if faulty or not unknown:   # a faulty section is reported by the parameter check
+        return
+    total = sum(codes.values())
+    listed = ", ".join(f"{c} ({n} of {total} sampled pixels)" for c, n in unknown.items())
+    warnings.append(f"data.layers.landuse: codes {listed} are not classes of the landcover "
+                    "table; data prep stops if they lie in the study region. Name them under "
+                    "landcover.classes, map them with landcover.reclassify (e.g. "
+                    f"{{{next(iter(unknown))}: 0}} for no data), or name the raster's scheme "
+                    "in landcover.scheme")
 
 
 def _bounds_text(src: Any) -> str:

@@ -141,7 +141,7 @@ STAGES: dict[str, StageSpec] = {
     for spec in (
         StageSpec(
             "01_data_prep", "01_data_prep.ipynb", "Data preparation",
-            ("study", "synthetic", "grid", "data", "prep", "compute"),
+            ("study", "synthetic", "grid", "data", "prep", "compute", "landcover"),
             inputs=(),
             outputs=(
                 OutputSpec("cube", "cube.zarr", "dataset", "see variable attributes",
@@ -204,7 +204,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "03_carbon_maps", "03_carbon_maps.ipynb", "Carbon maps",
-            ("study", "pools", "maps", "compute"),
+            ("study", "pools", "maps", "compute", "landcover"),
             inputs=(InputSpec("01_data_prep", "cube"), InputSpec("01_data_prep", "samples"),
                     InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),
@@ -246,18 +246,42 @@ STAGES: dict[str, StageSpec] = {
                            "coverage: 1; mean_width: see units column",
                            "coverage of the intervals against the planted truth",
                            created="when the study has a truth (synthetic)"),
+                # per-class tables at two levels (terracarbon.landcover.study): the study's
+                # classes (landcover table; the eight groups in the default study) and, when
+                # those are subtypes, the eight groups (*_group)
                 OutputSpec("by_landuse", "by_landuse.csv", "table", "area_ha: ha; *_Tg: Tg C",
-                           "storage by land-use class",
+                           "storage by land-use class (level: the study's classes)",
                            created="when the cube has a landuse layer"),
                 OutputSpec("contribution", "ecosystem_contribution.csv", "table",
-                           "change_Tg: Tg C; share: %", "ecosystem contribution to change",
+                           "change_Tg: Tg C; share: %",
+                           "ecosystem contribution to change (level: the study's classes)",
                            created="when the cube has a landuse layer"),
                 OutputSpec("transitions", "transitions.csv", "table", "ha",
-                           "land-use transition matrix, first to last year", index=True,
+                           "land-use transition matrix, first to last year (level: the "
+                           "study's classes)", index=True,
                            created="when the cube has a landuse layer"),
                 OutputSpec("decomposition", "decomposition.csv", "table", "t C; Tg C",
-                           "change by transition",
+                           "change by transition (level: the study's classes)",
                            created="when the cube has a landuse layer"),
+                OutputSpec("landcover_classes", "landcover_classes.csv", "table", "1",
+                           "the study's land-cover classes and their groups (the crosswalk "
+                           "between the two levels)",
+                           created="when the cube has a landuse layer"),
+                OutputSpec("by_landuse_group", "by_landuse_group.csv", "table",
+                           "area_ha: ha; *_Tg: Tg C",
+                           "storage by land-use group (level: the eight groups)",
+                           created="when the study's classes are subtypes of the groups"),
+                OutputSpec("contribution_group", "ecosystem_contribution_group.csv", "table",
+                           "change_Tg: Tg C; share: %",
+                           "ecosystem contribution to change (level: the eight groups)",
+                           created="when the study's classes are subtypes of the groups"),
+                OutputSpec("transitions_group", "transitions_group.csv", "table", "ha",
+                           "land-use transition matrix, first to last year (level: the eight "
+                           "groups)", index=True,
+                           created="when the study's classes are subtypes of the groups"),
+                OutputSpec("decomposition_group", "decomposition_group.csv", "table",
+                           "t C; Tg C", "change by transition (level: the eight groups)",
+                           created="when the study's classes are subtypes of the groups"),
                 OutputSpec("by_region", "by_region.csv", "table", "area_ha: ha; *_Tg: Tg C",
                            "storage per reporting unit",
                            created="when the boundary has several reporting units"),
@@ -348,9 +372,11 @@ STAGES: dict[str, StageSpec] = {
                 OutputSpec("trend_shares", "trend_shares.csv", "table", _CLASS_SHARE_UNITS,
                            "area per MK trend class"),
                 OutputSpec("trend5_by_landuse", "trend5_by_landuse.csv", "table",
-                           _CLASS_SHARE_UNITS, "5-class trend areas per land-use class"),
+                           _CLASS_SHARE_UNITS,
+                           "5-class trend areas per land-use class (the study's classes)"),
                 OutputSpec("future_shares", "future_shares.csv", "table", _CLASS_SHARE_UNITS,
-                           "Sen+Hurst future-trend areas per land-use class"),
+                           "Sen+Hurst future-trend areas per land-use class (the study's "
+                           "classes)"),
                 OutputSpec("driving_shares", "driving_shares.csv", "table", _CLASS_SHARE_UNITS,
                            "area per driving type", created="when trends.drivers are in the cube"),
                 OutputSpec("robustness", "robustness.nc", "dataset",

@@ -31,7 +31,10 @@ def area_shares(
     landuse : xarray.DataArray, optional
         Land-use codes on the same grid (0 = nodata, excluded); defaults to the
         ``landuse`` coordinate attached by
-        :func:`~terracarbon.trends.mann_kendall.classify_trend`, if any.
+        :func:`~terracarbon.trends.mann_kendall.classify_trend`, if any. Its class names
+        come from its CF ``flag_values``/``flag_meanings`` (the study's land-cover table,
+        written by data prep, :func:`terracarbon.landcover.prepare_landuse`), else from
+        :data:`~terracarbon.conventions.LANDUSE` (the eight groups).
     pixel_area_ha : float, optional
         Pixel area in ha; by default from the grid (:func:`uniform_pixel_area_ha`:
         ``|dx * dy| / 10,000`` on the study's projected grids).
@@ -71,7 +74,7 @@ def area_shares(
     counts = np.bincount(groups * n_codes + codes, minlength=(groups.max() + 1) * n_codes)
     counts = counts.reshape(-1, n_codes)
     rows = []
-    lu_names = LANDUSE_CLASSES if landuse is not None else {}
+    lu_names = _landuse_names(landuse) if landuse is not None else {}
     for group in (np.unique(groups[groups > 0]) if landuse is not None else [0]):
         total = counts[group, 1:].sum()
         for code, name in names.items():
@@ -87,6 +90,19 @@ def area_shares(
                 "history": update_history(
                     history_line("trends.area_shares", pixel_area_ha=area), classes)}
     return df
+
+
+def _landuse_names(landuse: xr.DataArray) -> dict[int, str]:
+    """``{code: name}`` of a land-use layer: its CF flags (the study's classes), else the
+    eight groups of :data:`~terracarbon.conventions.LANDUSE`."""
+    values, meanings = landuse.attrs.get("flag_values"), landuse.attrs.get("flag_meanings")
+    if values is None or not isinstance(meanings, str):
+        return LANDUSE_CLASSES
+    codes = [int(v) for v in np.atleast_1d(np.asarray(values)).tolist()]
+    names = meanings.split()
+    if len(codes) != len(names):
+        return LANDUSE_CLASSES
+    return {c: n for c, n in zip(codes, names) if c != 0}
 
 
 # --------------------------------------------------------------------------- checks, assembly

@@ -11,7 +11,12 @@ code); this module only chooses one for a layer and adapts it to what the layer 
   coloured right, and its ``nodata`` code is not drawn (the tables' rule).
 * Without flags, the table is guessed from the variable name (``landuse``, ``lisa``/
   ``cluster``, ``future``, ``trend`` + ``class``, ``zone``) and codes map to colours directly.
+* A layer that also carries ``flag_colors`` (one colour per ``flag_values`` entry, as data
+  prep writes for the study's land-cover classes, :func:`terracarbon.landcover.prepare_landuse`)
+  is drawn in those colours: the study's own table, whatever its codes.
 * Anything else categorical (zones, driving types, area of applicability) gets tab10 colours.
+
+``categorical`` may also be the study's :class:`~terracarbon.landcover.LandCoverTable`.
 """
 
 from __future__ import annotations
@@ -67,6 +72,17 @@ def _flag_attrs(da: xr.DataArray) -> tuple[list[int], list[str]] | None:
     if len(set(codes)) != len(codes):
         raise InputDataError(f"DataArray {da.name!r}: flag_values repeats codes {codes}.")
     return codes, names
+
+
+def _flag_colors(da: xr.DataArray, n: int) -> list[str] | None:
+    """The layer's ``flag_colors`` (one per flag value), or None when absent or not ``n``."""
+    raw = da.attrs.get("flag_colors")
+    if raw is None:
+        return None
+    colors = raw.split() if isinstance(raw, str) else [str(c) for c in raw]
+    if len(colors) != n or not all(mcolors.is_color_like(c) for c in colors):
+        return None
+    return [mcolors.to_hex(c) for c in colors]
 
 
 def _normalised(word: str) -> str:
@@ -193,7 +209,16 @@ def class_table_for(
     """
     if categorical is False:
         return None
+    if hasattr(categorical, "to_class_table"):  # the study's LandCoverTable
+        categorical = categorical.to_class_table(str(da.name or "landuse"))
     flags = _flag_attrs(da)
+    colors = _flag_colors(da, len(flags[0])) if flags is not None else None
+    if colors is not None and not isinstance(categorical, str | ClassTable):
+        # the layer's own table (the study's land-cover classes): codes, words and colours
+        keep = [i for i, m in enumerate(flags[1]) if m != _NODATA_MEANING]
+        return ClassTable(str(da.name or "classes"), tuple(flags[0][i] for i in keep),
+                          tuple(flags[1][i] for i in keep), tuple(colors[i] for i in keep),
+                          nodata=None)
     if isinstance(categorical, ClassTable):
         base: ClassTable | None = categorical
         table_name = categorical.name

@@ -4,7 +4,9 @@
 study's ``landuse``, :data:`terracarbon.conventions.LANDUSE`) and gives every pixel a
 plausible GLC_FCS30 subtype of its group, so that grouping the result with the
 ``glc_fcs30`` table (:meth:`terracarbon.landcover.LandCoverTable.to_groups`) returns the
-input exactly. A study run on it exercises real product codes with a known answer.
+input exactly. A study run on it exercises real product codes with a known answer;
+:func:`write_landcover_rasters` writes it beside a synthetic study
+(``synthetic.landcover_scheme: glc_fcs30``).
 
 How subtypes are drawn (deterministic from ``seed``)
 ----------------------------------------------------
@@ -49,7 +51,8 @@ True
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import xarray as xr
@@ -57,6 +60,9 @@ import xarray as xr
 from terracarbon.conventions import LANDUSE
 from terracarbon.data.synthetic.noise import random_stream, smooth_noise
 from terracarbon.errors import InputDataError, ParameterError
+
+if TYPE_CHECKING:
+    from terracarbon.data.synthetic.layout import StudyFiles
 
 LANDCOVER_STREAM_BASE = 3000
 """Random streams of the subtype fields: ``LANDCOVER_STREAM_BASE + group code`` (forest's
@@ -208,3 +214,75 @@ def glc_fcs30_landuse(
                                            landuse)}
     out.name = landuse.name
     return out
+
+
+def write_landcover_rasters(files: StudyFiles, *, scheme: Literal["glc_fcs30", "glc_fcs30d"],
+                            seed: int = 0) -> str:
+    """Write the synthetic study's land use in GLC_FCS30 (or GLC_FCS30D) codes, one GeoTIFF
+    per year beside the study (``landcover/landuse_<scheme>_<year>.tif``), and return their
+    path pattern (with ``{year}``) for ``data.layers.landuse.path``.
+
+    The codes are :func:`glc_fcs30_landuse` of the study's own land-use rasters (the eight
+    groups) ordered by its DEM, so grouping them with the scheme's table gives the study's land
+    use back exactly and every number of the study keeps its planted answer. The group
+    rasters, truth and plots are not touched. Files already written for the same study,
+    scheme and seed (``landcover/landcover.json``) are reused.
+
+    Parameters
+    ----------
+    files : StudyFiles
+        As returned by :func:`~terracarbon.data.synthetic.make_study`.
+    scheme : {"glc_fcs30", "glc_fcs30d"}
+        The codes to write.
+    seed : int
+        Seed of the subtype fields (the study's seed).
+
+    Returns
+    -------
+    str
+        ``<root>/landcover/landuse_<scheme>_{year}.tif``.
+    """
+    import json
+
+    import rasterio
+
+    from terracarbon.data import io
+    from terracarbon.data.synthetic.layout import StudyFiles
+
+    if not isinstance(files, StudyFiles):
+        raise ParameterError(f"write_landcover_rasters: files is a {type(files).__name__}; "
+                             "expected the StudyFiles returned by make_study.")
+    if scheme not in _WETLAND:
+        raise ParameterError(f"write_landcover_rasters: scheme={scheme!r}; expected one of "
+                             f"{list(_WETLAND)}.")
+    folder = files.root / "landcover"
+    pattern = str(folder / f"landuse_{scheme}_{{year}}.tif")
+    stamp = folder / "landcover.json"
+    record = {"scheme": scheme, "seed": int(seed),
+              "study": json.loads(files.manifest.read_text()) if files.manifest.is_file() else None}
+    paths = [pattern.format(year=y) for y in files.years]
+    try:
+        if json.loads(stamp.read_text()) == record and all(Path(p).is_file() for p in paths):
+            return pattern
+    except (OSError, ValueError):
+        pass
+    stamp.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(files.raster_path("dem")) as src:
+        dem = src.read(1, masked=True).filled(np.nan)
+    stack = []
+    for year in files.years:
+        with rasterio.open(files.raster_path("landuse", year)) as src:
+            stack.append(src.read(1))
+            profile = src.profile
+    groups = xr.DataArray(np.stack(stack).astype(np.int16), dims=("year", "y", "x"),
+                          coords={"year": list(files.years)}, name="landuse")
+    codes = glc_fcs30_landuse(groups, dem=dem, seed=int(seed), scheme=scheme)
+    for year, path in zip(files.years, paths):
+        with io.atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(codes.sel(year=year).values.astype(np.int16), 1)
+            dst.update_tags(units="1", long_name=codes.attrs["long_name"],
+                            landcover_scheme=scheme, history=codes.attrs["history"])
+            dst.set_band_description(1, codes.attrs["long_name"])
+    io.write_json(record, stamp)
+    return pattern
