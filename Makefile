@@ -43,8 +43,13 @@ test-fast: $(STAMP)
 explore: $(STAMP)
 	$(BIN)/python -m terracarbon.viz.app $(RUN) --port $(PORT)
 
+# JupyterLab on this machine only (127.0.0.1, token login), without the news feed and the
+# update check, and a read-only extension manager (no request leaves the machine);
+# tested in a browser by tests/test_lab.py
 lab: $(STAMP)
-	$(BIN)/python -m jupyter lab notebooks/
+	$(BIN)/python -m jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+	  --LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	  --LabApp.extension_manager=readonly $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

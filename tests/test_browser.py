@@ -95,6 +95,53 @@ def test_index_and_reports_render_offline(quick_run, browser):
     page.close()
 
 
+def test_index_front_page_shows_maps_totals_and_headlines(quick_run, browser):
+    """#18: the index is a front page: key-map thumbnails linking to their reports, the
+    totals chart, every headline as a card with its interval or caveat; offline."""
+    import json
+
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    watch = PageWatch(page)
+    page.goto((quick_run / "index.html").as_uri(), wait_until="load")
+    thumbs = page.eval_on_selector_all(
+        "figure.thumb", """els => els.map(f => ({
+            href: f.querySelector('a').getAttribute('href'),
+            alt: f.querySelector('img').getAttribute('alt'),
+            loaded: f.querySelector('img').complete && f.querySelector('img').naturalWidth,
+            caption: f.querySelector('figcaption').innerText}))""")
+    captions = [t["caption"] for t in thumbs]
+    for wanted in ("Total carbon density", "Change in total carbon density", "Trend classes",
+                   "management zones"):
+        assert any(wanted in c for c in captions), (wanted, captions)
+    assert captions[0].startswith("Total carbon density"), captions  # key maps first
+    for t in thumbs:
+        assert t["loaded"] and t["loaded"] <= 560, t  # a real, small image
+        assert t["alt"] and "No description" not in t["alt"], t
+        assert t["href"].endswith(".html") and (quick_run / t["href"]).is_file(), t
+    assert "03_carbon_maps/03_carbon_maps.html" in [t["href"] for t in thumbs]
+    totals = page.locator("figure.totals img")
+    assert totals.count() == 1
+    assert "Last year" in totals.get_attribute("alt")
+    assert page.evaluate("document.querySelector('figure.totals img').naturalWidth") > 300
+    # one card per headline of every stage, intervals shown where recorded
+    cards = page.locator(".card")
+    headlines = {}
+    for stage in screenshots.stage_reports(quick_run):
+        manifest = json.loads((stage.parent / "manifest.json").read_text())
+        headlines.update(manifest.get("headlines") or {})
+    assert cards.count() == len(headlines) > 0
+    for key, head in headlines.items():
+        card = page.locator(f'.card[data-headline="{key}"]')
+        text = card.inner_text()
+        if head.get("interval"):
+            assert "interval [" in text, (key, text)
+        if head.get("caveat"):
+            assert head["caveat"] in text, (key, text)
+    assert watch.failed == [] and watch.errors == [], (watch.failed, watch.errors)
+    assert watch.foreign(_local_file_or_data) == []
+    page.close()
+
+
 # --------------------------------------------------------------------------- dashboard
 
 # One entry per Bokeh figure: its title and the finite-value count and sum of its image.

@@ -79,7 +79,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LAYER_KEYS = {"path", "kind", "units", "long_name", "band", "band_years", "scale_factor",
-              "offset", "nodata", "resampling", "static"}
+              "offset", "nodata", "resampling", "static", "stac", "asset"}
+"""Options of a ``data.layers`` entry. ``stac`` + ``asset`` (a STAC catalog or item
+collection and the asset key) replace ``path``: :mod:`terracarbon.data.stac`."""
 REQUIRED_LAYER_KEYS = ("path", "kind", "units")
 
 
@@ -188,9 +190,18 @@ def normalise_layer_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise ParameterError(f"data.layers.{name}: got {type(spec).__name__}, expected a mapping.")
     # "name" is what this function adds, so a normalised spec can be normalised again.
-    unknown = sorted(set(spec) - LAYER_KEYS - {"name"})
-    missing = [k for k in REQUIRED_LAYER_KEYS if spec.get(k) in (None, "")]
+    unknown = sorted(set(spec) - LAYER_KEYS - {"name", "stac_hrefs"})
+    from_stac = spec.get("stac") not in (None, "")
+    missing = [k for k in REQUIRED_LAYER_KEYS if spec.get(k) in (None, "")
+               and not (k == "path" and from_stac)]
     problems = []
+    if from_stac and spec.get("asset") in (None, ""):
+        problems.append("'stac' needs 'asset' (the asset key of the raster in each item)")
+    if spec.get("asset") not in (None, "") and not from_stac:
+        problems.append("'asset' is a STAC option; give 'stac' (catalog or item collection)")
+    if from_stac and (spec.get("band_years") is not None or "{year}" in str(spec.get("path"))):
+        problems.append("a STAC layer takes its years from the items' datetime; drop "
+                        "'band_years' and the {year} path")
     if unknown:
         problems.append(f"unknown keys {unknown} (allowed: {sorted(LAYER_KEYS)})")
     if missing:
@@ -215,9 +226,19 @@ def normalise_layer_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
                 f"data.layers.{name}.band_years: got {band_years!r}; expected {{year: band}} "
                 "with integer years and 1-based band numbers."
             ) from exc
-    path = str(spec["path"])
-    static = bool(spec.get("static", False)) or ("{year}" not in path and band_years is None)
+    stac_hrefs = None
+    if from_stac:
+        from terracarbon.data.stac import asset_hrefs
+
+        stac_hrefs = asset_hrefs(spec["stac"], spec["asset"], name=name,
+                                 static=bool(spec.get("static", False)))
+        path = str(spec["stac"])
+        static = None in stac_hrefs
+    else:
+        path = str(spec["path"])
+        static = bool(spec.get("static", False)) or ("{year}" not in path and band_years is None)
     return {
+        "stac": spec.get("stac"), "stac_hrefs": stac_hrefs, "asset": spec.get("asset"),
         "name": name, "path": path, "kind": spec["kind"], "units": str(spec["units"]),
         "long_name": str(spec.get("long_name") or name), "band": spec.get("band"),
         "band_years": band_years, "scale_factor": spec.get("scale_factor"),
@@ -230,6 +251,8 @@ def available_years(spec: Mapping[str, Any], *, name: str = "layer") -> list[int
     """Years for which an annual layer has data: parsed from ``{year}`` file names on disk,
     or the keys of ``band_years``. Empty for a static layer."""
     s = normalise_layer_spec(name, spec)
+    if s["stac_hrefs"] is not None:
+        return sorted(y for y in s["stac_hrefs"] if y is not None)
     if s["band_years"] is not None:
         return sorted(s["band_years"])
     if "{year}" not in s["path"]:
@@ -322,8 +345,21 @@ def read_layer(
         raise ParameterError(
             f"layer {s['name']!r} is annual ({s['path']!r}); pass year=<calendar year>."
         )
-    path = Path(s["path"].replace("{year}", str(year)) if "{year}" in s["path"] else s["path"])
-    if not path.exists():
+    if s["stac_hrefs"] is not None:  # a STAC layer: the asset of the year's item
+        from terracarbon.data.stac import RemoteHref, is_url
+
+        key = None if s["static"] else year
+        if key not in s["stac_hrefs"]:
+            raise InputDataError(
+                f"layer {s['name']!r}: the STAC source {s['path']!r} has no item for year "
+                f"{year} (years {sorted(y for y in s['stac_hrefs'] if y is not None)}); "
+                "drop the year from data.years or add the item.")
+        href = s["stac_hrefs"][key]
+        path = RemoteHref(href) if is_url(href) else Path(href)
+    else:
+        path = Path(s["path"].replace("{year}", str(year)) if "{year}" in s["path"]
+                    else s["path"])
+    if isinstance(path, Path) and not path.exists():
         when = "" if s["static"] or "{year}" not in s["path"] else f" for year {year}"
         raise InputDataError(
             f"layer {s['name']!r}: file {str(path)!r}{when} not found; check "

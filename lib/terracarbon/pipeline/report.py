@@ -422,9 +422,9 @@ nav.reports ul {{ display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; padding-lef
 <p>Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} by terracarbon.
 Resolved parameters: <a href="{html.escape(params_file)}">{html.escape(params_file)}</a>.</p>
 <nav class="reports"><ul>{reports_html}</ul></nav>
-{_warnings_html(warnings)}<h2>Headline numbers</h2>
+{_warnings_html(warnings)}{figures_html}{totals_html}<h2>Headline numbers</h2>
 <div class="cards">{''.join(cards) or '<p>none yet</p>'}</div>
-{figures_html}{totals_html}<h2>Stages</h2>
+<h2>Stages</h2>
 <table><thead><tr><th>id</th><th>report</th><th>status</th><th>duration</th>
 <th>headlines</th><th>outputs</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>

@@ -21,7 +21,8 @@ Modules, one concern each (every public name is re-exported here):
 :mod:`~.charts`           time series, matrices, importances, model diagnostics, class shares
 :mod:`~.interactive`      :func:`interactive_map`, :func:`coarsen_for_display` (hvplot/Bokeh)
 :mod:`~.html`             :func:`save_html`: offline standalone pages
-:mod:`~.figures`          pyplot-free figures, :func:`save_figure`, notebook display
+:mod:`~.figures`          pyplot-free figures, :func:`save_figure`, notebook display,
+                          alt text (:func:`alt_text`, :func:`set_alt_text`)
 :mod:`~.app`              the dashboard; :mod:`~.screenshots` pictures of reports and dashboard
 ========================= ==================================================================
 
@@ -48,7 +49,12 @@ from terracarbon.viz.charts import (
 # _generic_table and _hvplot: private helpers viz.app reaches through the package.
 from terracarbon.viz.classes import _generic_table as _generic_table
 from terracarbon.viz.classes import class_table_for
-from terracarbon.viz.figures import _register_notebook_display, save_figure
+from terracarbon.viz.figures import (
+    _register_notebook_display,
+    alt_text,
+    save_figure,
+    set_alt_text,
+)
 from terracarbon.viz.furniture import nice_scale_length
 from terracarbon.viz.html import save_html
 from terracarbon.viz.interactive import _hvplot as _hvplot
@@ -60,6 +66,7 @@ __all__ = [
     "CLASS_TABLES",
     "STYLE",
     "ClassTable",
+    "alt_text",
     "bar_importance",
     "class_shares_bar",
     "class_table_for",
@@ -79,6 +86,7 @@ __all__ = [
     "save_html",
     "scatter_obs_pred",
     "series_with_interval",
+    "set_alt_text",
     "use_style",
 ]
 

@@ -117,7 +117,8 @@ def alt_text(fig: Figure) -> str:
     if len(panels) > 1:
         kind = f"{kind} of {len(panels)} panels" if kind == "Chart" else f"{len(panels)} maps"
     if suptitle or len(titles) == 1:
-        heading, others = suptitle or titles[0], [t for t in titles if t != suptitle]
+        heading = suptitle or titles[0]
+        others = [t for t in titles if t != heading]
     else:  # panels without a figure title: their titles are the heading ("2010; 2021")
         heading, others = "; ".join(dict.fromkeys(titles)), []
     sentences = [f"{kind}: {heading}." if heading else f"{kind}."]

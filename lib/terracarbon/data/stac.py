@@ -1,0 +1,174 @@
+"""Input layers from a STAC catalog or item collection (pystac).
+
+A ``data.layers`` entry may name a STAC source instead of a file::
+
+    ndvi:
+      stac: stac/catalog.json       # a catalog, collection or ItemCollection JSON (local or URL)
+      asset: ndvi                   # the asset key holding the raster in each item
+      kind: continuous
+      units: "1"
+
+Each item's year comes from its ``datetime`` (or ``start_datetime``); the asset of each year
+is then read exactly like a ``{year}`` file pattern (:func:`terracarbon.data.prep.read_layer`:
+band, scale/offset, nodata, CRS check) and aligned to the study grid by the layer's kind
+(:func:`terracarbon.data.grid.align_to_grid`). A source with items of a single year, or a
+layer with ``static: true``, is a static layer (one asset; with several, the latest item).
+
+Why pystac and rasterio, not odc-stac/stackstac: both load onto a grid with their own
+resampling and nodata rules; reading each asset with the same reader as every other layer
+keeps one decoding and one alignment path (nearest/mode for classes, bilinear/average for
+continuous data), so a layer gives the same cube from a catalog as from loose GeoTIFFs.
+Remote hrefs (``https://…``, ``s3://…``) are opened by GDAL where the network allows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from terracarbon.errors import InputDataError, ParameterError
+
+__all__ = ["asset_hrefs", "is_url", "stac_items"]
+
+_REMOTE = ("http://", "https://", "s3://", "gs://", "/vsi")
+
+
+def is_url(href: str) -> bool:
+    """True for a remote href GDAL opens itself (http(s), s3, gs, /vsi… paths)."""
+    return str(href).startswith(_REMOTE)
+
+
+class RemoteHref(str):
+    """A remote href that quacks like a path where messages need ``.name``."""
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _item_year(item: Any) -> int | None:
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        return None
+    if isinstance(when, str):  # pragma: no cover  (pystac parses datetimes)
+        when = dt.datetime.fromisoformat(when)
+    return int(when.year)
+
+
+def stac_items(source: str | os.PathLike) -> list[Any]:
+    """Every item of a STAC catalog, collection or ItemCollection (local path or URL).
+
+    Raises
+    ------
+    InputDataError
+        The source is missing, not STAC JSON, or holds no item.
+    """
+    import pystac
+
+    source = str(source)
+    if not is_url(source) and not Path(source).is_file():
+        raise InputDataError(f"STAC source {source!r} not found; check the layer's 'stac' path")
+    try:
+        # an ItemCollection (a GeoJSON FeatureCollection of items) is not a STACObject
+        kind = pystac.StacIO.default().read_json(source).get("type")
+        obj = (pystac.ItemCollection.from_file(source) if kind == "FeatureCollection"
+               else pystac.read_file(source))
+    except Exception as exc:  # noqa: BLE001  any read or parse failure: name the source
+        raise InputDataError(f"STAC source {source!r} is not a STAC catalog, collection, item "
+                             f"or item collection GDAL-free pystac can read ({exc})") from None
+    if isinstance(obj, pystac.ItemCollection):
+        items = list(obj.items)
+    elif isinstance(obj, pystac.Item):
+        items = [obj]
+    else:
+        items = list(obj.get_items(recursive=True))
+    if not items:
+        raise InputDataError(f"STAC source {source!r} holds no item")
+    return items
+
+
+def asset_hrefs(source: str | os.PathLike, asset: str, *, name: str = "layer",
+                static: bool = False) -> dict[int | None, str]:
+    """The absolute href of ``asset`` for each year of the source's items.
+
+    Parameters
+    ----------
+    source : path or URL
+        STAC catalog, collection or ItemCollection JSON.
+    asset : str
+        Asset key in each item (e.g. ``"ndvi"``).
+    name : str
+        The layer name, for messages.
+    static : bool
+        One raster for all years: the latest item's asset, under the key ``None``.
+
+    Returns
+    -------
+    dict
+        ``{year: href}`` sorted by year; ``{None: href}`` for a static layer (or a source
+        whose items share one year or have no date).
+
+    Raises
+    ------
+    InputDataError
+        An item lacks the asset (names the item and the assets it has), or two items share
+        a year (names both).
+    """
+    if not asset or not isinstance(asset, str):
+        raise ParameterError(f"data.layers.{name}.asset: got {asset!r}; expected the asset key "
+                             "of the raster in each STAC item (e.g. ndvi)")
+    return dict(_asset_hrefs(_source_key(source), asset, name, bool(static)))
+
+
+def _source_key(source: str | os.PathLike) -> tuple[str, int]:
+    """The source and its modification time (so an edited catalog is read again)."""
+    source = str(source)
+    if is_url(source):
+        return source, 0
+    path = Path(source)
+    return str(path.resolve()), path.stat().st_mtime_ns if path.exists() else 0
+
+
+@functools.lru_cache(maxsize=64)
+def _asset_hrefs(key: tuple[str, int], asset: str, name: str,
+                 static: bool) -> tuple[tuple[int | None, str], ...]:
+    source = key[0]
+    by_year: dict[int | None, Any] = {}
+    for item in stac_items(source):
+        if asset not in item.assets:
+            raise InputDataError(
+                f"layer {name!r}: STAC item {item.id!r} of {source!r} has no asset {asset!r} "
+                f"(its assets: {sorted(item.assets)}); set data.layers.{name}.asset")
+        year = _item_year(item)
+        if year in by_year and not static:
+            raise InputDataError(
+                f"layer {name!r}: STAC items {by_year[year].id!r} and {item.id!r} of "
+                f"{source!r} are both from {year}; one item per year is expected (mosaic "
+                "them, or filter the catalog)")
+        by_year[year] = item
+    years = sorted((y for y in by_year if y is not None))
+    if static or len(by_year) == 1 or not years:
+        latest = by_year[years[-1]] if years else next(iter(by_year.values()))
+        return ((None, _href(latest, asset)),)
+    if None in by_year:
+        raise InputDataError(f"layer {name!r}: STAC item {by_year[None].id!r} of {source!r} "
+                             "has no datetime, so its year is unknown")
+    return tuple((year, _href(by_year[year], asset)) for year in years)
+
+
+def _href(item: Any, asset: str) -> str:
+    href = item.assets[asset].get_absolute_href() or item.assets[asset].href
+    if href.startswith("file://"):
+        href = href[len("file://"):]
+    return href
+
+
+def layer_years(spec: Mapping[str, Any], *, name: str = "layer") -> list[int]:
+    """The years a STAC layer has items for (empty for a static one)."""
+    hrefs = asset_hrefs(spec["stac"], spec["asset"], name=name,
+                        static=bool(spec.get("static", False)))
+    return sorted(y for y in hrefs if y is not None)
