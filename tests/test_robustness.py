@@ -599,7 +599,7 @@ CASES: list[Case] = [
          ("data.plots.veg_column", "column 'agb' not in", "plots.csv")),
     Case("plots_no_targets", both(put("data.plots.veg_column", None),
                                   put("data.plots.soil_column", None)),
-         ("data.plots", "give veg_column and/or soil_column")),
+         ("data.plots", "name at least one measured pool's column")),
     Case("plots_unknown_option", put("data.plots.lon_col", "lon"),
          ("data.plots.lon_col: unknown option",)),
     Case("plots_required_option_missing", drop("data.plots.year_column"),
