@@ -18,7 +18,7 @@ import time
 
 from terracarbon.errors import RunInterrupted, TerracarbonError
 from terracarbon.pipeline.params import DEFAULT_PARAMS, REPO_ROOT, load_params
-from terracarbon.pipeline.runner import run_study
+from terracarbon.pipeline.runner import Console, run_study
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,14 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a batch scheduler, `kill`) ends the run the way Ctrl-C does: cleanly
     previous = signal.signal(signal.SIGTERM, _terminate)
     t0 = time.time()
-
-    def progress(message: str) -> None:
-        print(f"{time.time() - t0:7.1f} s  {message}", flush=True)
+    # "   12.3 s  message" lines; on a terminal also one live line of the running stage's
+    # progress (model and fold, years mapped, chunks done: terracarbon.progress)
+    progress = Console(t0=t0)
 
     try:
         params = load_params(args.params, args.overrides, defaults=DEFAULT_PARAMS)
         run_dir, _ = run_study(params, runs_dir=args.runs_dir, force=args.force,
-                               start=args.start, only=args.only, progress=progress)
+                               start=args.start, only=args.only, progress=progress,
+                               status=progress.status if progress.live else None)
         if args.screenshots:
             from terracarbon.viz.screenshots import capture_with_dashboard
 

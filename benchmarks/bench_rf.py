@@ -3,7 +3,8 @@
 Goal: >= 400,000 pixels/s (both targets, 100 trees of depth <= 10, n_jobs=2) on a 2-core
 machine. Builds a 1000 x 1000 (1,000,000 pixel) synthetic cube with six covariates, fits
 the forest on 2,000 plots and times one year of mapping; optionally (``--interval``) also
-times the quantile-regression-forest bounds on a 200 x 1000 strip.
+times the quantile-regression-forest bounds (quantile-forest's
+``RandomForestQuantileRegressor`` inside ``RandomForestCarbon``) on a 200 x 1000 strip.
 
 Run:  PYTHONPATH=lib python benchmarks/bench_rf.py [--size 1000] [--interval]
 """
@@ -11,6 +12,7 @@ Run:  PYTHONPATH=lib python benchmarks/bench_rf.py [--size 1000] [--interval]
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -68,6 +70,7 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--interval", action="store_true")
     args = ap.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
     cube = synthetic_cube(args.size)
     samples = plots(cube, args.n_plots)
     t0 = time.perf_counter()
@@ -88,13 +91,13 @@ def main() -> None:
     if args.interval:
         strip = cube.isel(y=slice(0, min(200, args.size)))
         n_strip = strip.sizes["y"] * strip.sizes["x"]
-        rf.predict_map(strip.isel(y=slice(0, 5)), 2020, interval=0.9)  # numba compile/cache
+        rf.predict_map(strip.isel(y=slice(0, 5)), 2020, interval=0.9)  # warm-up
         t0, c0 = time.perf_counter(), time.process_time()
         rf.predict_map(strip, 2020, interval=0.9)
         t_int, c_int = time.perf_counter() - t0, time.process_time() - c0
         print(f"predict_map(interval=0.9): {n_strip:,} pixels in {t_int:.2f} s wall "
               f"-> {n_strip / t_int:,.0f} pixels/s; {n_strip / c_int:,.0f} pixels per "
-              f"CPU-second (QRF bounds, n_train={args.n_plots})")
+              f"CPU-second (QRF bounds by quantile-forest, n_train={args.n_plots})")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def sweep(p, cube, samples) -> None:
                                     seed=p["study"]["seed"])
         jobs = validation.fold_jobs(folds, scheme="spatial_block")
         t0 = time.perf_counter()
-        outputs = tc.models.training.run_fits(factory, probe, samples, cube, jobs, n_jobs=0)
+        outputs = tc.models.training.run_fits(
+            factory, *tc.models.training.model_inputs(probe, samples, cube), jobs, n_jobs=0)
         seconds = time.perf_counter() - t0
         metrics, _ = validation.cv_result(probe, samples, folds,
                                           [o.predictions for o in outputs],

@@ -319,3 +319,92 @@ def test_run_all_screenshots_flag(quick_run):
     for name in ("index.png", "03_carbon_maps.png", "dashboard.png"):
         image = Image.open(quick_run / "screenshots" / name)
         assert image.width >= 800 and len(set(image.convert("L").get_flattened_data())) > 20, name
+
+
+# --------------------------------------------------------------------------- index, small run
+
+def _fake_run(run: Path, *, bounds: bool) -> Path:
+    """A run folder with a carbon-maps stage (totals, a density map) and a zoning stage whose
+    zones map has transparent no-data drawn over a hidden blue (as an RGBA PNG keeps it)."""
+    import json
+
+    import pandas as pd
+    from PIL import Image
+
+    maps = run / "03_carbon_maps"
+    (maps / "figures").mkdir(parents=True)
+    totals = pd.DataFrame({"year": [2000, 2000, 2001, 2001], "pool": ["veg", "total"] * 2,
+                           "storage_Tg": [10.0, 30.0, 11.0, 32.5]})
+    if bounds:
+        totals["lower_Tg"] = [9.0, 28.0, 10.0, 30.25]
+        totals["upper_Tg"] = [11.0, 33.0, 12.0, 35.5]
+    totals.to_csv(maps / "totals.csv", index=False)
+    Image.new("RGB", (80, 60), (30, 120, 30)).save(maps / "figures" / "total_density_2000_2001.png")
+    (maps / "03_carbon_maps.html").write_text("<html><body>report</body></html>")
+    zoning = run / "05_zoning"
+    (zoning / "figures").mkdir(parents=True)
+    zones = Image.new("RGBA", (80, 60), (31, 119, 180, 0))  # transparent, hidden tab10 blue
+    zones.paste((200, 60, 40, 255), (0, 0, 40, 60))          # one zone, opaque
+    zones.save(zoning / "figures" / "zones.png")
+    (zoning / "05_zoning.html").write_text("<html><body>report</body></html>")
+    manifests = [
+        {"stage": "03_carbon_maps", "title": "Carbon maps", "status": "complete",
+         "report": "03_carbon_maps/03_carbon_maps.html",
+         "params": {"maps": {"interval": 0.9, "interval_method": "correlated"}},
+         "outputs": {"totals": {"path": "03_carbon_maps/totals.csv", "units": "Tg C",
+                                "description": ""}},
+         "headlines": {"total_last": {"value": 32.5, "units": "Tg C", "text": "Total carbon 2001"},
+                       "total_change": {"value": 2.5, "units": "Tg C",
+                                        "text": "Total change 2000–2001",
+                                        "interval": [-1.5, 6.0]}}},
+        {"stage": "05_zoning", "title": "Zoning", "status": "complete",
+         "report": "05_zoning/05_zoning.html", "headlines": {}},
+    ]
+    for m in manifests:
+        (run / m["stage"] / "manifest.json").write_text(json.dumps(m))
+    return manifests
+
+
+def test_index_total_headline_interval_and_transparent_nodata(tmp_path, browser):
+    """#18 item 2: the last-year total shows its 90 % interval from totals.csv (or a caveat
+    when the table has none); the zones thumbnail shows no-data white, not its hidden colour;
+    the page stays offline with no console error."""
+    import base64
+    import io as _io
+
+    from PIL import Image
+
+    from terracarbon.pipeline import report
+
+    run = tmp_path / "run"
+    index = report.render_index(run, _fake_run(run, bounds=True), params_file="params.yaml",
+                                title="fake")
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    watch = PageWatch(page)
+    page.goto(index.as_uri(), wait_until="load")
+    total = page.locator('.card[data-headline="total_last"]').inner_text()
+    assert "32.5" in total and "(90 % interval [30.25, 35.5] Tg C)" in total, total
+    change = page.locator('.card[data-headline="total_change"]').inner_text()
+    assert "(90 % interval [-1.5, 6] Tg C)" in change, change
+    thumbs = page.eval_on_selector_all(
+        "figure.thumb", """els => els.map(f => ({
+            src: f.querySelector('img').getAttribute('src'),
+            caption: f.querySelector('figcaption').innerText}))""")
+    zones = next(t for t in thumbs if "management zones" in t["caption"])
+    assert "LISA clusters" in zones["caption"]
+    png = Image.open(_io.BytesIO(base64.b64decode(zones["src"].split(",", 1)[1]))).convert("RGB")
+    assert png.getpixel((png.width - 5, png.height // 2)) == (255, 255, 255)  # no-data: white
+    assert png.getpixel((5, png.height // 2)) == (200, 60, 40)                # the zone
+    assert watch.failed == [] and watch.errors == [], (watch.failed, watch.errors)
+    assert watch.foreign(_local_file_or_data) == []
+    page.close()
+    # a totals table without bounds: the card says why there is no interval
+    bare = tmp_path / "bare"
+    index = report.render_index(bare, _fake_run(bare, bounds=False), params_file="params.yaml",
+                                title="fake")
+    page = browser.new_page()
+    page.goto(index.as_uri(), wait_until="load")
+    total = page.locator('.card[data-headline="total_last"]').inner_text()
+    assert "no interval: the regional total of this year has no bounds in " \
+           "03_carbon_maps/totals.csv (maps.interval_method: correlated)" in total, total
+    page.close()

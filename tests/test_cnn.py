@@ -414,8 +414,10 @@ def test_fits_in_worker_processes_equal_fits_in_this_process(cube, samples):
     folds = validation.cv_folds(samples, scheme="random", k=3, seed=5)
     jobs = validation.fold_jobs(folds, scheme="random")
     jobs.append(validation.FitJob("final", np.arange(len(samples)), np.array([], int), True))
-    here = training.run_fits(factory, factory(), samples, cube, jobs, n_jobs=1)
-    there = training.run_fits(factory, factory(), samples, cube, jobs, n_jobs=2)
+    # the whole cube in this process against the windows (model_inputs) in two workers
+    here = training.run_fits(factory, samples, cube, jobs, n_jobs=1)
+    there = training.run_fits(factory, *training.model_inputs(factory(), samples, cube), jobs,
+                              n_jobs=2)
     for a, b in zip(here[:-1], there[:-1], strict=True):
         np.testing.assert_array_equal(a.predictions, b.predictions)
     assert here[-1].model is not None and there[-1].predictions is None
@@ -461,3 +463,44 @@ def test_window_cube_reads_only_the_chunks_around_the_plots():
     # the plot at (1, 2) sits at the grid corner: its window beyond the edge is NaN
     corner = mosaic["a"].sel(year=2001).values[:2 * halo + 1, :2 * halo + 1]
     assert np.isnan(corner[0]).all() and np.isfinite(corner[halo + 1:, halo + 1:]).all()
+
+
+def test_training_a_network_never_reads_chunks_far_from_the_plots(cube, samples):
+    """#17: stage 02 keeps the cube lazy; ``train_candidates`` cuts a network's windows once
+    (``model_inputs``) and every fold, the hold-out and the final fit read only those, so a
+    cube whose chunks far from every plot raise when read still trains — to the same metrics
+    as the in-memory cube."""
+    import dask.array as dsa
+
+    from terracarbon.models import training
+
+    chunk, halo = 8, 3
+    near = samples[(samples.row < 20) & (samples.col < 20)].reset_index(drop=True)
+    near = near.assign(x=cube["x"].values[near["col"]], y=cube["y"].values[near["row"]])
+    needed = {(r // chunk, c // chunk)
+              for r0, c0 in zip(near.row, near.col)
+              for r in range(max(0, r0 - halo), min(NY, r0 + halo + 1))
+              for c in range(max(0, c0 - halo), min(NX, c0 + halo + 1))}
+    assert len(needed) < (NY // chunk) * (NX // chunk) / 2
+
+    def guarded(block, block_info=None):
+        where = tuple(block_info[0]["chunk-location"][-2:])
+        if where not in needed:
+            raise RuntimeError(f"chunk {where} is far from every plot and was read")
+        return block
+
+    lazy = cube.copy()
+    for name, da in cube.data_vars.items():
+        chunks = (1,) * (da.ndim - 2) + (chunk, chunk)
+        lazy[name] = da.copy(data=dsa.from_array(da.values, chunks=chunks)
+                             .map_blocks(guarded, dtype=da.dtype))
+    settings = {"candidates": ["cnn"], "features": ["ndvi", "npp", "dem", "landuse"],
+                "cv_folds": 3, "cv_folds_deep": 3, "cv_block_size_m": 2000.0,
+                "holdout": "10pct", "n_jobs": 1,
+                "cnn": {"patch_size_px": 2 * halo + 1, "learning_rate": 3e-3,
+                        "weight_decay": 1e-5, "max_epochs": 2, "patience": 2,
+                        "batch_size": 64}}
+    streamed = training.train_candidates(near, lazy, settings=settings, seed=4)
+    in_memory = training.train_candidates(near, cube, settings=settings, seed=4)
+    pd.testing.assert_frame_equal(streamed.metrics, in_memory.metrics)
+    assert streamed.metrics["r2"].notna().all()

@@ -25,7 +25,7 @@ from terracarbon.models.persistence import (
     register_model_class,
     save_model,
 )
-from terracarbon.models.rf import RandomForestCarbon, _qrf_index, feature_importance
+from terracarbon.models.rf import RandomForestCarbon, feature_importance
 
 from helpers import FEATURES, make_tabular_study
 
@@ -100,31 +100,6 @@ def test_predict_map_is_nan_outside_region_and_where_covariates_missing(study, f
     assert np.isnan(veg[3, 4]) and np.isnan(veg[5, 6])
     assert np.isfinite(veg[region]).sum() == region.sum() - 2
     assert cube["ndvi"].values[0, 3, 4] == cube["ndvi"].values[0, 3, 4]  # input untouched
-
-
-def test_qrf_kernel_matches_brute_force_weighted_quantiles(study, fitted_rf):
-    """QRF quantiles vs a plain NumPy implementation of Meinshausen's weights."""
-    cube, samples = study
-    rf = fitted_rf
-    forest = rf.forests_["veg"]
-    train = samples[np.isfinite(samples["veg_carbon_t_ha"])]
-    Xtr = train[FEATURES].to_numpy(np.float32)
-    ytr = train["veg_carbon_t_ha"].to_numpy()
-    Xnew = Xtr[:15] + np.float32(0.01)
-    leaves_tr, leaves_new = forest.apply(Xtr), forest.apply(Xnew)
-    q = np.array([0.05, 0.5, 0.95])
-    expected = np.empty((len(Xnew), q.size))
-    for i in range(len(Xnew)):
-        same = leaves_tr == leaves_new[i][None, :]  # (n_train, T) co-membership
-        w = (same / same.sum(axis=0, keepdims=True)).mean(axis=1)
-        order = np.argsort(ytr, kind="stable")
-        cdf = np.cumsum(w[order])
-        for j, qq in enumerate(q):
-            expected[i, j] = ytr[order][np.searchsorted(cdf, qq - 1e-12)]
-    got = rf.predict_quantiles_matrix("veg", Xnew.astype(np.float64), q)
-    np.testing.assert_allclose(got, expected)
-    idx = _qrf_index(forest, Xtr, ytr)
-    assert idx["members"].size == Xtr.shape[0] * forest.n_estimators
 
 
 def test_quantile_bounds_contain_prediction_and_widen_with_interval(study, fitted_rf):

@@ -291,6 +291,18 @@ def test_lisa_quadrant_flags_pick_the_quadrant_table():
     assert table.colors == LISA_QUADRANT.colors
 
 
+def test_nodata_of_a_layer_with_its_own_class_words_stays_blank():
+    """The zones map (its own words, no shared table) drew nodata (-1) in the first tab10
+    colour, blue, with a "nodata" legend entry; nodata is left out like in a shared table."""
+    da = as_map(np.array([[-1, 1, 2, 3]] * 3, dtype="int8"), name="zones",
+                attrs={"units": "1", "flag_values": [-1, 1, 2, 3],
+                       "flag_meanings": "nodata restore_first keep_watch protect_sink"})
+    table = plot.class_table_for(da)
+    assert table.codes == (1, 2, 3) and "nodata" not in table.names
+    fig = plot.map_layer(da, graticule=False)
+    assert "nodata" not in _legend_labels(fig)
+
+
 def test_flag_attrs_must_pair_up():
     da = as_map(np.ones((3, 3), dtype="int16"), name="zones",
                 attrs={"flag_values": [1, 2], "flag_meanings": "a"})

@@ -12,6 +12,10 @@ import xarray as xr
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.data.io import history_line
 from terracarbon.conventions import DENSITY_UNITS
+from terracarbon import progress
+
+# a compute writing lazy maps reports "years mapped n/N" (the one-task-per-year `year_map`)
+progress.label_tasks("year_map", "years mapped")
 
 
 def choose_model(choice: str, best_model_file: str | os.PathLike) -> str:
@@ -109,7 +113,7 @@ def predict_years(
         out = _lazy_predictions(model, cube, years, interval)
     else:
         maps = [model.predict_map(cube, year, interval=interval).expand_dims(year=[year])
-                for year in years]
+                for year in progress.iterate(years, "mapping", unit="years")]
         out = xr.concat(maps, dim="year", coords="minimal", compat="override")
     for name in out.data_vars:
         out[name].attrs.setdefault("units", DENSITY_UNITS)

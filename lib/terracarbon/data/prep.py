@@ -79,9 +79,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LAYER_KEYS = {"path", "kind", "units", "long_name", "band", "band_years", "scale_factor",
-              "offset", "nodata", "resampling", "static", "stac", "asset"}
+              "offset", "nodata", "resampling", "static", "stac", "asset", "collection"}
 """Options of a ``data.layers`` entry. ``stac`` + ``asset`` (a STAC catalog or item
-collection and the asset key) replace ``path``: :mod:`terracarbon.data.stac`."""
+collection and the asset key, optionally ``collection``: one collection id) replace
+``path``: :mod:`terracarbon.data.stac`."""
+STAC_ONLY_KEYS = ("asset", "collection")
+"""Layer options that only a STAC layer (``stac``) takes."""
 REQUIRED_LAYER_KEYS = ("path", "kind", "units")
 
 
@@ -197,8 +200,14 @@ def normalise_layer_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     problems = []
     if from_stac and spec.get("asset") in (None, ""):
         problems.append("'stac' needs 'asset' (the asset key of the raster in each item)")
-    if spec.get("asset") not in (None, "") and not from_stac:
-        problems.append("'asset' is a STAC option; give 'stac' (catalog or item collection)")
+    # (a normalised STAC spec carries its source as 'path' too, and is normalised again)
+    if from_stac and spec.get("path") not in (None, "", str(spec["stac"])):
+        problems.append("give either 'path' (files) or 'stac' + 'asset' (a STAC source), "
+                        "not both")
+    for option in STAC_ONLY_KEYS:
+        if spec.get(option) not in (None, "") and not from_stac:
+            problems.append(f"'{option}' is a STAC option; give 'stac' (catalog or item "
+                            "collection)")
     if from_stac and (spec.get("band_years") is not None or "{year}" in str(spec.get("path"))):
         problems.append("a STAC layer takes its years from the items' datetime; drop "
                         "'band_years' and the {year} path")
@@ -231,7 +240,8 @@ def normalise_layer_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         from terracarbon.data.stac import asset_hrefs
 
         stac_hrefs = asset_hrefs(spec["stac"], spec["asset"], name=name,
-                                 static=bool(spec.get("static", False)))
+                                 static=bool(spec.get("static", False)),
+                                 collection=spec.get("collection"))
         path = str(spec["stac"])
         static = None in stac_hrefs
     else:
@@ -239,6 +249,7 @@ def normalise_layer_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         static = bool(spec.get("static", False)) or ("{year}" not in path and band_years is None)
     return {
         "stac": spec.get("stac"), "stac_hrefs": stac_hrefs, "asset": spec.get("asset"),
+        "collection": spec.get("collection"),
         "name": name, "path": path, "kind": spec["kind"], "units": str(spec["units"]),
         "long_name": str(spec.get("long_name") or name), "band": spec.get("band"),
         "band_years": band_years, "scale_factor": spec.get("scale_factor"),

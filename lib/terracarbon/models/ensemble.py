@@ -88,11 +88,11 @@ def fit_members(factory: Callable[[], CarbonModel], samples: pd.DataFrame, cube:
     ModelError
         A member's fit failed (the message names the member).
     """
-    from terracarbon.models.training import run_fits
+    from terracarbon.models.training import model_inputs, run_fits
 
     draws = block_bootstrap(samples, n_members=n_members, block_size_m=block_size_m, seed=seed)
-    probe = factory()
-    outputs = run_fits(factory, probe, samples, cube, member_jobs(draws), n_jobs=n_jobs)
+    fit_samples, fit_cube = model_inputs(factory(), samples, cube)
+    outputs = run_fits(factory, fit_samples, fit_cube, member_jobs(draws), n_jobs=n_jobs)
     return [out.model for out in outputs]
 
 
@@ -120,3 +120,45 @@ def load_members(directory: str | Path) -> list[CarbonModel]:
         raise ModelError(f"{directory}: an ensemble needs at least 2 members, found "
                          f"{len(members)}; rerun 02_train_models")
     return members
+
+
+def with_trees(member, n_trees: int):
+    """A copy of ``member`` whose random forests keep only their first ``n_trees`` trees.
+
+    The members' spread, not their mean, makes the intervals, and the first ``k`` trees
+    of a fitted forest are a ``k``-tree forest of the same fit (each tree has its own
+    bootstrap and feature draws), so a member's map costs ``k / n_estimators`` of the
+    RF's time. Other model families (and an averaged model's other components) are
+    returned unchanged; ``member`` itself is not modified. Point predictions only: the
+    thinned forests' quantile intervals are not meaningful.
+
+    Examples
+    --------
+    >>> class Forest:
+    ...     def __init__(self, n): self.estimators_, self.n_estimators = list(range(n)), n
+    >>> class RF:
+    ...     forests_ = {"veg": Forest(100)}
+    >>> thin = with_trees(RF(), 25)
+    >>> len(thin.forests_["veg"].estimators_), len(RF.forests_["veg"].estimators_)
+    (25, 100)
+    """
+    import copy
+
+    check_int(n_trees, name="n_trees", minimum=1)
+    if hasattr(member, "components"):
+        out = copy.copy(member)
+        out.components = [with_trees(c, n_trees) for c in member.components]
+        return out
+    forests = getattr(member, "forests_", None)
+    if not forests:
+        return member
+    out = copy.copy(member)
+    out.forests_ = {}
+    for target, forest in forests.items():
+        thin = copy.copy(forest)
+        thin.estimators_ = list(forest.estimators_[:n_trees])
+        thin.n_estimators = len(thin.estimators_)
+        out.forests_[target] = thin
+    if hasattr(out, "n_estimators"):
+        out.n_estimators = min(int(out.n_estimators), int(n_trees))
+    return out

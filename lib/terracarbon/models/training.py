@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from terracarbon import progress as _progress
 from terracarbon.errors import ModelError, ParameterError
 from terracarbon.models import change_validation, registry, validation
 from terracarbon.models.base import TARGETS, CarbonModel
@@ -190,7 +191,7 @@ def train_candidates(
     tables = []
     targets = measured_targets(samples)
     n_jobs = fit_processes(settings.get("n_jobs", 1))
-    for name in candidates:
+    for name in _progress.iterate(candidates, "training", unit="models"):  # console/JupyterLab
         factory = model_factory(name, features=features, settings=settings, seed=seed,
                                 targets=targets)
         deep = name in DEEP_MODELS
@@ -205,6 +206,9 @@ def train_candidates(
             schemes.append("campaign")
         probe = factory()
         validation.check_before_fits(probe, samples, cube)
+        # a network's inputs, cut once per candidate: every fold, the hold-out and the final
+        # fit read the plots' windows, never the whole (lazy, chunked) cube (#17)
+        fit_samples, fit_cube = model_inputs(probe, samples, cube)
         folds = {scheme: validation.cv_folds(
             samples, scheme=scheme, k=k, seed=seed,
             block_size_m=settings["cv_block_size_m"] if scheme == "spatial_block" else None)
@@ -219,7 +223,7 @@ def train_candidates(
         workers = n_jobs if deep else 1
         say(f"{name}: {len(jobs)} fits ({', '.join(_scheme_label(s, folds[s]) for s in schemes)}, "
             f"hold-out, final){f' in {workers} processes' if workers > 1 else ''}")
-        outputs = run_fits(factory, probe, samples, cube, jobs, n_jobs=workers)
+        outputs = run_fits(factory, fit_samples, fit_cube, jobs, n_jobs=workers)
         for scheme in schemes:
             n_folds = int(folds[scheme].max()) + 1
             metrics, oof = validation.cv_result(
@@ -230,7 +234,7 @@ def train_candidates(
         held, final = outputs[0].model, outputs[1].model
         tables.append(validation.score_holdout(
             held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
-            reference=reference, year=reference_year))
+            reference=reference, year=reference_year, sample_inputs=(fit_samples, fit_cube)))
         result.holdout_models[name] = held
         result.fitted[name] = final
     result.metrics = pd.concat(tables, ignore_index=True)
@@ -316,24 +320,40 @@ def fit_processes(n_jobs: int) -> int:
     return max(1, os.cpu_count() or 1) if n_jobs == 0 else max(1, int(n_jobs))
 
 
-def run_fits(factory: Callable[[], CarbonModel], probe: CarbonModel, samples: pd.DataFrame,
-             cube: xr.Dataset, jobs: Sequence[validation.FitJob], *, n_jobs: int = 1
+def model_inputs(probe: CarbonModel, samples: pd.DataFrame, cube: xr.Dataset
+                 ) -> tuple[pd.DataFrame, xr.Dataset]:
+    """The smallest (samples, cube) that give ``probe``'s kind of model the same fits and
+    sample predictions as the whole cube: ``probe.fit_inputs`` where the model has one (the
+    plots' windows as a small in-memory mosaic for a CNN, read from a chunked cube without
+    touching chunks far from every plot), else ``(samples, cube)`` unchanged (tabular models
+    read their covariates from the sample table)."""
+    if hasattr(probe, "fit_inputs"):
+        return probe.fit_inputs(samples, cube)
+    return samples, cube
+
+
+def run_fits(factory: Callable[[], CarbonModel], samples: pd.DataFrame, cube: xr.Dataset,
+             jobs: Sequence[validation.FitJob], *, n_jobs: int = 1
              ) -> list[validation.FitOutput]:
     """Run independent fits, in this process or side by side in ``n_jobs`` worker processes.
 
-    Worker processes get the model's own minimal inputs (``probe.fit_inputs``: the plots'
-    windows for a CNN, a few MB instead of the cube), so a fit gives the same weights and
-    predictions wherever it runs; results come back in job order.
+    ``samples, cube`` are the model's own inputs (:func:`model_inputs`: the plots' windows
+    for a CNN, a few MB instead of the cube), so a fit gives the same weights and predictions
+    wherever it runs; results come back in job order.
     """
     if n_jobs <= 1 or len(jobs) < 2:
-        return [validation.fit_and_predict(factory, samples, cube, job) for job in jobs]
+        return [validation.fit_and_predict(factory, samples, cube, job)
+                for job in _progress.iterate(jobs, "fits", unit="fits", label=_job_label)]
     from joblib import Parallel, delayed
 
-    fit_samples, fit_cube = (probe.fit_inputs(samples, cube) if hasattr(probe, "fit_inputs")
-                             else (samples, cube))
-    return Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky")(
-        delayed(validation.fit_and_predict)(factory, fit_samples, fit_cube, job)
-        for job in jobs)
+    done = Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky", return_as="generator")(
+        delayed(validation.fit_and_predict)(factory, samples, cube, job) for job in jobs)
+    return list(_progress.iterate(done, "fits", total=len(jobs), unit="fits",
+                                  label=lambda _: f"{min(n_jobs, len(jobs))} processes"))
+
+
+def _job_label(job: validation.FitJob) -> str:
+    return job.label
 
 
 def observed_vs_predicted(result: TrainingResult, model: str, *, scheme: str = "spatial_block"

@@ -646,9 +646,16 @@ def evaluate_holdout(
 
 def score_holdout(model: CarbonModel, samples: pd.DataFrame, cube: xr.Dataset | None,
                   splits: Mapping[str, np.ndarray], *, cv_scheme: str,
-                  reference: xr.Dataset | None = None, year: int | None = None
+                  reference: xr.Dataset | None = None, year: int | None = None,
+                  sample_inputs: tuple[pd.DataFrame, xr.Dataset | None] | None = None
                   ) -> pd.DataFrame:
-    """Metrics of a model fitted on the ``train`` split (see :func:`evaluate_holdout`)."""
+    """Metrics of a model fitted on the ``train`` split (see :func:`evaluate_holdout`).
+
+    ``sample_inputs`` — the model's own ``(samples, cube)`` for predictions at the plots
+    (:func:`terracarbon.models.training.model_inputs`: a network's window mosaic, rows in the
+    order of ``samples``); the reference map (SSIM) is always predicted on ``cube``.
+    """
+    at_plots, plot_cube = sample_inputs if sample_inputs is not None else (samples, cube)
     ssim = {t: np.nan for t in model.targets}
     if reference is not None:
         if cube is None or year is None:
@@ -663,7 +670,7 @@ def score_holdout(model: CarbonModel, samples: pd.DataFrame, cube: xr.Dataset | 
     rows = []
     for split, idx in splits.items():
         part = samples.iloc[np.asarray(idx)]
-        pred = model.predict_samples(part, cube)
+        pred = model.predict_samples(at_plots.iloc[np.asarray(idx)], plot_cube)
         for j, t in enumerate(model.targets):
             rows.append({"model": model.name, "target": t, "cv_scheme": cv_scheme,
                          "split": split, **score(part[TARGETS[t]].to_numpy(), pred[:, j]),

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import dask
 import xarray as xr
 
+from terracarbon import progress
 from terracarbon.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ComputeSession:
     n_workers: int = 1
     _cluster: Any = None
     _config: Any = None
+    _watching: bool = False
     closed: bool = False
 
     def describe(self) -> str:
@@ -89,6 +91,8 @@ class ComputeSession:
             self._cluster.close()
         if self._config is not None:
             self._config.__exit__(None, None, None)
+        if self._watching:
+            progress.unwatch_dask()
 
     def __enter__(self) -> ComputeSession:
         return self
@@ -201,8 +205,10 @@ def start(compute: Mapping[str, Any], *, timeout_s: float = 10.0) -> ComputeSess
                               chunks=chunks, n_workers=n_workers, _cluster=cluster)
     config = dask.config.set(scheduler=settings["scheduler"], num_workers=n_workers)
     workers = 1 if settings["scheduler"] == "synchronous" else n_workers
+    # chunks done of each compute, when someone watches (the runner's console, JupyterLab)
+    watching = progress.watch_dask()
     return ComputeSession(settings["scheduler"], chunks=chunks, n_workers=workers,
-                          _config=config)
+                          _config=config, _watching=watching)
 
 
 @contextlib.contextmanager

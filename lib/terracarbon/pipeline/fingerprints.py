@@ -3,7 +3,11 @@
 A stage is rerun when its parameters, its upstream stages *or the content of its input files*
 changed. Parameters name the files (``data.layers.*.path`` with ``{year}`` patterns,
 ``data.boundary``, ``data.plots.path``, ``maps.lookup_table``); :func:`input_fingerprints`
-hashes each one.
+hashes each one. A STAC layer (``data.layers.*.stac``) reads its catalog's JSON documents
+(root, child catalogs, items) and the assets of the study's years; all of them are hashed
+(:func:`terracarbon.data.stac.source_files`), so editing an item, or swapping the file an
+asset points to, reruns data prep. A remote document or asset (a URL) is recorded by its
+address only (fingerprint ``"remote"``): nothing is downloaded to hash it.
 
 Cost (measured, benchmarks/README.md): files up to :data:`FULL_HASH_MAX_BYTES` are hashed
 whole (60 MiB in 44 ms here), so content decides and a mere touch does not rerun anything.
@@ -70,7 +74,9 @@ def input_files(sections: Mapping[str, Any]) -> dict[str, list[str]]:
     if data and not synthetic.get("enabled", False):
         years = data.get("years") or []
         for name, layer in (data.get("layers") or {}).items():
-            if isinstance(layer, Mapping) and layer.get("path"):
+            if isinstance(layer, Mapping) and layer.get("stac"):
+                files[f"data.layers.{name}.stac"] = _stac_files(name, layer, years)
+            elif isinstance(layer, Mapping) and layer.get("path"):
                 files[f"data.layers.{name}.path"] = _expand(str(layer["path"]), years)
         if data.get("boundary"):
             files["data.boundary"] = [str(data["boundary"])]
@@ -83,16 +89,34 @@ def input_files(sections: Mapping[str, Any]) -> dict[str, list[str]]:
     return files
 
 
+def _stac_files(name: str, layer: Mapping[str, Any], years: Iterable[int]) -> list[str]:
+    """A STAC layer's documents and assets; only its source when it cannot be read (the
+    parameter check reports why before any stage runs)."""
+    from terracarbon.data import stac
+    from terracarbon.errors import TerracarbonError
+
+    try:
+        return stac.source_files(layer, years or None, name=name)
+    except TerracarbonError:
+        return [str(layer["stac"])]
+
+
 def input_fingerprints(sections: Mapping[str, Any]) -> dict[str, str]:
     """``{file path: fingerprint}`` of the input files of ``sections`` (sorted by path).
 
     A file that does not exist gets the fingerprint ``"missing"`` (the parameter check
-    reports it before any stage runs).
+    reports it before any stage runs); a URL (a remote STAC document or asset) ``"remote"``.
     """
+    from terracarbon.data.stac import is_url
+
     out: dict[str, str] = {}
     for paths in input_files(sections).values():
         for path in paths:
-            if path not in out:
+            if path in out:
+                continue
+            if is_url(path):
+                out[path] = "remote"
+            else:
                 out[path] = file_fingerprint(path) if Path(path).is_file() else "missing"
     return dict(sorted(out.items()))
 

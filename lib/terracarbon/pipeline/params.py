@@ -63,6 +63,9 @@ RULES: dict[str, Rule] = {
     "synthetic.n_soil_plots": Rule(types=(int,), minimum=0),
     "synthetic.plot_years": Rule(items=(int,)),
     "synthetic.revisit_share": Rule(types=NUM, minimum=0.0, maximum=1.0),
+    "synthetic.origin_m": Rule(items=NUM, nullable=True),
+    "synthetic.region_share": Rule(types=NUM, minimum=0.25, maximum=0.95),
+    "synthetic.generation": Rule(choices=("auto", "in_memory", "streaming")),
     "grid.crs": Rule(types=(str,), nullable=True),
     "grid.pixel_size_m": Rule(types=NUM, minimum=0, nullable=True),
     "grid.bounds_m": Rule(items=NUM, nullable=True),
@@ -309,6 +312,10 @@ def resolve_data_paths(study: dict, base: Path) -> dict:
     for spec in (layers.values() if isinstance(layers, dict) else ()):
         if isinstance(spec, dict) and "path" in spec:
             spec["path"] = absolute(spec["path"])
+        if isinstance(spec, dict) and isinstance(spec.get("stac"), str):
+            from terracarbon.data.stac import is_url
+
+            spec["stac"] = spec["stac"] if is_url(spec["stac"]) else absolute(spec["stac"])
     if isinstance(data.get("plots"), dict) and "path" in data["plots"]:
         data["plots"]["path"] = absolute(data["plots"]["path"])
     monthly = data.get("monthly_layers")
@@ -526,6 +533,56 @@ def _check_grid(grid: Mapping, problems: Problems, *, key: str = "grid.crs") -> 
                          "with xmin < xmax and ymin < ymax")
 
 
+def _check_stac_layer(name: str, spec: Mapping, years: list, problems: Problems,
+                      check_files: bool) -> None:
+    """A ``stac`` layer: options and, with ``check_files``, that the source exists, reads as
+    STAC, has the asset in every item and an item for each study year (before any stage)."""
+    from terracarbon.data import stac
+    from terracarbon.errors import InputDataError
+
+    key = f"data.layers.{name}"
+    source, asset = spec.get("stac"), spec.get("asset")
+    if not isinstance(source, str):
+        problems.add(f"{key}.stac", f"expected a path or URL of a STAC catalog, collection or "
+                     f"item collection JSON, got {source!r}")
+        return
+    if asset in (None, "") or not isinstance(asset, str):
+        problems.add(f"{key}.asset", f"{'missing' if asset in (None, '') else repr(asset)}; "
+                     "a STAC layer needs the asset key of the raster in each item (e.g. ndvi)")
+        return
+    collection = spec.get("collection")
+    if collection is not None and (not isinstance(collection, str) or not collection):
+        problems.add(f"{key}.collection", f"got {collection!r}; expected a collection id")
+        return
+    if spec.get("band_years") is not None:
+        problems.add(f"{key}.band_years", "a STAC layer takes its years from the items' "
+                     "datetime; drop band_years")
+    if not check_files:
+        return
+    if not stac.is_url(source) and not Path(source).is_file():
+        problems.add(f"{key}.stac", f"file not found: {source}{PATH_HINT}")
+        return
+    try:
+        hrefs = stac.asset_hrefs(source, asset, name=name, static=bool(spec.get("static")),
+                                 collection=collection)
+    except (InputDataError, ParameterError) as exc:
+        problems.add(f"{key}.stac", str(exc))
+        return
+    have = sorted(y for y in hrefs if y is not None)
+    if have:  # an annual layer: one item per study year
+        absent = [y for y in years if y not in hrefs]
+        if absent:
+            problems.add(f"{key}.stac", f"{source} has no item for year(s) {absent} (its items "
+                         f"cover {have[0]}–{have[-1]}, {len(have)} years); add the items or "
+                         "drop those years from data.years")
+    missing = [h for y, h in hrefs.items() if not stac.is_url(h) and not Path(h).is_file()
+               and (y is None or y in years)]
+    if missing:
+        shown = ", ".join(missing[:3]) + (" …" if len(missing) > 3 else "")
+        problems.add(f"{key}.stac", f"{len(missing)} asset file(s) of {source} not found: "
+                     f"{shown}; fix the items' {asset!r} hrefs")
+
+
 def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
     layers = data.get("layers") or {}
     if not isinstance(layers, dict):
@@ -550,9 +607,21 @@ def _check_data(data: Mapping, problems: Problems, check_files: bool) -> None:
         if spec.get("kind") and spec.get("kind") not in ("continuous", "categorical"):
             problems.add(f"{key}.kind", f"got {spec.get('kind')!r}; expected 'continuous' or "
                          "'categorical'")
-        if "path" not in spec:
-            problems.add(f"{key}.path", "missing; give a file path or a pattern with {year}")
-        elif check_files:
+        has_path = spec.get("path") not in (None, "")
+        has_stac = spec.get("stac") not in (None, "")
+        if has_path and has_stac:
+            problems.add(f"{key}.stac", f"given together with {key}.path; a layer comes either "
+                         "from files (path) or from a STAC source (stac + asset): drop one")
+        elif has_stac:
+            _check_stac_layer(name, spec, years, problems, check_files)
+        elif not has_path:
+            problems.add(f"{key}.path", "missing; give a file path or a pattern with {year}, or "
+                         "a STAC source instead (stac: catalog.json or a URL, asset: <key>)")
+        for option in ("asset", "collection"):
+            if not has_stac and spec.get(option) not in (None, ""):
+                problems.add(f"{key}.{option}", "is a STAC option; give stac (a catalog, "
+                             "collection or item collection) or drop it")
+        if has_path and check_files and not has_stac:
             pattern = str(spec["path"])
             paths = [pattern.format(year=y) for y in years] if "{year}" in pattern else [pattern]
             missing = [p for p in paths if not Path(p).is_file()]

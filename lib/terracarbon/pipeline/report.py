@@ -101,13 +101,12 @@ def _fmt_value(value: object) -> str:
 
 
 def _headline_html(key: str, head: dict) -> str:
-    """``text: <b>value</b> [lower, upper] units`` and the caveat, if any, in italics."""
-    interval = head.get("interval")
-    bracket = (f" [{_fmt_value(interval[0])}, {_fmt_value(interval[1])}]"
-               if interval else "")
+    """``text: <b>value</b> units (90 % interval [lower, upper])`` and the caveat, if any,
+    in italics."""
+    bracket = f" ({_interval_words(head)})" if head.get("interval") else ""
     caveat = head.get("caveat")
     return (f"{html.escape(head.get('text') or key)}: <b>{_fmt_value(head.get('value'))}</b>"
-            f"{bracket} {html.escape(head.get('units') or '')}"
+            f" {html.escape(head.get('units') or '')}{bracket}"
             + (f' <em class="caveat">({html.escape(caveat)})</em>' if caveat else ""))
 
 
@@ -155,7 +154,7 @@ KEY_FIGURES: tuple[tuple[str, str, str], ...] = (
     ("04_trends", r"trend_classes", "Trend classes (Sen + Mann–Kendall)"),
     ("04_trends", r"future_trend", "Future trend (Sen + Hurst)"),
     ("05_zoning", r"(lisa|cluster).*", "LISA clusters"),
-    ("05_zoning", r"zones", "Carbon-sink management zones"),
+    ("05_zoning", r"zones", "Carbon-sink management zones (LISA clusters × future trend)"),
 )
 """Maps shown as thumbnails on the index, in this order: (stage, PNG name pattern without
 suffix, caption). Any other PNG a stage saved under ``figures/`` follows them."""
@@ -199,7 +198,11 @@ def _thumbnail_cached(key: tuple[str, int, int], size: tuple[int, int]) -> str:
     from PIL import Image
 
     with Image.open(key[0]) as img:
-        img = img.convert("RGB")
+        # transparent pixels (no-data of a map saved with alpha) over white, not their
+        # hidden colour: convert("RGB") alone would drop the alpha and show it
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, "white")
+        img.paste(rgba, mask=rgba.getchannel("A"))
         img.thumbnail(size, Image.Resampling.LANCZOS)
         buffer = _io.BytesIO()
         img.save(buffer, format="PNG")
@@ -312,6 +315,70 @@ def _totals_html(run_dir: Path, manifests: Sequence[Mapping]) -> str:
             f"{html.escape(csv)}</a></figcaption></figure>\n")
 
 
+TOTALS_HEADLINES = {"total_last": "total"}
+"""Headlines of a stage's last-year regional total (key -> pool of its ``totals`` table):
+recorded as a point value, shown with that year's interval from the table."""
+
+
+def _interval_level(manifest: Mapping) -> float | None:
+    """The nominal interval (e.g. 0.9) of a carbon-maps stage's intervals, from its params."""
+    level = ((manifest.get("params") or {}).get("maps") or {}).get("interval")
+    return float(level) if isinstance(level, (int, float)) and 0 < level < 1 else None
+
+
+def _complete_headlines(run_dir: Path, manifest: Mapping) -> dict[str, dict]:
+    """The stage's headlines, a last-year total given its interval from the ``totals``
+    table (:data:`TOTALS_HEADLINES`) or, where the table has none, a caveat saying so; each
+    interval labelled with its nominal level (``maps.interval``) where the stage has one."""
+    heads = {k: dict(h) for k, h in (manifest.get("headlines") or {}).items()
+             if isinstance(h, Mapping)}
+    level = _interval_level(manifest)
+    entry = (manifest.get("outputs") or {}).get("totals")
+    for key, pool in TOTALS_HEADLINES.items():
+        head = heads.get(key)
+        if head is None or head.get("interval") or not entry:
+            continue
+        path = run_dir / entry["path"]
+        bounds = _total_bounds(_file_key(path), pool) if path.is_file() else None
+        if bounds is not None:
+            head["interval"] = list(bounds)
+        elif not head.get("caveat"):
+            method = ((manifest.get("params") or {}).get("maps") or {}).get("interval_method")
+            head["caveat"] = ("no interval: the regional total of this year has no bounds in "
+                              f"{entry['path']}" + (f" (maps.interval_method: {method})"
+                                                    if method else ""))
+    if level is not None:
+        for head in heads.values():
+            if head.get("interval"):
+                head.setdefault("level", level)
+    return heads
+
+
+@functools.lru_cache(maxsize=16)
+def _total_bounds(key: tuple[str, int, int], pool: str) -> tuple[float, float] | None:
+    """``(lower_Tg, upper_Tg)`` of ``pool`` in the last year of a totals CSV, or None."""
+    import math
+
+    import pandas as pd
+
+    table = pd.read_csv(key[0])
+    if not {"year", "pool", "lower_Tg", "upper_Tg"} <= set(table.columns):
+        return None
+    rows = table[(table["pool"] == pool) & (table["year"] == table["year"].max())]
+    if len(rows) != 1:
+        return None
+    lower, upper = float(rows["lower_Tg"].iloc[0]), float(rows["upper_Tg"].iloc[0])
+    return (round(lower, 2), round(upper, 2)) if math.isfinite(lower) and \
+        math.isfinite(upper) else None
+
+
+def _interval_words(head: Mapping) -> str:
+    """``90 % interval [a, b]`` (the level where known)."""
+    interval, level = head["interval"], head.get("level")
+    label = f"{level * 100:.3g} % interval" if level else "interval"
+    return f"{label} [{_fmt_value(interval[0])}, {_fmt_value(interval[1])}]"
+
+
 def _headline_card(key: str, head: Mapping, stage: str, report: str | None) -> str:
     """One headline as a card: text, value and units, its interval or its caveat."""
     interval = head.get("interval")
@@ -319,8 +386,7 @@ def _headline_card(key: str, head: Mapping, stage: str, report: str | None) -> s
     units = html.escape(head.get("units") or "")
     value = _fmt_value(head.get("value"))
     if interval:
-        extra = (f'<div class="interval">interval [{_fmt_value(interval[0])}, '
-                 f'{_fmt_value(interval[1])}] {units}</div>')
+        extra = f'<div class="interval">({_interval_words(head)} {units})</div>'
     elif isinstance(head.get("value"), (int, float)) and units not in ("", "%", "% of area"):
         extra = '<div class="nointerval">point estimate, no interval</div>'
     else:
@@ -359,7 +425,7 @@ def render_index(
         link = (f'<a href="{html.escape(report)}">{html.escape(m.get("title", m["stage"]))}</a>'
                 if report and (run_dir / report).exists() else html.escape(m.get("title", "")))
         duration = m.get("duration_s")
-        heads = m.get("headlines") or {}
+        heads = _complete_headlines(run_dir, m)
         head_html = "<br>".join(_headline_html(k, h) for k, h in heads.items())
         has_report = bool(report) and (run_dir / report).exists()
         cards += [_headline_card(k, h, m["stage"], report if has_report else None)

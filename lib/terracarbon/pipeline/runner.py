@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -12,12 +13,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
+from terracarbon import progress as _progress
 from terracarbon.pipeline import preflight, report
 from terracarbon.pipeline import stages
 from terracarbon.errors import ParameterError, RunInterrupted, StageError
@@ -90,12 +93,15 @@ KERNEL_LOG = "kernel.log"
 """The stage kernel's own stdout/stderr (start-up notes, shutdown noise), in the stage folder."""
 
 
-def _kernel_manager_class(log_path: Path) -> type:
+def _kernel_manager_class(log_path: Path, env: dict[str, str] | None = None) -> type:
     """A Jupyter kernel manager that sends the kernel process's console output to ``log_path``.
 
     The kernel runs in its own session (jupyter_client does that), so Ctrl-C reaches only
     ``run_all``; when the run then shuts the kernel down mid-cell, the kernel's complaints
-    (tracebacks of closed sockets) go to the log instead of the user's terminal.
+    (tracebacks of closed sockets) go to the log instead of the user's terminal. ``env`` is
+    added to this kernel's environment only (the progress events file of its stage); a
+    Jupyter server's ``JPY_SESSION_NAME`` is not passed on, so a stage kernel never takes
+    itself for an interactive JupyterLab kernel (no progress widgets in the reports).
     """
     from jupyter_client import AsyncKernelManager
     from jupyter_core.paths import jupyter_runtime_dir
@@ -112,6 +118,9 @@ def _kernel_manager_class(log_path: Path) -> type:
             runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.transport = "ipc"
             self.ip = str(runtime / f"terracarbon-{uuid.uuid4().hex[:12]}")
+            kernel_env = {**os.environ, **kw.get("env", {}), **(env or {})}
+            kernel_env.pop("JPY_SESSION_NAME", None)
+            kw["env"] = kernel_env
             with open(log_path, "ab") as log:  # the kernel process keeps its own copy
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
@@ -167,24 +176,32 @@ class _InterruptHandling:
 
 def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
                      parameters: dict, cwd: str | os.PathLike,
-                     kernel_log: str | os.PathLike) -> Path:
+                     kernel_log: str | os.PathLike,
+                     display: StageProgress | None = None) -> Path:
     """Execute ``source`` with papermill into ``output`` the way the runner runs a stage.
 
     The kernel gets the batch environment (:func:`_kernel_env`), talks over Unix-domain
     sockets (no TCP) and writes its own console output to ``kernel_log``. Written
     atomically; on failure the executed notebook (with its traceback) is kept at ``output``.
+
+    With ``display``, the kernel's library progress (:mod:`terracarbon.progress`) is written
+    to a temporary events file beside ``output`` that ``display`` tails while the notebook
+    runs; the file is removed afterwards. Without it the kernel reports no progress at all.
     """
     import papermill
 
     output = Path(output)
     os.environ.update(_kernel_env())
     Path(kernel_log).unlink(missing_ok=True)
-    with atomic_path(output) as tmp:
+    events = _progress.events_path(output.parent) if display is not None else None
+    env = ({_progress.ENV_FILE: str(events)} if events is not None
+           else {_progress.ENV_MODE: "off", _progress.ENV_FILE: ""})
+    with atomic_path(output) as tmp, _tailing(display, events):
         try:
             papermill.execute_notebook(
                 str(source), str(tmp), parameters=parameters, cwd=str(cwd),
                 progress_bar=False, kernel_name="python3", report_mode=False,
-                kernel_manager_class=_kernel_manager_class(Path(kernel_log)),
+                kernel_manager_class=_kernel_manager_class(Path(kernel_log), env),
             )
         except BaseException:
             # keep the failed notebook (with its traceback) for the HTML report
@@ -194,14 +211,167 @@ def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
     return output
 
 
-def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path) -> Path:
+class StageProgress:
+    """What the console shows of a running stage, from its kernel's progress events.
+
+    Events (:func:`terracarbon.progress.read_events`) are folded into the tasks still running
+    (:class:`terracarbon.progress.ProgressState`) and shown as ``[stage] running <status>``:
+
+    * with ``status`` (a terminal): every change rewrites one line in place (``run_all``
+      prints it after a carriage return and clears it before the next ordinary line);
+    * without (a log, CI): a line through ``progress`` at most every ``interval_s`` seconds
+      while something changed, and one when a task that ran at least ``interval_s`` ends —
+      a quick stage adds no line, a long one a few per minute.
+
+    ``clock`` is for tests.
+    """
+
+    def __init__(self, stage_id: str, progress: Callable[[str], None], *,
+                 status: Callable[[str], None] | None = None, interval_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stage_id = stage_id
+        self.progress = progress
+        self.status = status
+        self.interval_s = interval_s
+        self.clock = clock
+        self.state = _progress.ProgressState()
+        self._shown: str | None = None
+        self._last_line = clock()
+
+    def line(self, text: str) -> str:
+        """The console message of ``text``: ``[stage] running <text>``."""
+        return f"[{self.stage_id}] running {text}"
+
+    def feed(self, events: Iterable[dict]) -> None:
+        """Fold ``events`` in and show what changed, by the rules above."""
+        ended = []
+        for event in events:
+            info = self.state.apply(event)
+            if info is not None:
+                ended.append(info)
+        text = self.state.status()
+        if self.status is not None:
+            if text != self._shown:
+                self._shown = text
+                self.status(self.line(text) if text else "")
+            return
+        now = self.clock()
+        for info in ended:
+            if info["elapsed_s"] >= self.interval_s:
+                self.progress(self.line(_progress.finished(info)))
+                self._last_line = now
+        if text and text != self._shown and now - self._last_line >= self.interval_s:
+            self.progress(self.line(text))
+            self._shown, self._last_line = text, now
+
+    def close(self) -> None:
+        """The stage ended: clear a live line."""
+        if self.status is not None and self._shown:
+            self.status("")
+        self._shown = None
+        self.state = _progress.ProgressState()
+
+
+class Console:
+    """``run_all``'s console: ``"   12.3 s  message"`` lines, and on a terminal one live line.
+
+    Calling it prints a line (after clearing a live line); :meth:`status` rewrites the live
+    line in place (``\\r`` and erase-line, cut to the terminal width; ``""`` clears it). ``live``
+    defaults to whether ``stream`` is a terminal; without it :meth:`status` prints nothing.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, t0: float | None = None,
+                 live: bool | None = None) -> None:
+        import sys
+
+        self.stream = stream if stream is not None else sys.stdout
+        self.t0 = time.time() if t0 is None else t0
+        self.live = self.stream.isatty() if live is None else live
+        self._showing = False
+        self._lock = threading.Lock()
+
+    def _stamp(self, message: str) -> str:
+        return f"{time.time() - self.t0:7.1f} s  {message}"
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            if self._showing:
+                self.stream.write("\r\x1b[K")
+                self._showing = False
+            self.stream.write(self._stamp(message) + "\n")
+            self.stream.flush()
+
+    def status(self, message: str) -> None:
+        if not self.live:
+            return
+        import shutil
+
+        width = shutil.get_terminal_size((100, 20)).columns
+        with self._lock:
+            text = self._stamp(message)[:max(20, width - 1)] if message else ""
+            self.stream.write("\r\x1b[K" + text)
+            self.stream.flush()
+            self._showing = bool(text)
+
+
+@contextlib.contextmanager
+def _tailing(display: StageProgress | None, events: Path | None,
+             poll_s: float = 0.5) -> Iterator[None]:
+    """While the block runs, feed ``events`` to ``display`` from a thread; then the rest, and
+    remove the file."""
+    if display is None or events is None:
+        yield
+        return
+    stop = threading.Event()
+    offset = 0
+
+    def poll() -> None:
+        nonlocal offset
+        found, offset = _progress.read_events(events, offset)
+        if found:
+            display.feed(found)
+
+    def loop() -> None:
+        while not stop.wait(poll_s):
+            try:
+                poll()
+            except Exception:  # noqa: BLE001  the display must never stop a stage
+                log.debug("progress display failed", exc_info=True)
+
+    thread = threading.Thread(target=loop, name="terracarbon-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        try:
+            poll()
+        except Exception:  # noqa: BLE001
+            log.debug("progress display failed", exc_info=True)
+        display.close()
+        events.unlink(missing_ok=True)
+
+
+def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path,
+             display: StageProgress | None = None) -> Path:
     """Execute a stage notebook with papermill into its stage folder (atomically)."""
     spec = stages.STAGES[stage_id]
     stage_dir = run_dir / stage_id
     stage_dir.mkdir(parents=True, exist_ok=True)
     return execute_notebook(notebook_dir / spec.notebook, stage_dir / spec.notebook,
                             parameters=stage_parameters(params, stage_id, run_dir),
-                            cwd=notebook_dir, kernel_log=stage_dir / KERNEL_LOG)
+                            cwd=notebook_dir, kernel_log=stage_dir / KERNEL_LOG,
+                            display=display)
+
+
+def progress_interval_s() -> float:
+    """Seconds between progress lines on a console that is not a terminal
+    (``TERRACARBON_PROGRESS_INTERVAL``, default 30)."""
+    try:
+        return max(1.0, float(os.environ.get("TERRACARBON_PROGRESS_INTERVAL", "30")))
+    except ValueError:
+        return 30.0
 
 
 def run_study(
@@ -213,8 +383,16 @@ def run_study(
     only: str | None = None,
     notebook_dir: Path = NOTEBOOK_DIR,
     progress: Callable[[str], None] = lambda msg: None,
+    status: Callable[[str], None] | None = None,
 ) -> tuple[Path, list[StageResult]]:
     """Run the study's stages in order; return the run folder and per-stage results.
+
+    ``progress`` receives one message per event (stage running, complete, skipped, failed,
+    the index, preflight warnings) and, while a stage runs, what its library calls report
+    (:class:`StageProgress`, :mod:`terracarbon.progress`): through ``status`` (a line a
+    terminal rewrites in place; ``""`` clears it) when given, else as occasional lines.
+    ``TERRACARBON_PROGRESS=off`` turns the stage progress off, and it is off under pytest
+    unless ``TERRACARBON_PROGRESS=on``.
 
     A stage is skipped when its manifest is complete, its ``stage_hash`` (parameter sections
     + upstream hashes) matches and its outputs exist, unless ``force``. A failing stage stops
@@ -249,11 +427,12 @@ def run_study(
                          "--runs-dir and its permissions.") from None
     with RunLock(run_dir), _InterruptHandling():
         return _run_locked(params, run_dir, todo, force=force, notebook_dir=notebook_dir,
-                           progress=progress)
+                           progress=progress, status=status)
 
 
 def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
-                notebook_dir: Path, progress: Callable[[str], None]
+                notebook_dir: Path, progress: Callable[[str], None],
+                status: Callable[[str], None] | None = None
                 ) -> tuple[Path, list[StageResult]]:
     import papermill
 
@@ -280,8 +459,11 @@ def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
         progress(f"[{stage_id}] running {spec.notebook} …")
         t0 = time.time()
         error = None
+        display = (StageProgress(stage_id, progress, status=status,
+                                 interval_s=progress_interval_s())
+                   if _progress.console_enabled() else None)
         try:
-            out_nb = _execute(stage_id, params, run_dir, notebook_dir)
+            out_nb = _execute(stage_id, params, run_dir, notebook_dir, display)
         except KeyboardInterrupt:
             stages.update_manifest(run_dir / stage_id, stage=stage_id, title=spec.title,
                                    status="interrupted", duration_s=round(time.time() - t0, 2),

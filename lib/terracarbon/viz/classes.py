@@ -152,7 +152,10 @@ def _table_from_flags(codes: Sequence[int], meanings: Sequence[str], *, name: st
         colors = tuple(base.color_of(_code_by_meaning(base, m)) for _, m in pairs)
         return ClassTable(name, tuple(c for c, _ in pairs), tuple(m for _, m in pairs),
                           colors, nodata=None)
-    # Unknown words: the table's colour of the same code, tab10 otherwise; every code drawn.
+    # Unknown words: the table's colour of the same code, tab10 otherwise; every code but
+    # nodata drawn (nodata stays blank, as above, not the first tab10 colour)
+    pairs = [(c, m) for c, m in zip(codes, meanings) if m != _NODATA_MEANING]
+    codes, meanings = [c for c, _ in pairs], [m for _, m in pairs]
     generic = _generic_table(codes, name=name, names=meanings)
     colors = tuple(
         (base.color_of(c) if base is not None else None) or generic.colors[i]
