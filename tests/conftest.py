@@ -37,15 +37,3 @@ def quick_run_session(tmp_path_factory) -> tuple[Path, subprocess.CompletedProce
         assert manifest["status"] == "complete", f"{stage} did not complete in the quick run"
     return run, result
 
-
-def pytest_collection_modifyitems(config, items):
-    """Group tests for ``pytest -n 2 --dist loadgroup`` (what ``make test`` runs).
-
-    Every test that reads the shared quick-study run goes to one worker (the run is made once
-    per worker that asks for it); every other test stays with its module, so a module-scoped
-    study fixture is also built once. Without xdist the marks change nothing.
-    """
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = "quick_run" if "quick_run_session" in fixtures else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))

@@ -90,3 +90,34 @@ def test_cluster_results_are_bit_identical_to_in_process(client, series):
             np.testing.assert_array_equal(in_memory[name], expected, err_msg=name, strict=True)
     # global Moran: chunk-wise partial sums add in another order than one NumPy sum
     np.testing.assert_allclose(in_memory["moran"], in_process["moran"], rtol=1e-13)
+
+
+def test_quick_study_maps_trends_and_zones_on_a_local_cluster_equal_the_threaded_run(
+        quick_run_session, tmp_path):
+    """#17: one parameter (``compute.scheduler: distributed``) runs the study on a
+    dask.distributed LocalCluster (worker processes on 127.0.0.1); stages 03–05 rerun that way
+    on a copy of the threaded quick run give the same numbers, artifact by artifact."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from terracarbon.pipeline.compare import compare_runs
+    from terracarbon.pipeline.params import REPO_ROOT
+
+    run = quick_run_session[0]
+    copy = tmp_path / "runs" / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("screenshots", ".lock*"))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run_all.py"), "--params", "params/quick.yaml",
+         "--runs-dir", str(copy.parent), "--from", "03_carbon_maps", "--force",
+         "--set", "compute.scheduler=distributed", "--set", "compute.n_workers=2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    for stage in ("03_carbon_maps", "04_trends", "05_zoning"):
+        manifest = json.loads((copy / stage / "manifest.json").read_text())
+        assert manifest["status"] == "complete"
+        assert manifest["params"]["compute"]["scheduler"] == "distributed"
+    differences = {k: v for k, v in compare_runs(run, copy).items()
+                   if k.split("/")[0] in ("03_carbon_maps", "04_trends", "05_zoning")}
+    assert differences == {}, differences

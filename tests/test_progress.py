@@ -302,7 +302,8 @@ def test_log_console_writes_a_line_at_most_every_interval():
     assert all(ALLOWED.match(line) for line in stamped), stamped  # test_console's rule
 
 
-def test_terminal_console_rewrites_one_line_and_clears_it():
+def test_terminal_console_rewrites_one_line_and_clears_it(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")  # the live line is cut to the terminal's width
     stream = io.StringIO()
     console = runner.Console(stream, t0=0.0, live=True)
     display = runner.StageProgress("03_carbon_maps", console, status=console.status)

@@ -24,6 +24,10 @@ Three sources, each where it belongs:
 * **Pixel change** (t C ha-1 over the period): the members' quantiles of their own change
   (:func:`pixel_change_interval`): the model's uncertainty about the change at a pixel.
 
+The maps stage computes the ensemble parts in one pass over the members
+(:func:`ensemble_intervals`: each member predicts the pixel sample for every year and maps
+the two change years once; the same numbers as the separate functions).
+
 :func:`calibration_table` reports, where the truth is known (the synthetic study), how often
 the intervals hold it: a nominal 90 % interval should hold the truth about 90 % of the time.
 """
@@ -200,6 +204,38 @@ def sample_table(cube: xr.Dataset, rows: np.ndarray, cols: np.ndarray, years: Se
 # --------------------------------------------------------------- regional totals
 
 
+def _sample_predictions(model, table: pd.DataFrame, cube: xr.Dataset, n: int,
+                        n_years: int) -> dict[str, np.ndarray]:
+    """One model's density at the sampled pixels, ``{target: (year, pixel) float32}``."""
+    out = {t: np.empty((n_years, n), np.float32) for t in model.targets}
+    per_call = max(1, SAMPLE_ROWS_PER_CALL // max(n, 1))  # years per prediction call
+    for k0 in range(0, n_years, per_call):  # a network's patches stay small
+        k1 = min(n_years, k0 + per_call)
+        part = table.iloc[k0 * n:k1 * n]
+        pred = np.asarray(model.predict_samples(part, cube), dtype=np.float32)
+        for j, t in enumerate(model.targets):
+            out[t][k0:k1] = pred[:, j].reshape(k1 - k0, n)
+    return out
+
+
+def _sample_dataset(per_model: Mapping[str, Mapping[str, np.ndarray]], years: np.ndarray,
+                    rows: np.ndarray, cols: np.ndarray) -> xr.Dataset:
+    """Stack :func:`_sample_predictions` of each model into the ``(member, year, pixel)``
+    dataset of :func:`member_sample_density`."""
+    labels = list(per_model)
+    first = per_model[labels[0]]
+    data = {t: np.stack([per_model[label][t] for label in labels]) for t in first}
+    total = pool_sum(data)
+    if total is not None:
+        data["total"] = total
+    coords = {"member": labels, "year": years, "row": ("pixel", rows), "col": ("pixel", cols)}
+    return xr.Dataset(
+        {var(t, "density"): (("member", "year", "pixel"), v, {"units": DENSITY_UNITS})
+         for t, v in data.items()}, coords=coords,
+        attrs={"description": "density of the central model and the bootstrap members at a "
+                              "systematic sample of pixels"})
+
+
 def member_sample_density(models: Mapping[str, object], table: pd.DataFrame, cube: xr.Dataset,
                           rows: np.ndarray, cols: np.ndarray) -> xr.Dataset:
     """Every model's density at the sampled pixels and years.
@@ -223,27 +259,9 @@ def member_sample_density(models: Mapping[str, object], table: pd.DataFrame, cub
         pixel as coordinates.
     """
     years = np.unique(table["year"].to_numpy())
-    n = rows.size
-    labels = list(models)
-    first = next(iter(models.values()))
-    data = {t: np.empty((len(labels), years.size, n), np.float32) for t in first.targets}
-    per_call = max(1, SAMPLE_ROWS_PER_CALL // max(n, 1))  # years per prediction call
-    for i, model in enumerate(models.values()):
-        for k0 in range(0, years.size, per_call):  # a network's patches stay small
-            k1 = min(years.size, k0 + per_call)
-            part = table.iloc[k0 * n:k1 * n]
-            pred = np.asarray(model.predict_samples(part, cube), dtype=np.float32)
-            for j, t in enumerate(model.targets):
-                data[t][i, k0:k1] = pred[:, j].reshape(k1 - k0, n)
-    total = pool_sum(data)
-    if total is not None:
-        data["total"] = total
-    coords = {"member": labels, "year": years, "row": ("pixel", rows), "col": ("pixel", cols)}
-    return xr.Dataset(
-        {var(t, "density"): (("member", "year", "pixel"), v, {"units": DENSITY_UNITS})
-         for t, v in data.items()}, coords=coords,
-        attrs={"description": "density of the central model and the bootstrap members at a "
-                              "systematic sample of pixels"})
+    per_model = {label: _sample_predictions(model, table, cube, rows.size, years.size)
+                 for label, model in models.items()}
+    return _sample_dataset(per_model, years, rows, cols)
 
 
 def sample_storage_totals(sample_density: xr.Dataset, area_ha: np.ndarray) -> pd.DataFrame:
@@ -500,6 +518,98 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
             ensemble_change(change, draws, interval=interval), density)
 
 
+@dataclass
+class EnsembleIntervals:
+    """What :func:`ensemble_intervals` returns: the totals and change tables with their
+    ensemble intervals, the members' sampled density and the per-pixel change bounds."""
+
+    totals: pd.DataFrame
+    change: pd.DataFrame
+    sample: xr.Dataset
+    pixel_change: xr.Dataset | None
+
+
+def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model, members,
+                       cube: xr.Dataset, area: xr.DataArray, *, interval: float,
+                       start: int | None = None, end: int | None = None,
+                       year_error: Mapping[str, float] | None = None, seed: int = 0,
+                       alternatives: Mapping[str, object] | None = None,
+                       step: int = SAMPLE_STEP,
+                       pool_plan: Mapping[str, Mapping] | None = None,
+                       member_trees: int | None = None) -> EnsembleIntervals:
+    """Regional and per-pixel ensemble intervals in one pass over the members.
+
+    The same numbers as :func:`regional_intervals` followed by
+    :func:`pixel_change_interval` (``start``/``end``; both ``None``: no pixel bounds),
+    organised so each member is visited once: it predicts the pixel sample for every year
+    and maps ``start`` and ``end`` from layers loaded once, and its change maps go
+    straight into the stacks the quantiles are taken from. The sampled start and end
+    years are not read off the full maps: a model's map and its sample predictions may
+    differ in the last float32 bit (an averaged model means float32 maps), and the draws
+    stay those of :func:`regional_intervals`.
+
+    Parameters are those of :func:`regional_intervals`, plus ``start`` and ``end`` (years
+    of the per-pixel change, t C ha-1 over the period) and ``member_trees``: when given,
+    the members' random forests use only their first ``member_trees`` trees
+    (:func:`terracarbon.models.ensemble.with_trees`; the central model and the
+    alternatives keep all theirs). On the default study 25 of 100 trees left every
+    regional coverage of the calibration table unchanged and the interval widths within
+    2 %, and widened the per-pixel change bounds by 3-6 % (benchmarks/README.md,
+    "Session 7: stage 03"); the default (``None``) keeps every tree.
+
+    Returns
+    -------
+    EnsembleIntervals
+        ``totals``, ``change`` (with ``lower_Tg``/``upper_Tg``), ``sample`` (the members'
+        sampled density, :func:`member_sample_density`) and ``pixel_change``
+        (``<pool>_carbon_density_change_lower/upper`` on the grid, or None).
+    """
+    interval_quantiles(interval)
+    if (start is None) != (end is None):
+        raise ParameterError(f"start={start!r}, end={end!r}: give both years of the pixel "
+                             "change, or neither")
+    members = list(members)
+    if not members:
+        raise InputDataError("ensemble_intervals: no members; use the central model's own "
+                             "pixel bounds (maps.interval_method: correlated)")
+    if member_trees is not None:
+        from terracarbon.models.ensemble import with_trees
+
+        members = [with_trees(m, member_trees) for m in members]
+    rows, cols = pixel_sample(cube["region_mask"], step=step)
+    years = sorted(int(y) for y in totals["year"].unique())
+    alternatives = dict(alternatives or {})
+    features = sorted(set(getattr(central_model, "features", None) or []).union(
+        *(getattr(m, "features", None) or [] for m in alternatives.values())))
+    table = sample_table(cube, rows, cols, years, features)
+    area_ha = np.asarray(area.values, dtype=np.float64)[rows, cols]
+    labels = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)},
+              **{f"{ALTERNATIVE_PREFIX}{name}": m for name, m in alternatives.items()}}
+    member_labels = {f"m{i:02d}" for i in range(len(members))}
+    with_pixels = start is not None
+    change_cube = _change_cube(members, cube, int(start), int(end)) if with_pixels else None
+    sampled_years = np.unique(table["year"].to_numpy())
+    per_model: dict[str, dict[str, np.ndarray]] = {}
+    changes: dict[str, list[np.ndarray]] = {}
+    template = None
+    for label, model in labels.items():  # one visit per model
+        per_model[label] = _sample_predictions(model, table, cube, rows.size, sampled_years.size)
+        if with_pixels and label in member_labels:
+            per_pool, template = _member_change(model, change_cube, cube, int(start), int(end),
+                                                pool_plan)
+            for pool, values in per_pool.items():
+                changes.setdefault(pool, []).append(values)
+    density = _sample_dataset(per_model, sampled_years, rows, cols)
+    draws = ensemble_draws(sample_storage_totals(density, area_ha), totals,
+                           sample_area_ha=float(area_ha.sum()), year_error=year_error,
+                           seed=seed, pool_plan=pool_plan)
+    pixel_change = (_change_bounds(changes, template, start=int(start), end=int(end),
+                                   interval=interval) if with_pixels else None)
+    return EnsembleIntervals(ensemble_totals(totals, draws, interval=interval),
+                             ensemble_change(change, draws, interval=interval), density,
+                             pixel_change)
+
+
 # --------------------------------------------------------------------- pixels
 
 
@@ -663,6 +773,59 @@ def member_quantiles(stack: np.ndarray, quantiles: Sequence[float]) -> np.ndarra
     return out
 
 
+def _change_cube(members: Sequence, cube: xr.Dataset, start: int, end: int) -> xr.Dataset:
+    """The layers the members read for years ``start`` and ``end`` (and a CNN-TCN's years
+    before them), loaded once: every member maps both years from it."""
+    wanted = set(getattr(members[0], "features", [])) | {"region_mask", "landuse"}
+    parts = getattr(members[0], "components", [members[0]])
+    lookback = max(p._sequence_length() if hasattr(p, "_sequence_length") else 1
+                   for p in parts) - 1  # a CNN-TCN reads the years before
+    years = [int(y) for y in cube["year"].values
+             if any(y0 - lookback <= int(y) <= y0 for y0 in (start, end))]
+    return cube[[v for v in cube.data_vars if v in wanted]].sel(year=years).load()
+
+
+def _member_change(member, change_cube: xr.Dataset, full_cube: xr.Dataset, start: int,
+                   end: int, pool_plan: Mapping[str, Mapping] | None
+                   ) -> tuple[dict[str, np.ndarray], xr.Dataset]:
+    """One member's change map ``end - start`` per pool (and the total), float32 (y, x),
+    and its start-year map (the grid template)."""
+    a = member.predict_map(change_cube, start)
+    b = member.predict_map(change_cube, end)
+    if bool(pool_plan) and any(s["source"] != "model" for s in pool_plan.values()):
+        from terracarbon.carbon.pools import assemble_pools
+
+        a, b = (assemble_pools(d.expand_dims(year=[y]), pool_plan, full_cube).isel(year=0)
+                for d, y in ((a, start), (b, end)))
+    per_pool = {}
+    for pool in TARGET_POOLS:
+        name = var(pool, "density")
+        if name in a:
+            per_pool[pool] = (np.asarray(b[name].values, np.float32)
+                              - np.asarray(a[name].values, np.float32))
+    if per_pool:
+        per_pool["total"] = pool_sum(per_pool)
+    return per_pool, a
+
+
+def _change_bounds(changes: Mapping[str, list[np.ndarray]], template: xr.Dataset | None, *,
+                   start: int, end: int, interval: float) -> xr.Dataset:
+    """``<pool>_carbon_density_change_lower/upper``: quantiles across the members' changes."""
+    if template is None:
+        raise InputDataError("pixel_change_interval: no members")
+    q_low, q_high = interval_quantiles(interval)
+    out = xr.Dataset(coords={"y": template["y"], "x": template["x"]})
+    for pool, stack in changes.items():
+        arr = np.stack(stack)
+        lo, hi = member_quantiles(arr, [q_low, q_high])
+        for bound, values in (("lower", lo), ("upper", hi)):
+            out[f"{var(pool, 'density')}_change_{bound}"] = (("y", "x"), values.astype(np.float32), {
+                "units": DENSITY_UNITS, "long_name": f"{pool} carbon density change "
+                f"{start}-{end}, {bound} bound", "interval": f"{interval:g} central, "
+                f"{len(stack)}-member bootstrap ensemble"})
+    return out
+
+
 def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, end: int,
                           interval: float, pool_plan: Mapping[str, Mapping] | None = None
                           ) -> xr.Dataset:
@@ -674,52 +837,20 @@ def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, en
     (:func:`terracarbon.carbon.pools.pool_plan`) each member's maps first get the study's
     other pools (derived, product, lookup; :func:`~terracarbon.carbon.pools.assemble_pools`).
     Holds the members' change maps of one pool at a time (members x y x x float32): not a
-    streaming step (see #17).
+    streaming step (see #17). :func:`ensemble_intervals` computes the same bounds in one
+    pass with the regional intervals.
     """
-    q_low, q_high = interval_quantiles(interval)
+    interval_quantiles(interval)
+    if not members:
+        raise InputDataError("pixel_change_interval: no members")
+    change_cube = _change_cube(members, cube, start, end)
     changes: dict[str, list[np.ndarray]] = {}
     template = None
-    full_cube = cube
-    others = bool(pool_plan) and any(s["source"] != "model" for s in pool_plan.values())
-    # the two years' layers once in memory: every member reads them
-    wanted = set(getattr(members[0], "features", [])) | {"region_mask", "landuse"}
-    parts = getattr(members[0], "components", [members[0]])
-    lookback = max(p._sequence_length() if hasattr(p, "_sequence_length") else 1
-                   for p in parts) - 1  # a CNN-TCN reads the years before
-    years = [int(y) for y in cube["year"].values
-             if any(y0 - lookback <= int(y) <= y0 for y0 in (start, end))]
-    cube = cube[[v for v in cube.data_vars if v in wanted]].sel(year=years).load()
     for member in members:
-        a = member.predict_map(cube, start)
-        b = member.predict_map(cube, end)
-        if others:
-            from terracarbon.carbon.pools import assemble_pools
-
-            a, b = (assemble_pools(d.expand_dims(year=[y]), pool_plan, full_cube).isel(year=0)
-                    for d, y in ((a, start), (b, end)))
-        template = a
-        per_pool = {}
-        for pool in TARGET_POOLS:
-            name = var(pool, "density")
-            if name in a:
-                per_pool[pool] = (np.asarray(b[name].values, np.float32)
-                                  - np.asarray(a[name].values, np.float32))
-        if per_pool:
-            per_pool["total"] = pool_sum(per_pool)
+        per_pool, template = _member_change(member, change_cube, cube, start, end, pool_plan)
         for pool, values in per_pool.items():
             changes.setdefault(pool, []).append(values)
-    if template is None:
-        raise InputDataError("pixel_change_interval: no members")
-    out = xr.Dataset(coords={"y": template["y"], "x": template["x"]})
-    for pool, stack in changes.items():
-        arr = np.stack(stack)
-        lo, hi = member_quantiles(arr, [q_low, q_high])
-        for bound, values in (("lower", lo), ("upper", hi)):
-            out[f"{var(pool, 'density')}_change_{bound}"] = (("y", "x"), values.astype(np.float32), {
-                "units": DENSITY_UNITS, "long_name": f"{pool} carbon density change "
-                f"{start}-{end}, {bound} bound", "interval": f"{interval:g} central, "
-                f"{len(stack)}-member bootstrap ensemble"})
-    return out
+    return _change_bounds(changes, template, start=start, end=end, interval=interval)
 
 
 # ---------------------------------------------------------------- calibration
@@ -740,12 +871,15 @@ def calibration_table(density: xr.Dataset, truth: xr.Dataset, totals: pd.DataFra
         name = var(pool, "density")
         lo, hi = f"{name}_lower", f"{name}_upper"
         if lo in density and name in truth:
+            import dask
+
             t = truth[name].sel(year=density["year"].values)
             inside = (density[lo] <= t) & (t <= density[hi])
             valid = np.isfinite(t) & np.isfinite(density[lo]) & np.isfinite(density[hi])
-            n = int(valid.sum())
-            covered = int((inside & valid).sum())
-            width = float((density[hi] - density[lo]).where(valid).mean())
+            # one computation: the bounds and the truth are read once, not once per number
+            n, covered, width = dask.compute(valid.sum(), (inside & valid).sum(),
+                                             (density[hi] - density[lo]).where(valid).mean())
+            n, covered, width = int(n), int(covered), float(width)
             rows.append({"quantity": "pixel density", "pool": pool, "n": n,
                          "coverage": covered / n if n else np.nan, "mean_width": width,
                          "units": DENSITY_UNITS})

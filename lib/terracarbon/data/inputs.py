@@ -74,6 +74,9 @@ def resolve_inputs(
             crs=synthetic["crs"], n_veg_plots=synthetic["n_veg_plots"],
             n_soil_plots=synthetic["n_soil_plots"], plot_years=tuple(synthetic["plot_years"]),
             revisit_share=synthetic["revisit_share"], seed=seed,
+            region_share=synthetic.get("region_share", 0.78),
+            generation=synthetic.get("generation", "auto"),
+            **({"origin_xy": tuple(synthetic["origin_m"])} if synthetic.get("origin_m") else {}),
         )
         spec = synth.data_params(files)
         scheme = synthetic.get("landcover_scheme") or "terracarbon"

@@ -55,6 +55,7 @@ from terracarbon.landcover.study import (
     check_group_sums,
     class_layer,
     class_levels,
+    codes_present,
     contribution_by_level,
     counts_table,
     decomposition_summary,
@@ -72,7 +73,8 @@ def default_table() -> LandCoverTable:
 
 
 __all__ = [
-    "ClassLevels", "check_group_sums", "class_layer", "class_levels", "contribution_by_level",
+    "ClassLevels", "check_group_sums", "class_layer", "class_levels",
+    "codes_present", "contribution_by_level",
     "counts_table", "decomposition_summary", "is_group_table", "prepare_landuse",
     "stack_levels", "totals_by_level", "transitions_by_level",
     "DEFAULT_SCHEME", "GROUPS", "GROUP_TABLE", "IGBP_GROUPS", "SCHEMES", "LandClass",

@@ -166,6 +166,28 @@ def class_layer(cube: xr.Dataset) -> xr.DataArray:
     return cube[LANDUSE_LAYER]
 
 
+def codes_present(layer: xr.DataArray) -> np.ndarray:
+    """The sorted distinct codes of a class layer (every year), nodata code included.
+
+    Chunk by chunk on a dask-backed layer (each chunk's codes, then their union), so a
+    (year, y, x) land-use stack at national scale is never held in memory.
+
+    Examples
+    --------
+    >>> import dask.array as dsa
+    >>> codes = np.array([[[3, 1], [1, 0]], [[3, 5], [5, 5]]], dtype="int16")
+    >>> lazy = xr.DataArray(dsa.from_array(codes, chunks=1), dims=("year", "y", "x"))
+    >>> codes_present(lazy).tolist()
+    [0, 1, 3, 5]
+    """
+    data = layer.data
+    if hasattr(data, "dask"):
+        import dask.array as dsa
+
+        return np.asarray(dsa.unique(data).compute())
+    return np.unique(np.asarray(data))
+
+
 @dataclass(frozen=True)
 class ClassLevels:
     """The levels a study's per-class tables come at, with the cube layer of each.

@@ -26,6 +26,9 @@ Modules: :mod:`.generator` (:func:`make_study`: arguments, orchestration, GeoTIF
 :data:`SOIL_TYPES`, :data:`VEG_TYPES`), :mod:`.plots` (plot sampling, outliers),
 :mod:`.truth` (``truth.nc`` and :func:`open_truth`) and :mod:`.noise` (pixel geometry, random
 streams, smooth fields). Everything public is re-exported here: ``tc.synthetic.make_study``.
+Grids above 6 M pixels (or ``generation="streaming"``, e.g. ``params/china_1km.yaml``) are
+written tile by tile in bounded memory by :mod:`.streaming`, whose docstring lists how its
+model differs from the one below; smaller studies are drawn whole, as described here.
 
 Generative model
 ----------------

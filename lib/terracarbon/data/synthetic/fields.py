@@ -126,8 +126,10 @@ YearWriter = Callable[[int, dict[str, np.ndarray]], None]
 # --------------------------------------------------------------------------- static fields
 
 
-def static_fields(grid: Grid, seed: int) -> dict[str, Any]:
+def static_fields(grid: Grid, seed: int, *, region_share: float = 0.78) -> dict[str, Any]:
     """Everything that does not change with the year, as ``(y, x)`` arrays on ``grid``.
+
+    ``region_share`` is the share of the grid rectangle the study polygon covers.
 
     Keys: ``polygon_lonlat`` / ``polygon_xy`` (the boundary, shapely), ``region`` (bool),
     ``bump`` (mountain bump 0..1), ``zones`` (int8, :data:`ZONES`), ``city_distance`` and
@@ -136,7 +138,8 @@ def static_fields(grid: Grid, seed: int) -> dict[str, Any]:
     never) and ``afforest_class``, ``soil_type``, ``veg_type``, and the residual patterns
     ``rho_v``, ``rho_s``, ``ndvi_residual`` (N(0.03), N(0.03), N(0.04)).
     """
-    polygon_lonlat, polygon_xy, region = _region(grid, random_stream(seed, STREAMS["boundary"]))
+    polygon_lonlat, polygon_xy, region = _region(grid, random_stream(seed, STREAMS["boundary"]),
+                                                 region_share)
     rng_zone = random_stream(seed, STREAMS["zones"])
     bump = np.exp(-grid.distance(_MOUNTAIN_CENTRE) ** 2 / (2 * _MOUNTAIN_SIGMA**2))
     mountain = bump + 0.1 * noise(grid, rng_zone, 0.02) > 0.5
@@ -194,11 +197,29 @@ def static_fields(grid: Grid, seed: int) -> dict[str, Any]:
     }
 
 
-def _region(grid: Grid, rng: np.random.Generator) -> tuple[Any, Any, np.ndarray]:
-    """The study polygon (lon/lat and grid CRS) and its pixel-centre mask."""
+def _region(grid: Grid, rng: np.random.Generator,
+            cover: float = _REGION_COVER) -> tuple[Any, Any, np.ndarray]:
+    """The study polygon (lon/lat and grid CRS) and its pixel-centre mask (``cover``: the share
+    of the rectangle inside the polygon)."""
+    poly_lonlat, poly_back = region_polygon(grid, rng, cover)
+    from rasterio import features
+
+    region = features.rasterize(
+        [(poly_back, 1)], out_shape=grid.shape, transform=grid.transform, fill=0,
+        all_touched=False, dtype="uint8",
+    ).astype(bool)
+    return poly_lonlat, poly_back, region
+
+
+def region_polygon(grid: Grid, rng: np.random.Generator,
+                   cover: float = _REGION_COVER) -> tuple[Any, Any]:
+    """The study polygon in lon/lat and projected back to the grid CRS (the mask's source).
+
+    A star-shaped polygon around the grid centre (package docstring, "Boundary") whose radius
+    scale is bisected until it covers ``cover`` of the rectangle.
+    """
     import shapely
     from pyproj import Transformer
-    from rasterio import features
 
     theta = np.linspace(0.0, 2 * np.pi, 720, endpoint=False)
     k = np.arange(2, 7)[:, None]
@@ -220,7 +241,7 @@ def _region(grid: Grid, rng: np.random.Generator) -> tuple[Any, Any, np.ndarray]
     lo, hi = 0.5, 1.6
     for _ in range(40):  # bisection on the radius scale to reach the target cover
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if polygon(mid).area < _REGION_COVER * width * height else (lo, mid)
+        lo, hi = (mid, hi) if polygon(mid).area < cover * width * height else (lo, mid)
     poly_xy = shapely.geometry.polygon.orient(polygon(0.5 * (lo + hi)), 1.0)
     to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     to_xy = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
@@ -233,11 +254,7 @@ def _region(grid: Grid, rng: np.random.Generator) -> tuple[Any, Any, np.ndarray]
     # The mask comes from the lon/lat polygon projected back, as a reader would compute it.
     bx, by = to_xy.transform(ring_lonlat[:, 0], ring_lonlat[:, 1])
     poly_back = shapely.Polygon(np.column_stack([bx, by]))
-    region = features.rasterize(
-        [(poly_back, 1)], out_shape=grid.shape, transform=grid.transform, fill=0,
-        all_touched=False, dtype="uint8",
-    ).astype(bool)
-    return poly_lonlat, poly_back, region
+    return poly_lonlat, poly_back
 
 
 def _river_half_width_px(grid: Grid) -> float:

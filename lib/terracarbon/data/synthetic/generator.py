@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,6 +54,10 @@ def make_study(
     n_outliers: int | None = None,
     n_outside_plots: int = 5,
     seed: int = 42,
+    region_share: float = 0.78,
+    generation: Literal["auto", "in_memory", "streaming"] = "auto",
+    block_px: int = 256,
+    chunk_px: int = 1024,
 ) -> StudyFiles:
     """Write the synthetic study area (rasters, boundary, plots, truth) to ``out_dir``.
 
@@ -95,6 +99,20 @@ def make_study(
         Sites placed 1-6 pixels outside the grid, for the prep stage to drop.
     seed : int
         Seed of every random component (>= 0).
+    region_share : float
+        Share of the grid rectangle inside the study polygon (0.25-0.95; default 0.78; China
+        in its Albers rectangle: 0.48).
+    generation : {"auto", "in_memory", "streaming"}
+        ``in_memory`` draws whole-grid arrays (:mod:`.fields`; every existing study's
+        numbers); ``streaming`` writes tile by tile in bounded memory with the model of
+        :mod:`.streaming` (other numbers, same files and planted structure); ``auto``
+        streams grids above :data:`.streaming.STREAMING_THRESHOLD_PX` pixels (6 M).
+    block_px : int
+        Streaming only: edge of the white-noise and plot-sampling block lattice (part of the
+        study, recorded in ``study.json``; 16-4096).
+    chunk_px : int
+        Streaming only: tile edge of the pass, a multiple of ``block_px``; sets the memory
+        used, not the numbers.
 
     Returns
     -------
@@ -125,6 +143,7 @@ def make_study(
         out_dir, nx, ny, pixel_size_m, years, crs, origin_xy, n_veg_plots, n_soil_plots,
         plot_years, revisit_share, n_outliers, n_outside_plots, seed,
     )
+    args.update(_generation_arguments(nx * ny, region_share, generation, block_px, chunk_px))
     out_dir = Path(out_dir).resolve()  # absolute paths survive a notebook's change of cwd
     files = study_files(out_dir, args)
     if is_complete(files, args):
@@ -138,7 +157,15 @@ def make_study(
         pixel_size_m=args["pixel_size_m"], crs=args["crs"], seed=args["seed"],
     )
     grid = Grid(args)
-    static = static_fields(grid, args["seed"])
+    if "streaming" in args:
+        from terracarbon.data.synthetic.streaming import write_streaming_study
+
+        write_streaming_study(files, grid, args, history, chunk_px=chunk_px)
+        _write_manifest(files, args, out_dir)
+        log.info("make_study: wrote %s (streaming) in %.1f s", out_dir,
+                 time.perf_counter() - started)
+        return files
+    static = static_fields(grid, args["seed"], region_share=args.get("region_share", 0.78))
     _write_static_rasters(files, grid, static, history)
 
     def write_year(year: int, layers: dict[str, np.ndarray]) -> None:
@@ -151,13 +178,50 @@ def make_study(
     io.write_table(plots, files.plots)
     io.write_table(plots_truth, files.plots_truth)
     write_truth(files.truth, grid, static, truth, history)
+    _write_manifest(files, args, out_dir)
+    log.info("make_study: wrote %s in %.1f s", out_dir, time.perf_counter() - started)
+    return files
+
+
+def _write_manifest(files: StudyFiles, args: dict[str, Any], out_dir: Path) -> None:
+    """``study.json``, written last: the arguments and the files (a rerun is then skipped)."""
     io.write_json(
         {"arguments": args, "terracarbon_version": __version__,
          "files": [str(p.relative_to(out_dir)) for p in all_paths(files)]},
         files.manifest,
     )
-    log.info("make_study: wrote %s in %.1f s", out_dir, time.perf_counter() - started)
-    return files
+
+
+def _generation_arguments(n_pixels: int, region_share: Any, generation: Any, block_px: Any,
+                          chunk_px: Any) -> dict[str, Any]:
+    """The recorded arguments of the region share and the generation path.
+
+    Only what differs from the in-memory defaults is recorded, so a study made before these
+    arguments existed keeps its ``study.json`` (and is not regenerated).
+    """
+    from terracarbon.data.synthetic.streaming import STREAMING_THRESHOLD_PX, STREAMING_VERSION
+
+    if (isinstance(region_share, bool) or not isinstance(region_share, int | float | np.number)
+            or not 0.25 <= float(region_share) <= 0.95):
+        raise ParameterError(f"make_study: region_share={region_share!r}; expected the share "
+                             "of the grid inside the study polygon, 0.25-0.95 (e.g. 0.78).")
+    if generation not in ("auto", "in_memory", "streaming"):
+        raise ParameterError(f"make_study: generation={generation!r}; expected 'auto', "
+                             "'in_memory' or 'streaming'.")
+    for name, value, low in (("block_px", block_px, 16), ("chunk_px", chunk_px, 16)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or not (
+                low <= value <= 4096):
+            raise ParameterError(f"make_study: {name}={value!r}; expected an integer "
+                                 f"{low}-4096 (e.g. 256).")
+    if chunk_px % block_px:
+        raise ParameterError(f"make_study: chunk_px={chunk_px} is not a multiple of "
+                             f"block_px={block_px}; expected e.g. chunk_px={4 * block_px}.")
+    out: dict[str, Any] = {}
+    if float(region_share) != 0.78:
+        out["region_share"] = float(region_share)
+    if generation == "streaming" or (generation == "auto" and n_pixels > STREAMING_THRESHOLD_PX):
+        out["streaming"] = {"version": STREAMING_VERSION, "block_px": int(block_px)}
+    return out
 
 
 def _validated_arguments(

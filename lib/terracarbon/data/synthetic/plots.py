@@ -9,6 +9,7 @@ docstring (:mod:`terracarbon.data.synthetic`, "Plots").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,38 @@ def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
         true and measured values (t C ha-1), the outlier flags and ``permanent`` (the
         site is remeasured at every campaign).
     """
+    inside_idx = np.flatnonzero(static["region"].ravel())
+
+    def pick(k: int, weights: np.ndarray, n: int,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        lu_k = truth["landuse"][k].ravel()[inside_idx]
+        p = weights[lu_k]
+        if p.sum() == 0:
+            p = np.ones_like(p)
+        chosen = rng.choice(inside_idx, n, p=p / p.sum())
+        return np.divmod(chosen, grid.nx)
+
+    def truth_at(year_index: np.ndarray, rows: np.ndarray,
+                 cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (truth["veg"][year_index, rows, cols].astype(float),
+                truth["soil"][year_index, rows, cols].astype(float))
+
+    return survey(grid, static["polygon_xy"], args, pick, truth_at)
+
+
+SitePicker = Callable[[int, np.ndarray, int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+"""``pick(year_index, weights_by_landuse, n, rng) -> (rows, cols)``: ``n`` pixels inside the
+region drawn with chance proportional to ``weights_by_landuse[landuse]`` in that year."""
+
+TruthLookup = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``truth_at(year_index, rows, cols) -> (veg, soil)``: true densities (t C ha-1) at pixels;
+edge pixels are read without the region mask (the outside plots' values)."""
+
+
+def survey(grid: Grid, polygon_xy: Any, args: dict[str, Any], pick: SitePicker,
+           truth_at: TruthLookup) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The survey of :func:`make_plots` with the site draw and truth lookup passed in, so the
+    in-memory and the streaming generator share one sampling design (and random order)."""
     import shapely
     from pyproj import Transformer
 
@@ -75,25 +108,19 @@ def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
 
     rows = np.zeros(n_sites, np.int64)
     cols = np.zeros(n_sites, np.int64)
-    inside_idx = np.flatnonzero(static["region"].ravel())
     for k in np.unique(year_index):  # one draw per plot year and site kind
-        lu_k = truth["landuse"][k].ravel()[inside_idx]
         for weights, kind in ((_VEG_PLOT_WEIGHT, has_veg), (_SOIL_PLOT_WEIGHT, ~has_veg)):
             sel = np.flatnonzero((year_index == k) & kind & ~outside)
             if sel.size == 0:
                 continue
-            p = weights[lu_k]
-            if p.sum() == 0:
-                p = np.ones_like(p)
-            pick = rng.choice(inside_idx, sel.size, p=p / p.sum())
-            rows[sel], cols[sel] = np.divmod(pick, grid.nx)
+            rows[sel], cols[sel] = pick(int(k), weights, sel.size, rng)
     jitter = rng.uniform(-0.4, 0.4, size=(n_sites, 2))
     x = grid.x0 + (cols + 0.5 + jitter[:, 0]) * grid.pixel_size
     y = grid.y0 - (rows + 0.5 + jitter[:, 1]) * grid.pixel_size
     # A jittered point in an edge pixel can leave the polygon: fall back to the pixel centre.
     centre_x = grid.x0 + (cols + 0.5) * grid.pixel_size
     centre_y = grid.y0 - (rows + 0.5) * grid.pixel_size
-    stray = ~outside & ~shapely.contains_xy(static["polygon_xy"], x, y)
+    stray = ~outside & ~shapely.contains_xy(polygon_xy, x, y)
     x[stray], y[stray] = centre_x[stray], centre_y[stray]
 
     x_out, y_out, r_out, c_out = _outside_positions(grid, rng, int(outside.sum()))
@@ -107,8 +134,7 @@ def make_plots(grid: Grid, static: dict[str, Any], truth: dict[str, np.ndarray],
     has_veg, has_soil, outside = has_veg[site], has_soil[site], outside[site]
     x, y, rows, cols = x[site], y[site], rows[site], cols[site]
     n_rows = site.size
-    veg_true = truth["veg"][year_index, rows, cols].astype(float)
-    soil_true = truth["soil"][year_index, rows, cols].astype(float)
+    veg_true, soil_true = truth_at(year_index, rows, cols)
     veg = np.where(has_veg, veg_true * np.exp(0.1 * rng.standard_normal(n_rows)), np.nan)
     soil = np.where(has_soil, soil_true * np.exp(0.1 * rng.standard_normal(n_rows)), np.nan)
     veg_out, soil_out = _plant_outliers(

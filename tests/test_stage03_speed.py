@@ -1,0 +1,153 @@
+"""Stage 03 does each piece of work once (issue #19): the single pass over the bootstrap
+members gives the numbers of the separate passes, each member predicts each year once, and
+thinned members keep their forests' first trees."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from terracarbon.carbon import uncertainty
+from terracarbon.models.average import AveragedModel
+from terracarbon.models.baselines import MultipleLinear
+from terracarbon.models.ensemble import with_trees
+from terracarbon.models.rf import RandomForestCarbon
+
+YEARS = (2000, 2001, 2002, 2003)
+
+
+def _cube(ny=36, nx=42):
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    f = np.stack([np.sin(yy / 7.0) + np.cos(xx / 5.0) + 2.0 + 0.15 * k
+                  for k in range(len(YEARS))]).astype("float32")
+    g = np.stack([(yy + xx) / 40.0 + 0.05 * k for k in range(len(YEARS))]).astype("float32")
+    mask = (yy - ny / 2) ** 2 + (xx - nx / 2) ** 2 < (0.48 * nx) ** 2
+    return xr.Dataset({"f": (("year", "y", "x"), f, {"units": "1"}),
+                       "g": (("year", "y", "x"), g, {"units": "1"}),
+                       "region_mask": (("y", "x"), mask)},
+                      coords={"year": list(YEARS), "y": 5000.0 - np.arange(ny) * 100.0,
+                              "x": np.arange(nx) * 100.0})
+
+
+def _plots(cube, n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    r, c = rng.integers(0, cube.sizes["y"], n), rng.integers(0, cube.sizes["x"], n)
+    year = rng.choice(YEARS, n)
+    k = np.searchsorted(YEARS, year)
+    f, g = cube["f"].values[k, r, c], cube["g"].values[k, r, c]
+    return pd.DataFrame({"year": year, "f": f, "g": g,
+                         "veg_carbon_t_ha": 30 * f + 10 * g + rng.normal(0, 3, n),
+                         "soil_carbon_t_ha": 50 + 8 * g + rng.normal(0, 2, n)})
+
+
+def _average(plots, seed, rows=None):
+    table = plots if rows is None else plots.iloc[rows]
+    return AveragedModel([MultipleLinear(["f", "g"]),
+                          RandomForestCarbon(["f", "g"], n_estimators=12, min_samples_leaf=5,
+                                             seed=seed, n_jobs=1)]).fit(table)
+
+
+class _Counting:
+    """Delegates to a model and counts the years it predicts, on the sample and on maps."""
+
+    def __init__(self, model):
+        self.model, self.targets, self.features = model, model.targets, model.features
+        self.sample_years, self.map_years = Counter(), Counter()
+
+    def predict_samples(self, table, cube=None):
+        self.sample_years.update(int(y) for y in np.unique(table["year"]))
+        return self.model.predict_samples(table, cube)
+
+    def predict_map(self, cube, year, **kwargs):
+        self.map_years[int(year)] += 1
+        return self.model.predict_map(cube, year, **kwargs)
+
+
+def _study():
+    cube = _cube()
+    plots = _plots(cube)
+    central = _average(plots, seed=0)
+    rng = np.random.default_rng(3)
+    members = [_average(plots, seed=i + 1, rows=rng.integers(0, len(plots), len(plots)))
+               for i in range(5)]
+    area = xr.DataArray(np.full((cube.sizes["y"], cube.sizes["x"]), 1.0), dims=("y", "x"))
+    maps = xr.concat([central.predict_map(cube, y).expand_dims(year=[y]) for y in YEARS], "year")
+    mask = cube["region_mask"].values
+    rows = []
+    for y in YEARS:
+        for pool in ("veg", "soil"):
+            rows.append({"year": y, "pool": pool, "area_ha": float(mask.sum()),
+                         "storage_Tg": float(np.nansum(maps[f"{pool}_carbon_density"].sel(year=y))) / 1e6})
+    totals = pd.DataFrame(rows)
+    totals = pd.concat([totals, totals.groupby("year", as_index=False).agg(
+        storage_Tg=("storage_Tg", "sum"), area_ha=("area_ha", "first")).assign(pool="total")],
+        ignore_index=True)
+    change = pd.DataFrame([{"pool": p, "start_year": YEARS[0], "end_year": YEARS[-1],
+                            "period": "whole",
+                            "change_Tg": float(totals.query("pool == @p and year == @YEARS[-1]").storage_Tg.iloc[0]
+                                               - totals.query("pool == @p and year == @YEARS[0]").storage_Tg.iloc[0])}
+                           for p in ("veg", "soil", "total")])
+    return cube, central, members, area, totals, change
+
+
+def test_single_pass_equals_the_separate_passes_and_predicts_each_year_once():
+    cube, central, members, area, totals, change = _study()
+    kwargs = dict(interval=0.9, year_error={"veg": 0.02, "soil": 0.01}, seed=7, step=3)
+    lv, ch, sample = uncertainty.regional_intervals(totals, change, central, members, cube,
+                                                    area, **kwargs)
+    pixels = uncertainty.pixel_change_interval(members, cube, start=YEARS[0], end=YEARS[-1],
+                                               interval=0.9)
+    counted = [_Counting(m) for m in members]
+    one = uncertainty.ensemble_intervals(totals, change, central, counted, cube, area,
+                                         start=YEARS[0], end=YEARS[-1], **kwargs)
+    # identical numbers, not merely close: the work is reorganised, not changed
+    pd.testing.assert_frame_equal(one.totals, lv)
+    pd.testing.assert_frame_equal(one.change, ch)
+    xr.testing.assert_identical(one.sample, sample)
+    xr.testing.assert_identical(one.pixel_change, pixels)
+    inside = cube["region_mask"].values
+    lo = one.pixel_change["total_carbon_density_change_lower"].values[inside]
+    hi = one.pixel_change["total_carbon_density_change_upper"].values[inside]
+    assert np.isfinite(one.change["lower_Tg"]).all() and (hi >= lo).all() and (hi > lo).any()
+    for member in counted:  # every year sampled once; the change years mapped once
+        assert member.sample_years == Counter(YEARS)
+        assert member.map_years == Counter({YEARS[0]: 1, YEARS[-1]: 1})
+    # without change years: the regional part alone
+    only = uncertainty.ensemble_intervals(totals, change, central, members, cube, area, **kwargs)
+    assert only.pixel_change is None
+    pd.testing.assert_frame_equal(only.totals, lv)
+
+
+def test_thinned_members_use_their_forests_first_trees():
+    cube = _cube()
+    plots = _plots(cube)
+    model = _average(plots, seed=4)
+    thin = with_trees(model, 5)
+    rf, thin_rf = model.components[1], thin.components[1]
+    assert len(rf.forests_["veg"].estimators_) == 12  # the original is untouched
+    assert len(thin_rf.forests_["veg"].estimators_) == 5 and thin_rf.n_estimators == 5
+    assert thin.components[0] is model.components[0]  # the linear component is shared
+    X = plots[["f", "g"]].to_numpy(np.float32)
+    by_hand = np.mean([t.predict(X) for t in rf.forests_["soil"].estimators_[:5]], axis=0)
+    got = thin_rf.predict_samples(plots)[:, 1]
+    np.testing.assert_allclose(got, by_hand, rtol=1e-12)
+    assert with_trees(model, 100).components[1].forests_["veg"].estimators_ == rf.forests_["veg"].estimators_
+
+
+def test_member_trees_thins_only_the_members():
+    cube, central, members, area, totals, change = _study()
+    kwargs = dict(interval=0.9, seed=7, step=3, start=YEARS[0], end=YEARS[-1])
+    thin = uncertainty.ensemble_intervals(totals, change, central, members, cube, area,
+                                          member_trees=4, **kwargs)
+    by_hand = uncertainty.ensemble_intervals(totals, change, central,
+                                             [with_trees(m, 4) for m in members], cube, area,
+                                             **kwargs)
+    pd.testing.assert_frame_equal(thin.totals, by_hand.totals)
+    xr.testing.assert_identical(thin.pixel_change, by_hand.pixel_change)
+    full = uncertainty.ensemble_intervals(totals, change, central, members, cube, area, **kwargs)
+    # the central model keeps every tree: its sampled density is unchanged
+    xr.testing.assert_identical(thin.sample.sel(member="central"), full.sample.sel(member="central"))
+    assert not thin.sample.sel(member="m00").identical(full.sample.sel(member="m00"))
