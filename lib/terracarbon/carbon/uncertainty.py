@@ -469,6 +469,21 @@ def ensemble_change(change: pd.DataFrame, draws: pd.DataFrame, *, interval: floa
     return out
 
 
+def _sample_inputs(cube, totals, area, central_model, members, alternatives, step):
+    """The pixel sample both member passes read: rows, cols, years, the covariate table,
+    pixel areas (ha) and the labelled models (central, members, alternatives)."""
+    rows, cols = pixel_sample(cube["region_mask"], step=step)
+    years = sorted(int(y) for y in totals["year"].unique())
+    alternatives = dict(alternatives or {})
+    features = sorted(set(getattr(central_model, "features", None) or []).union(
+        *(getattr(m, "features", None) or [] for m in alternatives.values())))
+    table = sample_table(cube, rows, cols, years, features)
+    area_ha = np.asarray(area.values, dtype=np.float64)[rows, cols]
+    models = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)},
+              **{f"{ALTERNATIVE_PREFIX}{name}": m for name, m in alternatives.items()}}
+    return rows, cols, years, alternatives, table, area_ha, models
+
+
 def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model, members,
                        cube: xr.Dataset, area: xr.DataArray, *, interval: float,
                        year_error: Mapping[str, float] | None = None, seed: int = 0,
@@ -501,15 +516,8 @@ def regional_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
         The study's pools (:func:`terracarbon.carbon.pools.pool_plan`): pools no model
         predicts get draws as :func:`ensemble_draws` says.
     """
-    rows, cols = pixel_sample(cube["region_mask"], step=step)
-    years = sorted(int(y) for y in totals["year"].unique())
-    alternatives = dict(alternatives or {})
-    features = sorted(set(getattr(central_model, "features", None) or []).union(
-        *(getattr(m, "features", None) or [] for m in alternatives.values())))
-    table = sample_table(cube, rows, cols, years, features)
-    area_ha = np.asarray(area.values, dtype=np.float64)[rows, cols]
-    models = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)},
-              **{f"{ALTERNATIVE_PREFIX}{name}": m for name, m in alternatives.items()}}
+    rows, cols, years, alternatives, table, area_ha, models = _sample_inputs(
+        cube, totals, area, central_model, members, alternatives, step)
     density = member_sample_density(models, table, cube, rows, cols)
     draws = ensemble_draws(sample_storage_totals(density, area_ha), totals,
                            sample_area_ha=float(area_ha.sum()), year_error=year_error,
@@ -576,15 +584,8 @@ def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
         from terracarbon.models.ensemble import with_trees
 
         members = [with_trees(m, member_trees) for m in members]
-    rows, cols = pixel_sample(cube["region_mask"], step=step)
-    years = sorted(int(y) for y in totals["year"].unique())
-    alternatives = dict(alternatives or {})
-    features = sorted(set(getattr(central_model, "features", None) or []).union(
-        *(getattr(m, "features", None) or [] for m in alternatives.values())))
-    table = sample_table(cube, rows, cols, years, features)
-    area_ha = np.asarray(area.values, dtype=np.float64)[rows, cols]
-    labels = {"central": central_model, **{f"m{i:02d}": m for i, m in enumerate(members)},
-              **{f"{ALTERNATIVE_PREFIX}{name}": m for name, m in alternatives.items()}}
+    rows, cols, years, alternatives, table, area_ha, labels = _sample_inputs(
+        cube, totals, area, central_model, members, alternatives, step)
     member_labels = {f"m{i:02d}" for i in range(len(members))}
     with_pixels = start is not None
     change_cube = _change_cube(members, cube, int(start), int(end)) if with_pixels else None
