@@ -111,7 +111,7 @@ def test_index_front_page_shows_maps_totals_and_headlines(quick_run, browser):
             caption: f.querySelector('figcaption').innerText}))""")
     captions = [t["caption"] for t in thumbs]
     for wanted in ("Total carbon density", "Change in total carbon density", "Trend classes",
-                   "management zones"):
+                   "LISA clusters", "management zones"):
         assert any(wanted in c for c in captions), (wanted, captions)
     assert captions[0].startswith("Total carbon density"), captions  # key maps first
     for t in thumbs:
@@ -305,10 +305,12 @@ def test_capture_writes_real_screenshots(quick_run, dashboard, browser):
 
 
 @pytest.mark.slow
-def test_run_all_screenshots_flag(quick_run):
+def test_run_all_screenshots_flag(quick_run_copy):
     """`run_all.py --screenshots` on a finished run adds the three PNGs to its folder."""
 
     from PIL import Image
+
+    quick_run = quick_run_copy
 
     result = subprocess.run(
         [sys.executable, str(REPO / "run_all.py"), "--params", "params/quick.yaml",

@@ -204,6 +204,24 @@ def test_cnn_dense_map_equals_patchwise_at_every_pixel(cnn, cube, year):
     assert_map_equals_patchwise(cnn, cube, year)
 
 
+def test_maps_of_a_chunked_cube_equal_the_whole_grid_maps(cnn, tcn, cube):
+    """#17: on a dask cube every year is mapped chunk by chunk, each chunk read with the
+    network's context (half its receptive field; the CNN-TCN also its earlier years), and
+    the chunks equal the whole-grid map, seams and grid edges included."""
+    from terracarbon.carbon import mapping
+
+    chunked = cube.chunk({"year": 1, "y": 13, "x": 17})  # seams off the tiles' 16-px grid
+    for model in (cnn, tcn):
+        assert mapping.context_px(model) == model.halo > 0
+        whole = mapping.predict_years(model, cube, years=YEARS[-2:], interval=0.9)
+        lazy = mapping.predict_years(model, chunked, years=YEARS[-2:], interval=0.9)
+        assert lazy["veg_carbon_density"].chunks[1] == (13, 13, 13, 1)
+        for name in whole.data_vars:
+            got, want = lazy[name].values, whole[name].values
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4, err_msg=name)
+
+
 def test_dense_map_with_strided_pooling_and_asymmetric_field(cube, samples):
     # patch 11: conv3 -> 9, pool 2/2 -> 4 (drops the last row), conv3 -> 2, conv1, FC 2x2:
     # the dense pass needs dilation 2 after the pooling and a receptive field of 10 < 11

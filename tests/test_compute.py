@@ -132,7 +132,7 @@ def test_chunked_rejects_bad_arguments():
 
 
 def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
-    """mapping.predict_years: one task per year on a chunked cube, same numbers as in memory."""
+    """mapping.predict_years: one task per year and chunk, same numbers as in memory."""
     import pandas as pd
 
     from terracarbon.carbon import mapping
@@ -153,6 +153,58 @@ def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
                                  interval=0.9)
     assert lazy["veg_carbon_density"].chunks == ((1, 1, 1), (16, 16, 5), (16, 16, 5))
     xr.testing.assert_identical(eager, lazy.compute())
+
+
+def _peak_bytes_writing_maps(model, n: int, chunk: int, path) -> int:
+    """Peak traced allocation (every thread) while the lazy maps of two years of an n x n
+    cube, generated chunk by chunk on access, are written to Zarr."""
+    import tracemalloc
+
+    import dask.array as dsa
+
+    from terracarbon.carbon import mapping
+
+    lazy = dsa.random.default_rng(3)  # never whole: each chunk is drawn when read
+    cube = xr.Dataset(
+        {"a": (("year", "y", "x"), lazy.random((2, n, n), chunks=(1, chunk, chunk),
+                                                dtype=np.float32), {"units": "1"}),
+         "b": (("y", "x"), lazy.random((n, n), chunks=chunk, dtype=np.float32),
+               {"units": "1"})},
+        coords={"year": [2019, 2020], "y": 1e6 - 100.0 * np.arange(n),
+                "x": 100.0 * np.arange(n)})
+    maps = mapping.predict_years(model, cube)
+    assert maps["veg_carbon_density"].chunks == ((1, 1), (chunk,) * (n // chunk),
+                                                 (chunk,) * (n // chunk))
+    tracemalloc.start()
+    try:
+        maps.to_zarr(path)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_mapping_holds_a_few_chunks_never_a_year_of_the_grid(tmp_path):
+    """#17: each mapping task predicts one chunk of one year, so the memory of writing the
+    maps does not grow with the grid: 4x the pixels (same chunks) costs about the same peak,
+    and less than one year of the maps (one task per year held a year and its features:
+    54 -> 104 MB here, measured when this test was written)."""
+    import pandas as pd
+
+    from terracarbon.models.rf import RandomForestCarbon
+
+    rng = np.random.default_rng(5)
+    X = rng.random((400, 2))
+    samples = pd.DataFrame(X, columns=["a", "b"]).assign(
+        year=2020, veg_carbon_t_ha=30 * X[:, 0] + rng.normal(0, 1, 400),
+        soil_carbon_t_ha=50 * X[:, 1] + rng.normal(0, 1, 400))
+    rf = RandomForestCarbon(["a", "b"], n_estimators=3, n_jobs=1).fit(samples)
+    small = _peak_bytes_writing_maps(rf, 1000, 250, tmp_path / "small.zarr")
+    large = _peak_bytes_writing_maps(rf, 2000, 250, tmp_path / "large.zarr")
+    one_year_of_maps = 2 * 2000 * 2000 * 4  # veg + soil, float32: 32 MB
+    assert large < 1.5 * small, (small / 1e6, large / 1e6)
+    assert large < one_year_of_maps, large / 1e6
+    written = xr.open_zarr(tmp_path / "large.zarr")
+    assert int(written["veg_carbon_density"].isnull().sum()) == 0  # every chunk mapped
 
 
 def test_build_cube_lazily_is_identical_to_in_memory(tmp_path):

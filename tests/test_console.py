@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import warnings
@@ -74,11 +73,9 @@ def test_quick_run_console_shows_only_progress(quick_run_session):
 
 
 @pytest.mark.slow
-def test_rerun_of_a_stage_is_quiet_and_its_images_have_alt_text(quick_run_session, tmp_path):
+def test_rerun_of_a_stage_is_quiet_and_its_images_have_alt_text(quick_run_copy):
     """Rerun the smallest stage into a copy of the quick run: console and report checked."""
-    run = quick_run_session[0]
-    copy = tmp_path / "runs" / run.name
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("screenshots", ".lock*"))
+    copy = quick_run_copy
     stage = "05_zoning"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "run_all.py"), "--params", "params/quick.yaml",

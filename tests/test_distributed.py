@@ -93,21 +93,18 @@ def test_cluster_results_are_bit_identical_to_in_process(client, series):
 
 
 def test_quick_study_maps_trends_and_zones_on_a_local_cluster_equal_the_threaded_run(
-        quick_run_session, tmp_path):
+        quick_run_session, quick_run_copy):
     """#17: one parameter (``compute.scheduler: distributed``) runs the study on a
     dask.distributed LocalCluster (worker processes on 127.0.0.1); stages 03–05 rerun that way
     on a copy of the threaded quick run give the same numbers, artifact by artifact."""
     import json
-    import shutil
     import subprocess
     import sys
 
     from terracarbon.pipeline.compare import compare_runs
     from terracarbon.pipeline.params import REPO_ROOT
 
-    run = quick_run_session[0]
-    copy = tmp_path / "runs" / run.name
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("screenshots", ".lock*"))
+    run, copy = quick_run_session[0], quick_run_copy
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "run_all.py"), "--params", "params/quick.yaml",
          "--runs-dir", str(copy.parent), "--from", "03_carbon_maps", "--force",

@@ -70,8 +70,8 @@ def test_cube_and_tables_carry_units(quick_run):
     assert {"veg_carbon_t_ha", "soil_carbon_t_ha", "ndvi", "row", "col"} <= set(samples.columns)
 
 
-def test_rerun_skips_every_stage(quick_run):
-    run_dir, _ = quick_run
+def test_rerun_skips_every_stage(quick_run, quick_run_copy):
+    run_dir = quick_run_copy  # a copy: skipping must not depend on where the run folder is
     before = {s: (run_dir / s / "manifest.json").stat().st_mtime_ns for s in QUICK_STAGES}
     result = run([], run_dir.parent)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -80,8 +80,8 @@ def test_rerun_skips_every_stage(quick_run):
     assert before == after
 
 
-def test_failing_stage_stops_with_its_name_and_cell(quick_run):
-    run_dir, _ = quick_run
+def test_failing_stage_stops_with_its_name_and_cell(quick_run_copy):
+    run_dir = quick_run_copy
     upstream_files = {p: p.stat().st_mtime_ns for p in (run_dir / "03_carbon_maps").rglob("*")
                       if p.is_file()}
     result = run(["--only", "04_trends", "--set", "trends.variable=no_such_variable"],

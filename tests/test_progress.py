@@ -3,7 +3,7 @@
 * the API (``progress.task`` / ``iterate``) writes start/advance/end events to the file sink,
   nested tasks naming their parent; nothing anywhere by default (and under pytest);
 * the dask callback counts chunks done of a compute (= the chunks of an elementwise graph),
-  and "years mapped" of the lazy maps;
+  and "year-chunks mapped" of the lazy maps;
 * training reports the model and the fold;
 * the runner's display turns events into ``[stage] running …`` lines: occasional lines on a
   log, one live line on a terminal, none for a quick stage;
@@ -205,7 +205,7 @@ class _YearModel:
                           coords={"y": cube["y"], "x": cube["x"]})
 
 
-def test_lazy_maps_report_years_mapped(events_file):
+def test_lazy_maps_report_year_chunks_mapped(events_file):
     years = [2000, 2001, 2002]
     cube = xr.Dataset(
         {"ndvi": (("year", "y", "x"), np.full((3, 8, 8), 0.5, "float32"))},
@@ -219,8 +219,9 @@ def test_lazy_maps_report_years_mapped(events_file):
     outer = events[0]["id"]  # the maps' compute; the years' own reads are nested computes
     assert events[0]["parent"] is None and events[-1]["id"] == outer
     advances = [e for e in events if e["event"] == "advance" and e["id"] == outer]
-    assert advances[-1]["label"] == "years mapped 3/3"
-    assert "years mapped 1/3" in {e["label"] for e in advances}
+    # 3 years x 2 x 2 chunks, one task each
+    assert advances[-1]["label"] == "year-chunks mapped 12/12"
+    assert "year-chunks mapped 1/12" in {e["label"] for e in advances}
 
 
 def test_eager_maps_report_each_year(events_file):

@@ -191,8 +191,8 @@ def test_second_run_into_a_locked_folder_stops(study, tmp_path, capsys):
 def test_interrupts_clean_up_and_resume_byte_identically(study, tmp_path):
     """Ctrl-C (SIGINT to the process group) during 02 and SIGTERM (to the process) during 01.
 
-    Ctrl-C: exit 130, one line, 02's manifest 'interrupted', no temporaries; a second run
-    into the same folder meanwhile is refused by the lock. The rerun skips 01, reruns 02 and
+    Ctrl-C: exit 130, one line, 02's manifest 'interrupted', no temporaries; meanwhile the
+    running study holds the folder's lock. The rerun skips 01, reruns 02 and
     its tables are byte-identical to an uninterrupted run's.
     """
     before = folder_digest(study)
@@ -210,11 +210,13 @@ def test_interrupts_clean_up_and_resume_byte_identically(study, tmp_path):
                             text=True, start_new_session=True)
     wait_for(status_is(run, "02_train_models", "running"), timeout=240, what="02 running",
              proc=proc)
-    # a second run of the same name while this one runs: refused at once
-    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert second.returncode == 1
-    assert "in use by another run" in second.stderr
-    assert "Traceback" not in second.stdout + second.stderr
+    # a second run of the same name meanwhile would be refused: the running one holds the
+    # folder's lock (what a second run meets is tested above; asked here in microseconds,
+    # not by starting a process, so the interrupt below still lands inside stage 02 on a
+    # loaded machine)
+    with pytest.raises(StageError, match="in use by another run"):
+        with RunLock(run):
+            pass
 
     time.sleep(1.0)  # well inside the stage
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does

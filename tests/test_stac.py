@@ -276,3 +276,42 @@ def test_stage_01_aligns_a_stac_layer_like_its_files(tmp_path):
     assert str(tmp_path / "stac" / "catalog.json") in fingerprinted
     assert {str(VHP / f"VHP_SMN_annual_ndvi_{y}.tif") for y in YEARS} <= fingerprinted
     assert len([p for p in fingerprinted if p.endswith(".json")]) == 1 + len(YEARS)
+
+
+def test_preflight_treats_a_stac_layer_like_its_files(tmp_path):
+    """Before any stage: an annual STAC layer gets its composites named like a {year} layer's,
+    and its asset files' headers are checked (a raster without CRS is named by parameter)."""
+    import rasterio
+    from affine import Affine
+
+    from terracarbon.pipeline import preflight
+    from terracarbon.pipeline.params import load_params
+
+    _catalog(tmp_path / "stac", [_item(y) for y in YEARS])
+    composites = {"composite_window": 3, "composite_variables": ["ndvi"]}
+
+    def with_prep(path: Path) -> dict:
+        params = load_params(path)
+        params["prep"].update(composites)
+        return params
+
+    (tmp_path / "files").mkdir()
+    pattern = str(VHP / "VHP_SMN_annual_ndvi_{year}.tif")
+    from_files = with_prep(_study(tmp_path / "files", _layer(path=pattern)))
+    from_stac = with_prep(_study(tmp_path, _layer(stac="stac/catalog.json", asset="ndvi")))
+    assert preflight.layer_names(from_stac) == preflight.layer_names(from_files)
+    assert "ndvi_3yr" in preflight.layer_names(from_stac)
+    assert preflight.check_study(from_stac, ["01_data_prep"]) == []
+    # one year's asset is a raster without CRS: the header check finds it in the STAC layer
+    bad = tmp_path / "no_crs_2001.tif"
+    with rasterio.open(bad, "w", driver="GTiff", width=8, height=6, count=1, dtype="float32",
+                       transform=Affine(1e5, 0, 6e6, 0, -1e5, 4e6)) as dst:
+        dst.write(np.full((1, 6, 8), 0.4, dtype="float32"))
+    item = tmp_path / "stac" / "vhp-ndvi-2001" / "vhp-ndvi-2001.json"
+    doc = json.loads(item.read_text())
+    doc["assets"]["ndvi"]["href"] = str(bad)
+    item.write_text(json.dumps(doc))
+    edited = with_prep(_study(tmp_path, _layer(stac="stac/catalog.json", asset="ndvi")))
+    with pytest.raises(ParameterError, match=r"data\.layers\.ndvi\.stac: .*no_crs_2001\.tif has "
+                                             r"no CRS"):
+        preflight.check_study(edited, ["01_data_prep"])

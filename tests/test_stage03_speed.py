@@ -13,7 +13,6 @@ import xarray as xr
 from terracarbon.carbon import uncertainty
 from terracarbon.models.average import AveragedModel
 from terracarbon.models.baselines import MultipleLinear
-from terracarbon.models.ensemble import with_trees
 from terracarbon.models.rf import RandomForestCarbon
 
 YEARS = (2000, 2001, 2002, 2003)
@@ -121,33 +120,31 @@ def test_single_pass_equals_the_separate_passes_and_predicts_each_year_once():
     pd.testing.assert_frame_equal(only.totals, lv)
 
 
-def test_thinned_members_use_their_forests_first_trees():
-    cube = _cube()
-    plots = _plots(cube)
-    model = _average(plots, seed=4)
-    thin = with_trees(model, 5)
-    rf, thin_rf = model.components[1], thin.components[1]
-    assert len(rf.forests_["veg"].estimators_) == 12  # the original is untouched
-    assert len(thin_rf.forests_["veg"].estimators_) == 5 and thin_rf.n_estimators == 5
-    assert thin.components[0] is model.components[0]  # the linear component is shared
+def test_a_forest_of_fewer_trees_is_the_first_trees_of_the_larger_one():
+    """What ``models.ensemble_member_trees`` relies on: with the same seed, a k-tree forest
+    is the first k trees of the n-tree forest, so thinner members are the same fit, cheaper."""
+    plots = _plots(_cube())
+    full = RandomForestCarbon(["f", "g"], n_estimators=12, min_samples_leaf=5, seed=4,
+                              n_jobs=1).fit(plots)
+    few = RandomForestCarbon(["f", "g"], n_estimators=5, min_samples_leaf=5, seed=4,
+                             n_jobs=1).fit(plots)
+    assert len(few.forests_["soil"].estimators_) == 5
     X = plots[["f", "g"]].to_numpy(np.float32)
-    by_hand = np.mean([t.predict(X) for t in rf.forests_["soil"].estimators_[:5]], axis=0)
-    got = thin_rf.predict_samples(plots)[:, 1]
-    np.testing.assert_allclose(got, by_hand, rtol=1e-12)
-    assert with_trees(model, 100).components[1].forests_["veg"].estimators_ == rf.forests_["veg"].estimators_
+    by_hand = np.mean([t.predict(X) for t in full.forests_["soil"].estimators_[:5]], axis=0)
+    np.testing.assert_allclose(few.predict_samples(plots)[:, 1], by_hand, rtol=1e-12)
+    assert not np.allclose(full.predict_samples(plots)[:, 1], by_hand)  # 12 trees differ
 
 
-def test_member_trees_thins_only_the_members():
-    cube, central, members, area, totals, change = _study()
-    kwargs = dict(interval=0.9, seed=7, step=3, start=YEARS[0], end=YEARS[-1])
-    thin = uncertainty.ensemble_intervals(totals, change, central, members, cube, area,
-                                          member_trees=4, **kwargs)
-    by_hand = uncertainty.ensemble_intervals(totals, change, central,
-                                             [with_trees(m, 4) for m in members], cube, area,
-                                             **kwargs)
-    pd.testing.assert_frame_equal(thin.totals, by_hand.totals)
-    xr.testing.assert_identical(thin.pixel_change, by_hand.pixel_change)
-    full = uncertainty.ensemble_intervals(totals, change, central, members, cube, area, **kwargs)
-    # the central model keeps every tree: its sampled density is unchanged
-    xr.testing.assert_identical(thin.sample.sel(member="central"), full.sample.sel(member="central"))
-    assert not thin.sample.sel(member="m00").identical(full.sample.sel(member="m00"))
+def test_member_settings_give_the_members_forests_their_own_tree_count():
+    from terracarbon.models.training import _member_settings, model_factory
+
+    settings = {"features": ["f", "g"],
+                "rf": {"n_estimators": 12, "max_depth": None, "min_samples_leaf": 5},
+                "ensemble_member_trees": 5}
+    assert _member_settings({**settings, "ensemble_member_trees": None})["rf"]["n_estimators"] == 12
+    member = model_factory("rf", features=["f", "g"], settings=_member_settings(settings),
+                           seed=4, targets=("veg", "soil"))()
+    central = model_factory("rf", features=["f", "g"], settings=settings, seed=4,
+                            targets=("veg", "soil"))()
+    assert (member.n_estimators, central.n_estimators) == (5, 12)
+    assert settings["rf"]["n_estimators"] == 12  # the mapped model's section is not changed

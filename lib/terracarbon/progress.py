@@ -15,7 +15,7 @@ The library reports progress through one small API and never prints:
 * :class:`DaskProgress` — a dask callback counting the chunks (tasks of the graph) a compute
   has done; :func:`watch_dask` registers it for the local schedulers
   (:func:`terracarbon.pipeline.compute.start` does), :func:`label_tasks` names tasks worth
-  counting on their own ("years mapped" for :mod:`terracarbon.carbon.mapping`).
+  counting on their own ("year-chunks mapped" for :mod:`terracarbon.carbon.mapping`).
 
 Where the reports go is chosen by the environment, once per task:
 
@@ -324,15 +324,15 @@ _TASK_LABELS: dict[str, str] = {}
 def label_tasks(prefix: str, label: str) -> None:
     """Count the dask tasks whose key starts with ``prefix`` on their own, as ``label``.
 
-    :mod:`terracarbon.carbon.mapping` names its one-task-per-year predictions this way, so a
-    compute writing the maps reports "years mapped 8/22" beside its chunks.
+    :mod:`terracarbon.carbon.mapping` names its one-task-per-year-and-chunk predictions this
+    way, so a compute writing the maps reports "year-chunks mapped 8/88" beside its chunks.
     """
     _TASK_LABELS[prefix] = label
 
 
 def _labelled_prefix(key: Any) -> str | None:
     """The :func:`label_tasks` prefix a dask key belongs to, if any; graph optimisation fuses
-    names (``lambda-year_map-from-value-<token>``), so any dash-separated part counts."""
+    names (``lambda-block_map-from-value-<token>``), so any dash-separated part counts."""
     name = key[0] if isinstance(key, tuple) else key
     if not isinstance(name, str):
         return None

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from terracarbon.errors import ModelError, ParameterError
@@ -14,8 +15,8 @@ from terracarbon.data.io import history_line
 from terracarbon.conventions import DENSITY_UNITS
 from terracarbon import progress
 
-# a compute writing lazy maps reports "years mapped n/N" (the one-task-per-year `year_map`)
-progress.label_tasks("year_map", "years mapped")
+# a compute writing lazy maps reports "year-chunks mapped n/N" (one task per year and chunk)
+progress.label_tasks("block_map", "year-chunks mapped")
 
 
 def choose_model(choice: str, best_model_file: str | os.PathLike) -> str:
@@ -32,35 +33,73 @@ def _is_lazy(cube: xr.Dataset) -> bool:
     return any(var.chunks is not None for var in cube.data_vars.values())
 
 
+def context_px(model) -> int:
+    """Pixels of context a model reads around each pixel it maps (0: pixel by pixel).
+
+    A network reads a patch (``halo`` = half its receptive field); an averaged model needs
+    the largest context of its components.
+
+    >>> class Forest: pass
+    >>> class Net: halo = 4
+    >>> class Mean: components = [Forest(), Net()]
+    >>> context_px(Forest()), context_px(Net()), context_px(Mean())
+    (0, 4, 4)
+    """
+    components = getattr(model, "components", None)
+    if components is not None:
+        return max((context_px(c) for c in components), default=0)
+    return int(getattr(model, "halo", 0) or 0)
+
+
+def _chunk_edges(chunks: Sequence[int] | None, size: int) -> list[tuple[int, int]]:
+    bounds = np.cumsum((0, *(chunks or (size,))))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
 def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
                       interval: float | None) -> xr.Dataset:
-    """One dask task per year; the first year is predicted on a 1-row strip for the layout."""
+    """One dask task per year and spatial chunk of the cube; each reads its chunk plus the
+    model's context (:func:`context_px`) and keeps only its chunk, so memory holds a few
+    chunks, never a year of the grid. The first year is predicted on a 1-row strip for the
+    layout."""
     import dask
     import dask.array as dsa
 
     strip = model.predict_map(cube.isel(y=slice(0, 1)).compute(), years[0], interval=interval)
     ny, nx = cube.sizes["y"], cube.sizes["x"]
-    spatial = {d: c for d, c in cube.chunksizes.items() if d in ("y", "x")}
+    chunks = cube.chunks  # Dataset.chunks: {dim: chunk sizes}, consistent across variables
+    rows, cols = _chunk_edges(chunks.get("y"), ny), _chunk_edges(chunks.get("x"), nx)
+    halo = context_px(model)
+    names = list(strip.data_vars)
 
-    def year_map(year: int) -> xr.Dataset:
-        # each task loads only the features of its year (predict_map reads row blocks)
-        return model.predict_map(cube, year, interval=interval)
+    def block_map(year: int, y0: int, y1: int, x0: int, x1: int) -> dict[str, np.ndarray]:
+        a0, a1 = max(0, y0 - halo), min(ny, y1 + halo)
+        b0, b1 = max(0, x0 - halo), min(nx, x1 + halo)
+        block = model.predict_map(cube.isel(y=slice(a0, a1), x=slice(b0, b1)), year,
+                                  interval=interval)
+        return {n: block[n].values[y0 - a0:y1 - a0, x0 - b0:x1 - b0] for n in names}
 
-    variables = {}
+    variables: dict[str, list] = {n: [] for n in names}
     for year in years:
-        maps = dask.delayed(year_map, pure=True)(year)
-        for name, template in strip.data_vars.items():
-            layer = dsa.from_delayed(dask.delayed(lambda ds, n: ds[n].values)(maps, name),
-                                     shape=(ny, nx), dtype=template.dtype)
-            variables.setdefault(name, []).append(layer)
+        grid: dict[str, list[list]] = {n: [] for n in names}
+        for y0, y1 in rows:
+            row: dict[str, list] = {n: [] for n in names}
+            for x0, x1 in cols:
+                values = dask.delayed(block_map, pure=True)(year, y0, y1, x0, x1)
+                for n in names:
+                    row[n].append(dsa.from_delayed(values[n], shape=(y1 - y0, x1 - x0),
+                                                   dtype=strip[n].dtype))
+            for n in names:
+                grid[n].append(row[n])
+        for n in names:
+            variables[n].append(dsa.block(grid[n]))
     coords = {"year": years, "y": cube["y"], "x": cube["x"]}
-    out = xr.Dataset(
-        {name: (("year", "y", "x"), dsa.stack(layers), strip[name].attrs)
-         for name, layers in variables.items()},
+    return xr.Dataset(
+        {n: (("year", "y", "x"), dsa.stack(layers), strip[n].attrs)
+         for n, layers in variables.items()},
         coords=coords,
         attrs=strip.attrs,
     )
-    return out.chunk({"year": 1, **spatial}) if spatial else out
 
 
 def predict_years(
@@ -87,9 +126,10 @@ def predict_years(
     -------
     xarray.Dataset
         ``veg_carbon_density``, ``soil_carbon_density`` (and bounds) on ``(year, y, x)`` in
-        t C ha-1, with the cube's CRS. When the cube is dask-backed the result is lazy: one
-        task per year (the model predicts that year's grid in bounded row blocks), chunked
-        like the cube in space, so writing it to Zarr holds only a few years in memory.
+        t C ha-1, with the cube's CRS. When the cube is dask-backed the result is lazy and
+        chunked like the cube in space (one year per chunk): each task maps one chunk of
+        one year from that chunk's features (plus a network's context), so writing it to
+        Zarr holds a few chunks in memory, never a year of the grid.
 
     Raises
     ------

@@ -543,8 +543,7 @@ def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
                        year_error: Mapping[str, float] | None = None, seed: int = 0,
                        alternatives: Mapping[str, object] | None = None,
                        step: int = SAMPLE_STEP,
-                       pool_plan: Mapping[str, Mapping] | None = None,
-                       member_trees: int | None = None) -> EnsembleIntervals:
+                       pool_plan: Mapping[str, Mapping] | None = None) -> EnsembleIntervals:
     """Regional and per-pixel ensemble intervals in one pass over the members.
 
     The same numbers as :func:`regional_intervals` followed by
@@ -557,13 +556,9 @@ def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
     stay those of :func:`regional_intervals`.
 
     Parameters are those of :func:`regional_intervals`, plus ``start`` and ``end`` (years
-    of the per-pixel change, t C ha-1 over the period) and ``member_trees``: when given,
-    the members' random forests use only their first ``member_trees`` trees
-    (:func:`terracarbon.models.ensemble.with_trees`; the central model and the
-    alternatives keep all theirs). On the default study 25 of 100 trees left every
-    regional coverage of the calibration table unchanged and the interval widths within
-    2 %, and widened the per-pixel change bounds by 3-6 % (benchmarks/README.md,
-    "Session 7: stage 03"); the default (``None``) keeps every tree.
+    of the per-pixel change, t C ha-1 over the period). The members' random forests may
+    have fewer trees than the central model's (``models.ensemble_member_trees``, fitted
+    so in stage 02), which makes this pass proportionally cheaper.
 
     Returns
     -------
@@ -580,10 +575,6 @@ def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
     if not members:
         raise InputDataError("ensemble_intervals: no members; use the central model's own "
                              "pixel bounds (maps.interval_method: correlated)")
-    if member_trees is not None:
-        from terracarbon.models.ensemble import with_trees
-
-        members = [with_trees(m, member_trees) for m in members]
     rows, cols, years, alternatives, table, area_ha, labels = _sample_inputs(
         cube, totals, area, central_model, members, alternatives, step)
     member_labels = {f"m{i:02d}" for i in range(len(members))}

@@ -121,7 +121,8 @@ def _local(href: str) -> str:
 
 
 def asset_hrefs(source: str | os.PathLike, asset: str, *, name: str = "layer",
-                static: bool = False, collection: str | None = None) -> dict[int | None, str]:
+                static: bool = False, collection: str | None = None,
+                fresh: bool = False) -> dict[int | None, str]:
     """The absolute href of ``asset`` for each year of the source's items.
 
     Parameters
@@ -136,6 +137,9 @@ def asset_hrefs(source: str | os.PathLike, asset: str, *, name: str = "layer",
         One raster for all years: the latest item's asset, under the key ``None``.
     collection : str, optional
         Keep only the items of this collection id.
+    fresh : bool
+        Read the source again. By default a source is read once per modification of its
+        root document, so an item edited since is not seen.
 
     Returns
     -------
@@ -155,6 +159,9 @@ def asset_hrefs(source: str | os.PathLike, asset: str, *, name: str = "layer",
     if collection is not None and (not isinstance(collection, str) or not collection):
         raise ParameterError(f"data.layers.{name}.collection: got {collection!r}; expected the "
                              "id of a STAC collection in the source, or no 'collection'")
+    if fresh:
+        return dict(_hrefs_of(str(source), _read_source(str(source))[1], asset, name,
+                              bool(static), collection))
     return dict(_asset_hrefs(_source_key(source), asset, name, bool(static), collection))
 
 

@@ -121,6 +121,7 @@ RULES: dict[str, Rule] = {
     "models.n_jobs": Rule(types=(int,), minimum=0),
     "models.ensemble_members": Rule(types=(int,), minimum=0, maximum=500),
     "models.ensemble_networks": Rule(types=(bool,)),
+    "models.ensemble_member_trees": Rule(types=(int,), minimum=1, nullable=True),
     "maps.model": Rule(choices=("best",) + MODEL_NAMES),
     "maps.interval_method": Rule(choices=("ensemble", "correlated", "independent")),
     "maps.lookup_table": Rule(types=(str,), nullable=True),

@@ -62,9 +62,7 @@ def layer_names(params: Mapping[str, Any]) -> list[str]:
     else:
         layers = (params.get("data") or {}).get("layers") or {}
         names = list(layers)
-        annual_continuous = [n for n, s in layers.items() if isinstance(s, Mapping)
-                             and s.get("kind") == "continuous"
-                             and ("{year}" in str(s.get("path", "")) or s.get("band_years"))]
+        annual_continuous = _annual_continuous(layers)
     prep = params.get("prep") or {}
     window = prep.get("composite_window", 1)
     if isinstance(window, int) and window > 1:
@@ -198,6 +196,34 @@ def _check_upstream(params: Mapping, stage_ids: Sequence[str], run_dir: str | Pa
 
 
 # --------------------------------------------------------------------------- parameters
+def _annual_continuous(layers: Mapping[str, Any]) -> list[str]:
+    """Names of the ``data.layers`` entries that are continuous with one raster per year: a
+    path with ``{year}``, ``band_years``, or a STAC source whose items span several years."""
+    return [name for name, spec in layers.items() if isinstance(spec, Mapping)
+            and spec.get("kind") == "continuous" and _stac_years_or_pattern(name, spec)]
+
+
+def _stac_years_or_pattern(name: str, spec: Mapping) -> bool:
+    if spec.get("stac") not in (None, ""):
+        if spec.get("static"):
+            return False
+        return any(year is not None for year in _stac_hrefs(name, spec))
+    return "{year}" in str(spec.get("path", "")) or bool(spec.get("band_years"))
+
+
+def _stac_hrefs(name: str, spec: Mapping) -> dict[int | None, str]:
+    """``{year: href}`` of a STAC layer, read afresh (an item edited since the last read is
+    seen); empty when the source cannot be read (the params check names that problem)."""
+    from terracarbon.data import stac
+
+    try:
+        return stac.asset_hrefs(spec["stac"], spec.get("asset"), name=name,
+                                static=bool(spec.get("static")),
+                                collection=spec.get("collection"), fresh=True)
+    except (TerracarbonError, OSError):
+        return {}
+
+
 def _is_static(name: str, spec: Mapping) -> bool:
     """A ``data.layers`` entry with one value per pixel (no year); False when unreadable
     (the layer checks name that problem)."""
@@ -298,10 +324,7 @@ def _check_cross_parameters(params: Mapping, stage_ids: Sequence[str], years: li
     chosen = prep.get("composite_variables")
     synthetic = (params.get("synthetic") or {}).get("enabled")
     if "01_data_prep" in stage_ids and chosen and not synthetic:
-        layers = (params.get("data") or {}).get("layers") or {}
-        annual = [n for n, s in layers.items() if isinstance(s, Mapping)
-                  and s.get("kind") == "continuous"
-                  and ("{year}" in str(s.get("path", "")) or s.get("band_years"))]
+        annual = _annual_continuous((params.get("data") or {}).get("layers") or {})
         wrong = [v for v in chosen if v not in annual]
         if wrong:
             problems.add("prep.composite_variables", f"{wrong} are not annual continuous layers "
@@ -333,7 +356,13 @@ def _check_grid_size(nx: int, ny: int, key: str, pixel_size: Any, problems: Prob
 
 
 # --------------------------------------------------------------------------- rasters
-def _layer_files(spec: Mapping, years: list[int]) -> list[str]:
+def _layer_files(name: str, spec: Mapping, years: list[int]) -> list[str]:
+    """The local files a layer reads for ``years`` (a STAC layer: its assets' files)."""
+    if spec.get("stac") not in (None, ""):
+        from terracarbon.data.stac import is_url
+
+        return [href for year, href in _stac_hrefs(name, spec).items()
+                if (year is None or year in years) and not is_url(href)]
     pattern = str(spec.get("path", ""))
     return [pattern.format(year=y) for y in years] if "{year}" in pattern else [pattern]
 
@@ -396,13 +425,14 @@ def _check_rasters(data: Mapping, years: list[int], grid: Any, grid_source: str,
     n_checked = 0
     example = ""
     for name, spec in (data.get("layers") or {}).items():
-        if name in skip or not isinstance(spec, Mapping) or not spec.get("path"):
+        if name in skip or not isinstance(spec, Mapping) or not (spec.get("path")
+                                                                  or spec.get("stac")):
             continue
-        key = f"data.layers.{name}.path"
+        key = f"data.layers.{name}.{'stac' if spec.get('stac') else 'path'}"
         band_years = spec.get("band_years") or {}
         bands = ([int(b) for b in band_years.values()] if band_years
                  else [int(spec.get("band") or 1)])
-        for path in _layer_files(spec, years):
+        for path in _layer_files(name, spec, years):
             if not Path(path).is_file():
                 continue  # the schema check names missing files
             try:
