@@ -72,7 +72,11 @@ def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
     halo = context_px(model)
     names = list(strip.data_vars)
 
-    def block_map(year: int, y0: int, y1: int, x0: int, x1: int) -> dict[str, np.ndarray]:
+    # the model enters the graph once (a cluster ships it to a worker once, not per task)
+    shared_model = dask.delayed(model)
+
+    def block_map(model, year: int, y0: int, y1: int, x0: int, x1: int
+                  ) -> dict[str, np.ndarray]:
         a0, a1 = max(0, y0 - halo), min(ny, y1 + halo)
         b0, b1 = max(0, x0 - halo), min(nx, x1 + halo)
         block = model.predict_map(cube.isel(y=slice(a0, a1), x=slice(b0, b1)), year,
@@ -85,7 +89,7 @@ def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
         for y0, y1 in rows:
             row: dict[str, list] = {n: [] for n in names}
             for x0, x1 in cols:
-                values = dask.delayed(block_map, pure=True)(year, y0, y1, x0, x1)
+                values = dask.delayed(block_map)(shared_model, year, y0, y1, x0, x1)
                 for n in names:
                     row[n].append(dsa.from_delayed(values[n], shape=(y1 - y0, x1 - x0),
                                                    dtype=strip[n].dtype))

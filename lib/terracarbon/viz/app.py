@@ -566,30 +566,6 @@ def default_pixel(run_dir: str | os.PathLike) -> tuple[float, float]:
 # --------------------------------------------------------------------------- the app
 
 
-# Where Panel's Jupyter server extension (installed and enabled with the package) serves
-# Panel's own CSS inside JupyterLab; JupyterHub mounts a user's server under a prefix.
-_JUPYTER_PANEL_ASSETS = "panel_dist/"
-
-
-def _local_stylesheets_for_updates(*panes: Any) -> None:
-    """Point the stylesheets of models Panel creates on a later update at the Jupyter server.
-
-    In a live notebook, Panel inlines the stylesheets of an output when it is first shown
-    (``pn.extension(inline=True)``), but the models a widget callback creates afterwards (a
-    new map) link Panel's CSS on cdn.holoviz.org unless their document names a ``dist_url``
-    (Panel 1.9, ``Reactive._get_properties``); offline those requests fail and the widgets
-    lose styling. Documents served by a Bokeh server (``panel serve``,
-    :class:`DashboardServer`) serve their assets themselves and are left alone.
-    """
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/")
-    for pane in panes:
-        for model, _ in list(pane._models.values()):
-            doc = model.document
-            if doc is not None and doc.session_context is None:
-                doc._template_variables.setdefault("dist_url",
-                                                   f"{prefix}/{_JUPYTER_PANEL_ASSETS}")
-
-
 class _Dashboard:
     """Widgets and their (thin) callbacks; all computing is in the functions above."""
 
@@ -639,7 +615,6 @@ class _Dashboard:
         when = f", {year or info.years[-1]}" if info.annual else " (static layer)"
         units = "class codes" if info.spec.categorical else info.units
         self.status.object = f"**Showing:** {info.label}{when}; units: {units}"
-        _local_stylesheets_for_updates(self.map, self.pixel_chart)
         self.map.object = shown
 
     def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
@@ -663,7 +638,6 @@ class _Dashboard:
             self.pixel_chart.object = None
             return
         self.pixel_stats.object = pixel_stats_html(result)
-        _local_stylesheets_for_updates(self.map, self.pixel_chart)
         self.pixel_chart.object = pixel_plot(result)
 
     def layout(self):
