@@ -36,9 +36,9 @@ browser:
 
 # two pytest-xdist workers (the standard machine's two cores), a test file per worker at a
 # time (module fixtures are built once); the quick study is run once for both
-# (tests/conftest.py)
+# (tests/conftest.py); the 25 slowest tests are listed at the end (the suite's time budget)
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

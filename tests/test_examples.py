@@ -102,8 +102,10 @@ def test_fluxnet_towers_families_random_vs_leave_one_site_out(tmp_path):
     Reco and trains the MLP), a towers-only study: no grid, no cube, no maps."""
     # the MLP's 100 leave-one-out fits per flux are the slow part (3 minutes); the quick
     # flux study exercises it end to end
+    # leave-one-year-out is the third scheme of the example; the quick flux study runs it
     run_example("fluxnet_towers.yaml", tmp_path, "--set", "flux.targets=[nee,gpp]",
-                "--set", "flux.candidates=[rf,gbm,svr,mlr]")
+                "--set", "flux.candidates=[rf,gbm,svr,mlr]", "--set", "flux.schemes=[random,site]",
+                "--set", "flux.cv_folds=5")
     run_dir = tmp_path / "fluxnet_towers"
     assert not (run_dir / "01_data_prep" / "cube.zarr").exists()
     towers = pd.read_csv(run_dir / "01_data_prep" / "towers.csv")
@@ -111,6 +113,7 @@ def test_fluxnet_towers_families_random_vs_leave_one_site_out(tmp_path):
     stage = run_dir / "03_fluxes"
     metrics = pd.read_csv(stage / "metrics.csv")
     assert set(metrics.family) == {"rf", "gbm", "svr", "mlr"}
+    assert set(metrics.scheme) == {"random", "site"}  # flux.schemes: no leave-one-year-out
     r2 = metrics.pivot_table(index=["target", "family"], columns="scheme", values="r2")
     # random folds share a tower's other months with the test months: they flatter every
     # family against a tower it never saw

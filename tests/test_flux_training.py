@@ -355,3 +355,23 @@ def test_predict_monthly_validates_inputs():
         predict_monthly(rf, cube.isel(time=[0, 2, 3]), features=["ta", "lag1_ta"])
     with pytest.raises(InputDataError, match=r"lacks dim\(s\) \['time'\]"):
         predict_monthly(rf, cube.isel(time=0), features=["ta"])
+
+
+def test_training_runs_the_schemes_asked_for_and_chooses_among_them():
+    from terracarbon.flux.workflow import train_flux_models
+
+    t = tower_table()
+    training = train_flux_models(t, targets=["gpp"], candidates=["mlr", "rf"],
+                                 features=["ta", "sw_in"], schemes=["random", "site"],
+                                 cv_folds=3, settings=SMALL_RF, seed=1)
+    assert set(training.metrics.scheme) == {"random", "site"}
+    assert set(training.oof.scheme) == {"random", "site"}
+    site = training.metrics[training.metrics.scheme == "site"].set_index("family")["r2"]
+    assert training.choice["gpp"]["family"] == site.idxmax()  # chosen by leave-one-site-out
+    assert not training.skill.empty  # the FLUXCOM split reads the leave-one-site-out rows
+    with pytest.raises(ParameterError, match="flux.choose_by"):
+        train_flux_models(t, targets=["gpp"], candidates=["mlr"], features=["ta"],
+                          schemes=["random", "year"])
+    with pytest.raises(ParameterError, match="flux.schemes"):
+        train_flux_models(t, targets=["gpp"], candidates=["mlr"], features=["ta"],
+                          schemes=["random", "loso"])

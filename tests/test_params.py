@@ -113,3 +113,15 @@ def test_composite_window_must_be_odd(tmp_path):
     msg = str(err.value)
     assert "prep.composite_window: = 4: use an odd number of years" in msg
     assert "prep.composite_variables" in msg
+
+
+def test_flux_choose_by_must_be_a_scheme_that_runs(tmp_path):
+    study = write(tmp_path / "s.yaml", {"flux": {"schemes": ["random", "year"]}})
+    with pytest.raises(ParameterError, match=r"flux.choose_by: = 'site' is not among "
+                                             r"flux.schemes \['random', 'year'\]"):
+        params.load_params(study)
+    for bad, words in (([], "flux.schemes: is empty"), (["random", "loso"], "flux.schemes")):
+        with pytest.raises(ParameterError, match=words):
+            params.load_params(write(tmp_path / "b.yaml", {"flux": {"schemes": bad}}))
+    ok = params.load_params(write(tmp_path / "ok.yaml", {"flux": {"schemes": ["site"]}}))
+    assert ok["flux"]["schemes"] == ["site"] and ok["flux"]["choose_by"] == "site"

@@ -423,6 +423,34 @@ def test_save_figure_formats_and_pixel_size(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
 
 
+def test_a_saved_map_is_laid_out_and_cropped_as_matplotlib_would(tmp_path, density):
+    """save_figure lays a figure out once for all its formats; matplotlib's own tight
+    saving (the oracle) lays it out per format: the two PNGs must hold the same picture."""
+    from PIL import Image
+
+    cube = xr.concat([density, density * 1.3], dim="year").assign_coords(year=[2000, 2020])
+    cube.attrs = density.attrs
+    fig = plot.map_panel(cube, title="Density")
+    engine = fig.get_layout_engine()
+    ours = plot.save_figure(fig, tmp_path / "ours", formats=("png", "svg"))[0]
+    assert fig.get_layout_engine() is engine  # the notebook's own display lays it out again
+    theirs = tmp_path / "theirs.png"
+    plot.map_panel(cube, title="Density").savefig(
+        theirs, format="png", dpi=300, bbox_inches="tight")
+    with Image.open(ours) as a, Image.open(theirs) as b:
+        assert abs(a.size[0] - b.size[0]) <= 3 and abs(a.size[1] - b.size[1]) <= 3
+        size = (min(a.size[0], b.size[0]), min(a.size[1], b.size[1]))
+        grey_a = np.asarray(a.convert("L").crop((0, 0, *size)), dtype=float)
+        grey_b = np.asarray(b.convert("L").crop((0, 0, *size)), dtype=float)
+    # same ink in the same places, to within a pixel's shift of the layout
+    assert abs(grey_a.mean() - grey_b.mean()) < 0.5
+    ink = grey_a < 250
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    pad = 0.1 * 300 - 3  # savefig.pad_inches at 300 dpi: nothing is cropped at the edges
+    assert rows[0] >= pad and cols[0] >= pad
+    assert size[1] - 1 - rows[-1] >= pad and size[0] - 1 - cols[-1] >= pad
+
+
 def test_save_figure_bad_format(tmp_path):
     fig = plot.scatter_obs_pred([1, 2], [1, 2])
     with pytest.raises(ParameterError, match="unsupported"):

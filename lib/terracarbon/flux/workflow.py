@@ -123,6 +123,8 @@ def train_flux_models(towers: pd.DataFrame, *, targets: Sequence[str],
         The scheme whose R² picks each target's mapping family.
     seed : int
         Folds and estimators.
+    schemes : sequence of {"random", "site", "year"}
+        The CV schemes run for every family (``flux.schemes``); ``choose_by`` among them.
 
     Returns
     -------
@@ -135,6 +137,10 @@ def train_flux_models(towers: pd.DataFrame, *, targets: Sequence[str],
     from terracarbon.flux.skill import flux_skill
     from terracarbon.flux.training import cross_validate_flux, flux_metrics, tower_features
 
+    unknown = [s for s in schemes if s not in SCHEME_LABELS]
+    if unknown or not schemes:
+        raise ParameterError(f"flux.schemes: got {list(schemes)}; expected some of "
+                             f"{list(SCHEME_LABELS)}")
     if choose_by not in schemes:
         raise ParameterError(f"flux.choose_by: {choose_by!r} is not among the schemes {schemes}")
     spec = _feature_spec(features, categorical, seasonal)

@@ -85,6 +85,7 @@ RULES: dict[str, Rule] = {
     "flux.categorical": Rule(items=(str,), item_choices=("landuse", "igbp")),
     "flux.covariates": Rule(choices=("cube", "tower")),
     "flux.cv_folds": Rule(types=(int,), minimum=2, maximum=100),
+    "flux.schemes": Rule(items=(str,), item_choices=("random", "site", "year")),
     "flux.choose_by": Rule(choices=("site", "year", "random")),
     "flux.map": Rule(types=(bool,)),
     "flux.ensemble_members": Rule(types=(int,), minimum=0, maximum=200),
@@ -483,6 +484,17 @@ def _check_misc(study: Mapping, models: Mapping, zoning: Mapping, compute: Mappi
     _check_zoning_rules(zoning.get("rules"), problems)
 
 
+def _check_flux_schemes(flux: Mapping, problems: Problems) -> None:
+    """The choosing scheme must be one that runs (its R2 picks each target's family)."""
+    schemes, choose_by = flux.get("schemes"), flux.get("choose_by")
+    if isinstance(schemes, list) and not schemes:
+        problems.add("flux.schemes", "is empty: list at least the choosing scheme "
+                     f"(flux.choose_by: {choose_by})")
+    elif isinstance(schemes, list) and isinstance(choose_by, str) and choose_by not in schemes:
+        problems.add("flux.choose_by", f"= {choose_by!r} is not among flux.schemes {schemes}: "
+                     "add it there or choose by one of them")
+
+
 def _check_zoning_rules(rules: Any, problems: Problems) -> None:
     """The rules in the zoning stage's own grammar (:func:`terracarbon.spatial.zoning.parse_rules`)."""
     if not isinstance(rules, list):
@@ -706,6 +718,7 @@ def validate(
                 problems)
     _check_pools(params, problems)
     _check_landcover(params, problems)
+    _check_flux_schemes(section("flux"), problems)
     synthetic = section("synthetic")
     first, last = synthetic.get("first_year"), synthetic.get("last_year")
     if isinstance(first, int) and isinstance(last, int) and first > last:

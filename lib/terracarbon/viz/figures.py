@@ -13,10 +13,12 @@ as the ``<img alt>``) and into saved files (PNG/SVG ``Description``, PDF ``Subje
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import matplotlib as mpl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -205,15 +207,45 @@ def save_figure(
     base = Path(path_without_suffix)
     written = []
     description = alt_text(fig)
-    for fmt in formats:
-        fmt = fmt.lower().lstrip(".")
-        final = base.parent / f"{base.name}.{fmt}"
-        key = _DESCRIPTION_KEY.get(fmt)
-        with atomic_path(final) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None,
-                        metadata={key: description} if key else None)
-        written.append(final)
+    with _layout_done_once(fig, dpi=dpi, tight=tight) as bbox_inches:
+        for fmt in formats:
+            fmt = fmt.lower().lstrip(".")
+            final = base.parent / f"{base.name}.{fmt}"
+            key = _DESCRIPTION_KEY.get(fmt)
+            with atomic_path(final) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=bbox_inches,
+                            metadata={key: description} if key else None)
+            written.append(final)
     return written
+
+
+@contextmanager
+def _layout_done_once(fig: Figure, *, dpi: float, tight: bool) -> Iterator[Any]:
+    """Lay ``fig`` out and measure its tight box once, for every format saved in the block.
+
+    Left to itself, each ``savefig`` reruns the layout engine and measures the tight box
+    again, and both draw every artist; a map's cartopy gridliner places its labels anew on
+    each draw. Doing it once at the saving ``dpi`` and holding the positions (layout engine
+    set to ``"none"``, restored on exit) makes a three-format map about 1.5x cheaper
+    (benchmarks/README.md, session 9). Yields what ``savefig(bbox_inches=)`` takes: the
+    padded tight box in inches, or ``None`` when ``tight`` is false.
+    """
+    engine = fig.get_layout_engine()
+    shown_dpi = fig.get_dpi()
+    fig.set_dpi(dpi)  # text extents, hence the layout, depend on the resolution
+    try:
+        fig.draw_without_rendering()
+        bbox = (fig.get_tightbbox(fig.canvas.get_renderer())
+                .padded(mpl.rcParams["savefig.pad_inches"]) if tight else None)
+    finally:
+        fig.set_dpi(shown_dpi)
+    if engine is not None:
+        fig.set_layout_engine("none")
+    try:
+        yield bbox
+    finally:
+        if engine is not None:
+            fig.set_layout_engine(engine)
 
 
 def _register_notebook_display(dpi: int = 110) -> None:
