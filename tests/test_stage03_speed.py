@@ -148,3 +148,82 @@ def test_member_settings_give_the_members_forests_their_own_tree_count():
                             targets=("veg", "soil"))()
     assert (member.n_estimators, central.n_estimators) == (5, 12)
     assert settings["rf"]["n_estimators"] == 12  # the mapped model's section is not changed
+
+
+# --------------------------------------------------------------- the change bounds by chunk
+
+
+class _Smoothing:
+    """A model that reads context, as a network does: density is the 3 x 3 mean of ``f``
+    (``halo`` = 1 px), so a block mapped without its context differs at the block's edge."""
+
+    features, targets, halo = ["f"], ["veg", "soil"], 1
+
+    def __init__(self, gain: float):
+        self.gain = gain
+
+    def predict_map(self, cube, year, **kwargs):
+        f = cube["f"].sel(year=year).values.astype("float64")
+        ny, nx = f.shape
+        edge = np.pad(f, 1, mode="edge")  # the same sum order at every pixel, block or grid
+        mean = sum(edge[1 + dy:1 + dy + ny, 1 + dx:1 + dx + nx]
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+        veg = (self.gain * mean).astype("float32")
+        soil = (2.0 * self.gain * f).astype("float32")
+        coords = {"y": cube["y"], "x": cube["x"]}
+        return xr.Dataset({"veg_carbon_density": (("y", "x"), veg),
+                           "soil_carbon_density": (("y", "x"), soil)}, coords=coords)
+
+
+def test_change_bounds_by_chunk_equal_the_whole_grid():
+    """#17: on a chunked cube the per-pixel change bounds are one task per spatial chunk;
+    each reads its chunk plus the members' context and gives the whole grid's numbers."""
+    cube, _, members, *_ = _study()
+    chunked = cube.chunk({"year": 1, "y": 10, "x": 16})
+    for group in (members, [_Smoothing(g) for g in (0.8, 1.0, 1.1, 1.3, 0.9)]):
+        whole = uncertainty.pixel_change_interval(group, cube, start=YEARS[0], end=YEARS[-1],
+                                                  interval=0.8)
+        lazy = uncertainty.pixel_change_interval(group, chunked, start=YEARS[0],
+                                                 end=YEARS[-1], interval=0.8)
+        bound = lazy["total_carbon_density_change_upper"]
+        assert bound.chunks == ((10, 10, 10, 6), (16, 16, 10))  # nothing computed yet
+        xr.testing.assert_identical(whole, lazy.compute())
+        assert (whole["total_carbon_density_change_upper"]
+                > whole["total_carbon_density_change_lower"]).any()
+
+
+def test_change_bounds_hold_a_few_chunks_never_the_members_maps(tmp_path):
+    """#17: writing the change bounds of 4x the pixels (same chunks) costs about the same
+    peak memory, and less than the members' change maps of the grid that the one-block
+    computation held (members x pools x pixels, float32)."""
+    import tracemalloc
+
+    import dask.array as dsa
+
+    plots = _plots(_cube())
+    members = [MultipleLinear(["f", "g"]).fit(plots.sample(frac=1.0, replace=True,
+                                                           random_state=i)) for i in range(4)]
+
+    def peak(n: int) -> int:
+        rng = dsa.random.default_rng(2)  # each chunk drawn when read
+        shape, chunks = (len(YEARS), n, n), (1, 200, 200)
+        cube = xr.Dataset(
+            {"f": (("year", "y", "x"), rng.random(shape, chunks=chunks, dtype=np.float32)),
+             "g": (("year", "y", "x"), rng.random(shape, chunks=chunks, dtype=np.float32))},
+            coords={"year": list(YEARS), "y": 1e6 - 100.0 * np.arange(n),
+                    "x": 100.0 * np.arange(n)})
+        tracemalloc.start()
+        try:
+            bounds = uncertainty.pixel_change_interval(members, cube, start=YEARS[0],
+                                                       end=YEARS[-1], interval=0.9)
+            bounds.to_zarr(tmp_path / f"bounds_{n}.zarr")
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(400), peak(800)
+    members_maps = len(members) * 3 * 800 * 800 * 4  # veg, soil, total: 31 MB
+    assert large < 1.5 * small, (small / 1e6, large / 1e6)
+    assert large < members_maps / 2, large / 1e6
+    written = xr.open_zarr(tmp_path / "bounds_800.zarr")
+    assert int(written["total_carbon_density_change_upper"].isnull().sum()) == 0

@@ -39,6 +39,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -548,9 +549,9 @@ def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
 
     The same numbers as :func:`regional_intervals` followed by
     :func:`pixel_change_interval` (``start``/``end``; both ``None``: no pixel bounds),
-    organised so each member is visited once: it predicts the pixel sample for every year
-    and maps ``start`` and ``end`` from layers loaded once, and its change maps go
-    straight into the stacks the quantiles are taken from. The sampled start and end
+    organised so each member predicts the pixel sample of every year in one call, and maps
+    ``start`` and ``end`` once per block of the grid (:func:`pixel_change_interval`: lazy,
+    one task per spatial chunk, on a dask-backed cube). The sampled start and end
     years are not read off the full maps: a model's map and its sample predictions may
     differ in the last float32 bit (an averaged model means float32 maps), and the draws
     stay those of :func:`regional_intervals`.
@@ -565,7 +566,8 @@ def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
     EnsembleIntervals
         ``totals``, ``change`` (with ``lower_Tg``/``upper_Tg``), ``sample`` (the members'
         sampled density, :func:`member_sample_density`) and ``pixel_change``
-        (``<pool>_carbon_density_change_lower/upper`` on the grid, or None).
+        (``<pool>_carbon_density_change_lower/upper`` on the grid, lazy on a dask-backed
+        cube, or None).
     """
     interval_quantiles(interval)
     if (start is None) != (end is None):
@@ -577,26 +579,17 @@ def ensemble_intervals(totals: pd.DataFrame, change: pd.DataFrame, central_model
                              "pixel bounds (maps.interval_method: correlated)")
     rows, cols, years, alternatives, table, area_ha, labels = _sample_inputs(
         cube, totals, area, central_model, members, alternatives, step)
-    member_labels = {f"m{i:02d}" for i in range(len(members))}
-    with_pixels = start is not None
-    change_cube = _change_cube(members, cube, int(start), int(end)) if with_pixels else None
     sampled_years = np.unique(table["year"].to_numpy())
     per_model: dict[str, dict[str, np.ndarray]] = {}
-    changes: dict[str, list[np.ndarray]] = {}
-    template = None
     for label, model in labels.items():  # one visit per model
         per_model[label] = _sample_predictions(model, table, cube, rows.size, sampled_years.size)
-        if with_pixels and label in member_labels:
-            per_pool, template = _member_change(model, change_cube, cube, int(start), int(end),
-                                                pool_plan)
-            for pool, values in per_pool.items():
-                changes.setdefault(pool, []).append(values)
     density = _sample_dataset(per_model, sampled_years, rows, cols)
     draws = ensemble_draws(sample_storage_totals(density, area_ha), totals,
                            sample_area_ha=float(area_ha.sum()), year_error=year_error,
                            seed=seed, pool_plan=pool_plan)
-    pixel_change = (_change_bounds(changes, template, start=int(start), end=int(end),
-                                   interval=interval) if with_pixels else None)
+    pixel_change = (pixel_change_interval(members, cube, start=int(start), end=int(end),
+                                          interval=interval, pool_plan=pool_plan)
+                    if start is not None else None)
     return EnsembleIntervals(ensemble_totals(totals, draws, interval=interval),
                              ensemble_change(change, draws, interval=interval), density,
                              pixel_change)
@@ -765,23 +758,21 @@ def member_quantiles(stack: np.ndarray, quantiles: Sequence[float]) -> np.ndarra
     return out
 
 
-def _change_cube(members: Sequence, cube: xr.Dataset, start: int, end: int) -> xr.Dataset:
+def _change_inputs(members: Sequence, cube: xr.Dataset, start: int, end: int) -> xr.Dataset:
     """The layers the members read for years ``start`` and ``end`` (and a CNN-TCN's years
-    before them), loaded once: every member maps both years from it."""
+    before them), as views of ``cube`` (nothing is read here)."""
     wanted = set(getattr(members[0], "features", [])) | {"region_mask", "landuse"}
     parts = getattr(members[0], "components", [members[0]])
     lookback = max(p._sequence_length() if hasattr(p, "_sequence_length") else 1
                    for p in parts) - 1  # a CNN-TCN reads the years before
     years = [int(y) for y in cube["year"].values
              if any(y0 - lookback <= int(y) <= y0 for y0 in (start, end))]
-    return cube[[v for v in cube.data_vars if v in wanted]].sel(year=years).load()
+    return cube[[v for v in cube.data_vars if v in wanted]].sel(year=years)
 
 
 def _member_change(member, change_cube: xr.Dataset, full_cube: xr.Dataset, start: int,
-                   end: int, pool_plan: Mapping[str, Mapping] | None
-                   ) -> tuple[dict[str, np.ndarray], xr.Dataset]:
-    """One member's change map ``end - start`` per pool (and the total), float32 (y, x),
-    and its start-year map (the grid template)."""
+                   end: int, pool_plan: Mapping[str, Mapping] | None) -> dict[str, np.ndarray]:
+    """One member's change map ``end - start`` per pool (and the total), float32 (y, x)."""
     a = member.predict_map(change_cube, start)
     b = member.predict_map(change_cube, end)
     if bool(pool_plan) and any(s["source"] != "model" for s in pool_plan.values()):
@@ -797,25 +788,78 @@ def _member_change(member, change_cube: xr.Dataset, full_cube: xr.Dataset, start
                               - np.asarray(a[name].values, np.float32))
     if per_pool:
         per_pool["total"] = pool_sum(per_pool)
-    return per_pool, a
+    return per_pool
 
 
-def _change_bounds(changes: Mapping[str, list[np.ndarray]], template: xr.Dataset | None, *,
-                   start: int, end: int, interval: float) -> xr.Dataset:
-    """``<pool>_carbon_density_change_lower/upper``: quantiles across the members' changes."""
-    if template is None:
-        raise InputDataError("pixel_change_interval: no members")
+def _block_change_bounds(members: Sequence, inputs: xr.Dataset, full_cube: xr.Dataset, *,
+                         start: int, end: int, interval: float,
+                         pool_plan: Mapping[str, Mapping] | None,
+                         keep: tuple[slice, slice] = (slice(None), slice(None))
+                         ) -> dict[str, np.ndarray]:
+    """The change bounds of one block of the grid, float32 (y, x) per bound and pool: every
+    member maps the block's two years, then the quantiles across members; ``keep`` crops a
+    block read with a network's context back to the block."""
+    inputs = inputs.load()  # the block's layers are read once for every member
+    changes: dict[str, list[np.ndarray]] = {}
+    for member in members:
+        for pool, values in _member_change(member, inputs, full_cube, start, end,
+                                           pool_plan).items():
+            changes.setdefault(pool, []).append(values[keep])
     q_low, q_high = interval_quantiles(interval)
-    out = xr.Dataset(coords={"y": template["y"], "x": template["x"]})
+    out = {}
     for pool, stack in changes.items():
-        arr = np.stack(stack)
-        lo, hi = member_quantiles(arr, [q_low, q_high])
-        for bound, values in (("lower", lo), ("upper", hi)):
-            out[f"{var(pool, 'density')}_change_{bound}"] = (("y", "x"), values.astype(np.float32), {
-                "units": DENSITY_UNITS, "long_name": f"{pool} carbon density change "
-                f"{start}-{end}, {bound} bound", "interval": f"{interval:g} central, "
-                f"{len(stack)}-member bootstrap ensemble"})
+        lo, hi = member_quantiles(np.stack(stack), [q_low, q_high])
+        out[f"{var(pool, 'density')}_change_lower"] = lo.astype(np.float32)
+        out[f"{var(pool, 'density')}_change_upper"] = hi.astype(np.float32)
     return out
+
+
+def _bounds_attrs(name: str, *, start: int, end: int, interval: float, n_members: int
+                  ) -> dict[str, str]:
+    pool, bound = name.split("_carbon_density_change_")
+    return {"units": DENSITY_UNITS, "long_name": f"{pool} carbon density change "
+            f"{start}-{end}, {bound} bound", "interval": f"{interval:g} central, "
+            f"{n_members}-member bootstrap ensemble"}
+
+
+def _lazy_change_bounds(members: Sequence, inputs: xr.Dataset, full_cube: xr.Dataset, *,
+                        start: int, end: int, interval: float,
+                        pool_plan: Mapping[str, Mapping] | None) -> dict[str, Any]:
+    """One dask task per spatial chunk of the cube: it reads the chunk (plus the members'
+    context) of the two years, maps it with every member and keeps the quantiles."""
+    import dask
+    import dask.array as dsa
+
+    from terracarbon.carbon.mapping import _chunk_edges, context_px
+
+    kwargs = dict(start=start, end=end, interval=interval, pool_plan=pool_plan)
+    strip = _block_change_bounds(members, inputs.isel(y=slice(0, 1)),
+                                 full_cube.isel(y=slice(0, 1)), **kwargs)  # names, dtypes
+    ny, nx = inputs.sizes["y"], inputs.sizes["x"]
+    chunks = inputs.chunks  # {dim: chunk sizes} of the dask-backed layers
+    rows, cols = _chunk_edges(chunks.get("y"), ny), _chunk_edges(chunks.get("x"), nx)
+    halo = max(context_px(m) for m in members)
+    shared_members = dask.delayed(list(members))  # enters the graph once
+
+    def block(members, y0: int, y1: int, x0: int, x1: int) -> dict[str, np.ndarray]:
+        a0, a1 = max(0, y0 - halo), min(ny, y1 + halo)
+        b0, b1 = max(0, x0 - halo), min(nx, x1 + halo)
+        window = {"y": slice(a0, a1), "x": slice(b0, b1)}
+        keep = (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
+        return _block_change_bounds(members, inputs.isel(window), full_cube.isel(window),
+                                    keep=keep, **kwargs)
+
+    grid: dict[str, list[list]] = {n: [] for n in strip}
+    for y0, y1 in rows:
+        row: dict[str, list] = {n: [] for n in strip}
+        for x0, x1 in cols:
+            values = dask.delayed(block)(shared_members, y0, y1, x0, x1)
+            for n in strip:
+                row[n].append(dsa.from_delayed(values[n], shape=(y1 - y0, x1 - x0),
+                                               dtype=np.float32))
+        for n in strip:
+            grid[n].append(row[n])
+    return {n: dsa.block(blocks) for n, blocks in grid.items()}
 
 
 def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, end: int,
@@ -828,21 +872,27 @@ def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, en
     and the total (the sum of the pools inside each member). With ``pool_plan``
     (:func:`terracarbon.carbon.pools.pool_plan`) each member's maps first get the study's
     other pools (derived, product, lookup; :func:`~terracarbon.carbon.pools.assemble_pools`).
-    Holds the members' change maps of one pool at a time (members x y x x float32): not a
-    streaming step (see #17). :func:`ensemble_intervals` computes the same bounds in one
-    pass with the regional intervals.
+
+    On a dask-backed cube the result is lazy, one task per spatial chunk of the cube: a
+    task reads its chunk of the two years (plus a network's context), maps it with every
+    member and keeps only the quantiles, so memory holds a few chunks' members x pools,
+    never a map of the grid. On an in-memory cube the whole grid is one block. Both give
+    the same numbers.
     """
     interval_quantiles(interval)
     if not members:
         raise InputDataError("pixel_change_interval: no members")
-    change_cube = _change_cube(members, cube, start, end)
-    changes: dict[str, list[np.ndarray]] = {}
-    template = None
-    for member in members:
-        per_pool, template = _member_change(member, change_cube, cube, start, end, pool_plan)
-        for pool, values in per_pool.items():
-            changes.setdefault(pool, []).append(values)
-    return _change_bounds(changes, template, start=start, end=end, interval=interval)
+    members = list(members)
+    inputs = _change_inputs(members, cube, start, end)
+    kwargs = dict(start=start, end=end, interval=interval, pool_plan=pool_plan)
+    lazy = any(v.chunks is not None for v in inputs.data_vars.values())
+    arrays = (_lazy_change_bounds(members, inputs, cube, **kwargs) if lazy
+              else _block_change_bounds(members, inputs, cube, **kwargs))
+    return xr.Dataset(
+        {n: (("y", "x"), a, _bounds_attrs(n, start=start, end=end, interval=interval,
+                                          n_members=len(members)))
+         for n, a in arrays.items()},
+        coords={"y": cube["y"], "x": cube["x"]})
 
 
 # ---------------------------------------------------------------- calibration
