@@ -50,9 +50,7 @@ explore: $(STAMP)
 # update check, and a read-only extension manager (no request leaves the machine);
 # tested in a browser by tests/test_lab.py
 lab: $(STAMP)
-	$(BIN)/python -m jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=notebooks \
-	  --LabApp.news_url= --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
-	  --LabApp.extension_manager=readonly $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(BIN)/python -m terracarbon.viz.lab
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -1,7 +1,8 @@
 """JupyterLab in a real browser (#18): where the users work, not only nbclient.
 
-Starts JupyterLab on 127.0.0.1 with a token (no news, no update check, a read-only extension
-manager: the server asks PyPI nothing), opens a
+Starts JupyterLab on 127.0.0.1 with a token, as ``make lab`` does (``terracarbon.viz.lab``:
+no news, no update check, a read-only extension manager, Panel's stylesheets served by the
+Jupyter server), opens a
 stage notebook (``05_zoning``) and ``explore.ipynb`` in headless Chromium (Playwright on the
 system Chromium), runs all cells through JupyterLab's own command, and checks:
 
@@ -31,6 +32,7 @@ import nbformat
 import pytest
 
 from terracarbon.viz import screenshots
+from terracarbon.viz.lab import lab_command, lab_environment, offline_static_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -74,19 +76,17 @@ def lab(quick_run_session, tmp_path_factory):
         _with_run_dir(REPO / "notebooks" / name, notebooks / name, run_copy)
     port, token = _free_port(), secrets.token_hex(16)
     home = root / "home"  # a fresh Jupyter config/runtime/workspace: no user settings leak in
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_WORKSPACES_DIR":
-           str(home / "workspaces"), "PYTHONHASHSEED": "0"}
+    env = lab_environment({**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
+                           "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+                           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+                           "PYTHONHASHSEED": "0"})
     log = open(root / "lab.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
-         f"--port={port}", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={notebooks}", "--ServerApp.port_retries=0",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
-         "--ServerApp.allow_remote_access=False",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        cwd=notebooks, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = lab_command(offline_static_folder(root / "static"), root_dir=notebooks, extra=[
+        "--no-browser", f"--port={port}", f"--IdentityProvider.token={token}",
+        "--ServerApp.port_retries=0", "--LabApp.expose_app_in_browser=True",
+        "--ServerApp.allow_remote_access=False"])
+    server = subprocess.Popen(command, cwd=notebooks, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
