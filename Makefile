@@ -47,8 +47,8 @@ explore: $(STAMP)
 	$(BIN)/python -m terracarbon.viz.app $(RUN) --port $(PORT)
 
 # JupyterLab on this machine only (127.0.0.1, token login), without the news feed and the
-# update check, and a read-only extension manager (no request leaves the machine);
-# tested in a browser by tests/test_lab.py
+# update check, a read-only extension manager, and Panel's stylesheets from the server
+# (no request leaves the machine; terracarbon.viz.lab); tested by tests/test_lab.py
 lab: $(STAMP)
 	$(BIN)/python -m terracarbon.viz.lab
 
