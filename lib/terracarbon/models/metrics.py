@@ -124,6 +124,10 @@ def ssim_maps(
     mean SSIM). Windows that
     straddle the mask edge therefore see the filled constant, which slightly damps SSIM at
     the border; this is the usual compromise (skimage has no masked SSIM).
+
+    Memory: one year of the grid, not streamed: the two maps and skimage's filtered images
+    in float64, about 10 x 8 bytes per pixel (1.6 GB at China's 20 M pixels at 1 km; see
+    the China row of benchmarks/README.md for the stage's peak).
     """
     from skimage.metrics import structural_similarity
 
