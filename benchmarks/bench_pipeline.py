@@ -9,7 +9,8 @@ Targets on the 2-core, 24 GB reference machine: the default study end to end <= 
 ``params/guangdong_scale.yaml`` completes with peak memory <= 8 GB.
 
 Run: ``.venv/bin/python benchmarks/bench_pipeline.py --params params/quick.yaml
-[--runs-dir DIR] [--keep]``
+[--runs-dir DIR] [--keep] [--from STAGE]`` (``--from``: rerun the later stages of a kept run
+folder; the stages before it are reported from their manifests)
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=None, help="default: a temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary runs folder")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--from", dest="from_stage", default=None,
+                        help="rerun from this stage on a kept run folder (--runs-dir)")
     args = parser.parse_args(argv)
 
     params = load_params(args.params, args.overrides, defaults=DEFAULT_PARAMS)
@@ -89,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, str(REPO / "run_all.py"), "--force", "--runs-dir", str(runs_dir)]
     if args.params:
         cmd += ["--params", args.params]
+    if args.from_stage:
+        if not args.runs_dir:
+            parser.error("--from needs the --runs-dir of a kept run")
+        cmd += ["--from", args.from_stage]
     for item in args.overrides:
         cmd += ["--set", item]
 
