@@ -223,29 +223,31 @@ def save_figure(
 def _layout_done_once(fig: Figure, *, dpi: float, tight: bool) -> Iterator[Any]:
     """Lay ``fig`` out and measure its tight box once, for every format saved in the block.
 
-    Left to itself, each ``savefig`` reruns the layout engine and measures the tight box
-    again, and both draw every artist; a map's cartopy gridliner places its labels anew on
-    each draw. Doing it once at the saving ``dpi`` and holding the positions (layout engine
-    set to ``"none"``, restored on exit) makes a three-format map about 1.5x cheaper
-    (benchmarks/README.md, session 9). Yields what ``savefig(bbox_inches=)`` takes: the
-    padded tight box in inches, or ``None`` when ``tight`` is false.
+    Left to itself, each ``savefig`` runs the layout engine, draws every artist once to
+    measure the tight box and once more to render; a map's cartopy gridliner places its
+    labels anew on each draw. Here the layout engine runs once at the saving ``dpi``, the
+    tight box is measured from it (no draw), and the engine is detached while the formats
+    are rendered, so each format costs one draw (benchmarks/bench_figures.py). Yields what
+    ``savefig(bbox_inches=)`` takes: the padded tight box in inches, or ``None`` when
+    ``tight`` is false.
     """
     engine = fig.get_layout_engine()
     shown_dpi = fig.get_dpi()
     fig.set_dpi(dpi)  # text extents, hence the layout, depend on the resolution
     try:
-        fig.draw_without_rendering()
-        bbox = (fig.get_tightbbox(fig.canvas.get_renderer())
-                .padded(mpl.rcParams["savefig.pad_inches"]) if tight else None)
+        renderer = fig.canvas.get_renderer()
+        if engine is not None:
+            engine.execute(fig)
+        bbox = (fig.get_tightbbox(renderer).padded(mpl.rcParams["savefig.pad_inches"])
+                if tight else None)
     finally:
         fig.set_dpi(shown_dpi)
-    if engine is not None:
-        fig.set_layout_engine("none")
+    with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)  # positions stay where the engine put them
     try:
         yield bbox
     finally:
-        if engine is not None:
-            fig.set_layout_engine(engine)
+        fig.set_layout_engine(engine)
 
 
 def _register_notebook_display(dpi: int = 110) -> None:
