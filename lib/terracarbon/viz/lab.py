@@ -18,15 +18,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["lab_command", "lab_environment", "offline_static_folder"]
+__all__ = ["free_port", "lab_command", "lab_environment", "offline_static_folder"]
 
 STATIC_PREFIX = "panel-cdn"
 """Folder, inside the server's extra static path, that stands in for Panel's CDN root."""
 
 
-DIST_PARTS = ("css", "assets", "images")
-"""Parts of Panel's ``dist`` its components link by URL (0.6 MB; ``bundled/``, 94 MB of
-JavaScript libraries, is loaded inline by ``pn.extension(inline=True)``)."""
+DIST_PARTS = ("css", "assets", "images", "bundled/theme", "bundled/css", "bundled/reactiveesm")
+"""Parts of Panel's ``dist`` its components and notebook output link by URL (0.8 MB: the
+stylesheets, design themes, the ES-module shim; the rest of ``bundled/``, 94 MB of
+JavaScript libraries, is loaded inline by ``pn.extension(inline=True)`` or not at all)."""
 
 
 def offline_static_folder(folder: str | os.PathLike) -> Path:
@@ -44,19 +45,23 @@ def offline_static_folder(folder: str | os.PathLike) -> Path:
     dist = root / STATIC_PREFIX / JS_VERSION / "dist"
     for part in DIST_PARTS:
         if not (dist / part).is_dir() and (Path(DIST_DIR) / part).is_dir():
-            shutil.copytree(Path(DIST_DIR) / part, dist / f".{part}.partial", dirs_exist_ok=True)
-            (dist / f".{part}.partial").rename(dist / part)  # whole or absent
+            partial = dist / f"{part}.partial"
+            shutil.copytree(Path(DIST_DIR) / part, partial, dirs_exist_ok=True)
+            partial.rename(dist / part)  # whole or absent
     return root
 
 
-def lab_environment(base: Mapping[str, str] | None = None, *, base_url: str = "/"
+def lab_environment(base: Mapping[str, str] | None = None, *, port: int, base_url: str = "/"
                     ) -> dict[str, str]:
-    """``base`` (default: this process's environment) with Panel's CDN root on the server.
+    """``base`` (default: this process's environment) with Panel's CDN root on the server at
+    ``http://127.0.0.1:<port><base_url>static/panel-cdn/``.
 
     Kernels inherit the server's environment, so every notebook's Panel reads it at import.
+    The root is a full URL: Panel inlines the resources it recognises as CDN URLs (the
+    ES-module shim among them), and a root without scheme and host is not one.
     """
     env = dict(os.environ if base is None else base)
-    env["PANEL_CDN_ROOT"] = f"{base_url.rstrip('/')}/static/{STATIC_PREFIX}/"
+    env["PANEL_CDN_ROOT"] = f"http://127.0.0.1:{port}{base_url.rstrip('/')}/static/{STATIC_PREFIX}/"
     return env
 
 
@@ -76,13 +81,30 @@ def lab_command(static_folder: str | os.PathLike, *, root_dir: str | os.PathLike
     return [*command, *extra]
 
 
+def free_port(preferred: int = 8888) -> int:
+    """``preferred`` if it is free on 127.0.0.1, else a port the system picks."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start JupyterLab on ``notebooks/`` of the repository (``make lab``)."""
+    """Start JupyterLab on ``notebooks/`` of the repository (``make lab``), on port 8888 or,
+    if that is taken, another free one (Panel's stylesheet URLs name the port)."""
     repo = Path(__file__).resolve().parents[3]
     static = offline_static_folder(Path(sys.prefix) / "share" / "terracarbon-lab")
-    command = lab_command(static, root_dir=repo / "notebooks",
-                          extra=list(sys.argv[1:] if argv is None else argv))
-    os.execve(command[0], command, lab_environment())
+    port = free_port()
+    extra = [f"--port={port}", "--ServerApp.port_retries=0",
+             *(sys.argv[1:] if argv is None else argv)]
+    command = lab_command(static, root_dir=repo / "notebooks", extra=extra)
+    os.execve(command[0], command, lab_environment(port=port))
     return 0  # not reached
 
 
