@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,37 +123,67 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, *, index: bool = Fals
     return path
 
 
-def write_cube(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+def write_cube(ds: xr.Dataset, path: str | os.PathLike, *,
+               derive: Callable[[xr.Dataset], xr.Dataset] | None = None) -> Path:
     """Write a dataset as NetCDF (``.nc``) or Zarr (``.zarr``) atomically.
 
     Every data variable must carry ``units``. The CRS (``spatial_ref``) written by
     rioxarray is kept as a CF grid-mapping variable.
+
+    ``derive``: a function of the written dataset (opened back from the store, all years of
+    a pixel block in one chunk) returning it with more variables; those are computed in a
+    second pass from the store and added to it before the store is renamed into place. For variables that read many chunks of another
+    (a temporal window reads every year of a pixel block), reading the block from the store
+    holds one block; deriving them in the first pass would hold every year of the grid that
+    the block's source tasks produced (data prep's read-and-align tasks are a layer-year
+    each). A NetCDF cube is written in one pass, ``derive`` applied first.
     """
     path = Path(path)
     require_units(ds, where=path.name)
+    if derive is not None and path.suffix == ".nc":
+        ds, derive = derive(ds), None  # a NetCDF file is written in one pass
+    with atomic_path(path) as tmp:
+        _write_store(ds, tmp, path=path, append=False)
+        if derive is not None:
+            written = open_cube(tmp, whole_years=True)
+            more = derive(written)
+            added = [v for v in more.data_vars if v not in written.data_vars]
+            if added:
+                require_units(more[added], where=path.name)
+                _write_store(more[added], tmp, path=path, append=True)
+    return path
+
+
+def _write_store(ds: xr.Dataset, tmp: Path, *, path: Path, append: bool) -> None:
     # encodings inherited from the files a variable was read from (Zarr v3 codecs, chunk
     # shapes) do not fit the new store; keep only the CRS link
     ds = ds.copy()
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k == "grid_mapping"}
-    with atomic_path(path) as tmp:
-        if path.suffix == ".zarr":
-            # Zarr v2 layout: consolidated metadata is part of its spec and GDAL reads it
-            ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
-        elif path.suffix == ".nc":
-            ds.to_netcdf(tmp, engine="h5netcdf")
-        else:
-            raise InputDataError(f"{path}: cube files must end in .nc or .zarr")
-    return path
+    if path.suffix == ".zarr":
+        # Zarr v2 layout: consolidated metadata is part of its spec and GDAL reads it
+        ds.to_zarr(tmp, mode="a" if append else "w", consolidated=True, zarr_format=2)
+    elif path.suffix == ".nc":
+        ds.to_netcdf(tmp, engine="h5netcdf")
+    else:
+        raise InputDataError(f"{path}: cube files must end in .nc or .zarr")
 
 
-def open_cube(path: str | os.PathLike) -> xr.Dataset:
-    """Open a cube written by :func:`write_cube`, with its CRS restored (rioxarray)."""
+def open_cube(path: str | os.PathLike, *, whole_years: bool = False) -> xr.Dataset:
+    """Open a cube written by :func:`write_cube`, with its CRS restored (rioxarray).
+
+    ``whole_years``: a Zarr cube's chunks hold every year of a pixel block (each task
+    reads the block's year chunks itself, instead of a rechunk gathering them; for
+    windows over years).
+    """
     path = Path(path)
     if not path.exists():
         raise InputDataError(f"{path}: cube not found; run the stage that writes it first.")
     if path.suffix == ".zarr":
-        ds = xr.open_zarr(path, consolidated=True)
+        if whole_years:  # dimensions not named keep the store's chunks
+            ds = xr.open_zarr(path, consolidated=True, chunks={"year": -1})
+        else:
+            ds = xr.open_zarr(path, consolidated=True)
     else:
         ds = xr.open_dataset(path, engine="h5netcdf")
     import rioxarray  # noqa: F401  registers the .rio accessor
