@@ -92,41 +92,31 @@ def test_cluster_results_are_bit_identical_to_in_process(client, series):
     np.testing.assert_allclose(in_memory["moran"], in_process["moran"], rtol=1e-13)
 
 
-def test_a_study_maps_on_a_local_cluster_equal_the_threaded_run(tmp_path):
+def test_quick_study_maps_on_a_local_cluster_equal_the_threaded_run(
+        quick_run_session, quick_run_copy):
     """#17: one parameter (``compute.scheduler: distributed``) runs a stage on a
-    dask.distributed LocalCluster (worker processes on 127.0.0.1). The tiny study's maps
-    stage (models shipped to the workers, maps chunk by chunk, the ensemble's
-    intervals and per-pixel change bounds, totals, change, products) rerun that way on a
-    copy of the threaded run gives the same numbers, artifact by artifact. Trends, LISA and
-    Moran on a cluster: the test above."""
+    dask.distributed LocalCluster (worker processes on 127.0.0.1); the quick study's maps
+    stage (models shipped to the workers, maps chunk by chunk, ensemble intervals, totals,
+    change, products) rerun that way on a copy of the threaded run gives the same numbers,
+    artifact by artifact. Trends, LISA and Moran on a cluster: the test above."""
     import json
-    import shutil
+    import subprocess
+    import sys
 
     from terracarbon.pipeline.compare import compare_runs
-    from tiny_study import load_run_all, make_tiny_study
+    from terracarbon.pipeline.params import REPO_ROOT
 
-    run_all = load_run_all()
-    study = make_tiny_study(tmp_path / "study")
+    run, copy = quick_run_session[0], quick_run_copy
     stage = "03_carbon_maps"
-    # 250 m pixels and 16-px chunks: 2 x 2 chunks (the smallest chunk the parameters allow)
-    common = ["--params", str(study), "--set", "grid.pixel_size_m=250", "--set",
-              "compute.chunk_px=16",
-              "--set", "models.ensemble_members=6"]
-    threaded = tmp_path / "threaded"
-    assert run_all.main([*common, "--runs-dir", str(threaded), "--set",
-                         "study.stages=[01_data_prep,02_train_models,03_carbon_maps]"]) == 0
-    shutil.copytree(threaded, tmp_path / "cluster")
-    copy = tmp_path / "cluster" / "tiny"
-    assert run_all.main([*common, "--runs-dir", str(copy.parent), "--only", stage, "--force",
-                         "--set", "study.stages=[01_data_prep,02_train_models,03_carbon_maps]",
-                         "--set", "compute.scheduler=distributed",
-                         "--set", "compute.n_workers=2"]) == 0
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run_all.py"), "--params", "params/quick.yaml",
+         "--runs-dir", str(copy.parent), "--only", stage, "--force",
+         "--set", "compute.scheduler=distributed", "--set", "compute.n_workers=2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     manifest = json.loads((copy / stage / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["params"]["compute"]["scheduler"] == "distributed"
-    _, y_chunks, x_chunks = xr.open_zarr(copy / stage / "carbon.zarr")[
-        "total_carbon_density"].chunks
-    assert len(y_chunks) > 1 and len(x_chunks) > 1  # mapped chunk by chunk on the workers
-    differences = {k: v for k, v in compare_runs(threaded / "tiny", copy).items()
+    differences = {k: v for k, v in compare_runs(run, copy).items()
                    if k.split("/")[0] == stage}
     assert differences == {}, differences
