@@ -21,7 +21,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ import nbformat
 import pytest
 
 from terracarbon.viz import screenshots
-from terracarbon.viz.lab import lab_command, lab_environment, offline_static_folder
+from terracarbon.viz.lab import free_port, lab_command, lab_environment, offline_static_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,12 +43,6 @@ pytest.importorskip("playwright.sync_api", reason="the playwright package is not
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed")
 
 STAGE = "05_zoning"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _with_run_dir(source: Path, target: Path, run_dir: Path) -> None:
@@ -74,7 +67,7 @@ def lab(quick_run_session, tmp_path_factory):
     notebooks.mkdir()
     for name in (f"{STAGE}.ipynb", "explore.ipynb"):
         _with_run_dir(REPO / "notebooks" / name, notebooks / name, run_copy)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(preferred=0), secrets.token_hex(16)  # 0: any free port
     home = root / "home"  # a fresh Jupyter config/runtime/workspace: no user settings leak in
     env = lab_environment({**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
                            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
