@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -56,51 +57,63 @@ def _chunk_edges(chunks: Sequence[int] | None, size: int) -> list[tuple[int, int
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
+def blocks_with_context(block, shared: Any, *args: Any, ny: int, nx: int,
+                        chunks: Mapping[str, Sequence[int]], halo: int,
+                        dtypes: Mapping[str, Any]) -> dict[str, Any]:
+    """(y, x) dask arrays of the ``dtypes`` names, one task per spatial chunk.
+
+    Each task calls ``block(shared, window, keep, *args)``: ``window`` (``{"y": slice,
+    "x": slice}``) is the chunk grown by ``halo`` pixels of context (cut at the grid's
+    edge), ``keep`` the chunk's ``(y, x)`` slices inside the window; ``block`` returns
+    ``{name: array}`` of the chunk's shape. ``shared`` (a model, a list of members) enters
+    the graph once: a cluster ships it to a worker once, not per task. Memory holds a few
+    chunks, never the grid. Used by the yearly maps and the ensemble's change bounds.
+    """
+    import dask
+    import dask.array as dsa
+
+    rows, cols = _chunk_edges(chunks.get("y"), ny), _chunk_edges(chunks.get("x"), nx)
+    shared_node = dask.delayed(shared)
+    grid: dict[str, list[list]] = {n: [] for n in dtypes}
+    for y0, y1 in rows:
+        row: dict[str, list] = {n: [] for n in dtypes}
+        for x0, x1 in cols:
+            a0, a1 = max(0, y0 - halo), min(ny, y1 + halo)
+            b0, b1 = max(0, x0 - halo), min(nx, x1 + halo)
+            window = {"y": slice(a0, a1), "x": slice(b0, b1)}
+            keep = (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
+            values = dask.delayed(block)(shared_node, window, keep, *args)
+            for n, dtype in dtypes.items():
+                row[n].append(dsa.from_delayed(values[n], shape=(y1 - y0, x1 - x0),
+                                               dtype=dtype))
+        for n in dtypes:
+            grid[n].append(row[n])
+    return {n: dsa.block(blocks) for n, blocks in grid.items()}
+
+
 def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
                       interval: float | None) -> xr.Dataset:
     """One dask task per year and spatial chunk of the cube; each reads its chunk plus the
     model's context (:func:`context_px`) and keeps only its chunk, so memory holds a few
     chunks, never a year of the grid. The first year is predicted on a 1-row strip for the
     layout."""
-    import dask
     import dask.array as dsa
 
     strip = model.predict_map(cube.isel(y=slice(0, 1)).compute(), years[0], interval=interval)
-    ny, nx = cube.sizes["y"], cube.sizes["x"]
-    chunks = cube.chunks  # Dataset.chunks: {dim: chunk sizes}, consistent across variables
-    rows, cols = _chunk_edges(chunks.get("y"), ny), _chunk_edges(chunks.get("x"), nx)
-    halo = context_px(model)
     names = list(strip.data_vars)
 
-    # the model enters the graph once (a cluster ships it to a worker once, not per task)
-    shared_model = dask.delayed(model)
+    def block_map(model, window, keep, year: int) -> dict[str, np.ndarray]:
+        block = model.predict_map(cube.isel(window), year, interval=interval)
+        return {n: block[n].values[keep] for n in names}
 
-    def block_map(model, year: int, y0: int, y1: int, x0: int, x1: int
-                  ) -> dict[str, np.ndarray]:
-        a0, a1 = max(0, y0 - halo), min(ny, y1 + halo)
-        b0, b1 = max(0, x0 - halo), min(nx, x1 + halo)
-        block = model.predict_map(cube.isel(y=slice(a0, a1), x=slice(b0, b1)), year,
-                                  interval=interval)
-        return {n: block[n].values[y0 - a0:y1 - a0, x0 - b0:x1 - b0] for n in names}
-
-    variables: dict[str, list] = {n: [] for n in names}
-    for year in years:
-        grid: dict[str, list[list]] = {n: [] for n in names}
-        for y0, y1 in rows:
-            row: dict[str, list] = {n: [] for n in names}
-            for x0, x1 in cols:
-                values = dask.delayed(block_map)(shared_model, year, y0, y1, x0, x1)
-                for n in names:
-                    row[n].append(dsa.from_delayed(values[n], shape=(y1 - y0, x1 - x0),
-                                                   dtype=strip[n].dtype))
-            for n in names:
-                grid[n].append(row[n])
-        for n in names:
-            variables[n].append(dsa.block(grid[n]))
+    layout = dict(ny=cube.sizes["y"], nx=cube.sizes["x"], halo=context_px(model),
+                  chunks=cube.chunks,  # {dim: chunk sizes}, consistent across variables
+                  dtypes={n: strip[n].dtype for n in names})
+    by_year = [blocks_with_context(block_map, model, year, **layout) for year in years]
     coords = {"year": years, "y": cube["y"], "x": cube["x"]}
     return xr.Dataset(
-        {n: (("year", "y", "x"), dsa.stack(layers), strip[n].attrs)
-         for n, layers in variables.items()},
+        {n: (("year", "y", "x"), dsa.stack([maps[n] for maps in by_year]), strip[n].attrs)
+         for n in names},
         coords=coords,
         attrs=strip.attrs,
     )

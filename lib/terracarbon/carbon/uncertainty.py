@@ -825,41 +825,23 @@ def _bounds_attrs(name: str, *, start: int, end: int, interval: float, n_members
 def _lazy_change_bounds(members: Sequence, inputs: xr.Dataset, full_cube: xr.Dataset, *,
                         start: int, end: int, interval: float,
                         pool_plan: Mapping[str, Mapping] | None) -> dict[str, Any]:
-    """One dask task per spatial chunk of the cube: it reads the chunk (plus the members'
-    context) of the two years, maps it with every member and keeps the quantiles."""
-    import dask
-    import dask.array as dsa
-
-    from terracarbon.carbon.mapping import _chunk_edges, context_px
+    """One dask task per spatial chunk of the cube (:func:`~terracarbon.carbon.mapping.
+    blocks_with_context`): it reads the chunk (plus the members' context) of the two years,
+    maps it with every member and keeps the quantiles."""
+    from terracarbon.carbon.mapping import blocks_with_context, context_px
 
     kwargs = dict(start=start, end=end, interval=interval, pool_plan=pool_plan)
     strip = _block_change_bounds(members, inputs.isel(y=slice(0, 1)),
                                  full_cube.isel(y=slice(0, 1)), **kwargs)  # names, dtypes
-    ny, nx = inputs.sizes["y"], inputs.sizes["x"]
-    chunks = inputs.chunks  # {dim: chunk sizes} of the dask-backed layers
-    rows, cols = _chunk_edges(chunks.get("y"), ny), _chunk_edges(chunks.get("x"), nx)
-    halo = max(context_px(m) for m in members)
-    shared_members = dask.delayed(list(members))  # enters the graph once
 
-    def block(members, y0: int, y1: int, x0: int, x1: int) -> dict[str, np.ndarray]:
-        a0, a1 = max(0, y0 - halo), min(ny, y1 + halo)
-        b0, b1 = max(0, x0 - halo), min(nx, x1 + halo)
-        window = {"y": slice(a0, a1), "x": slice(b0, b1)}
-        keep = (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
+    def block(members, window, keep) -> dict[str, np.ndarray]:
         return _block_change_bounds(members, inputs.isel(window), full_cube.isel(window),
                                     keep=keep, **kwargs)
 
-    grid: dict[str, list[list]] = {n: [] for n in strip}
-    for y0, y1 in rows:
-        row: dict[str, list] = {n: [] for n in strip}
-        for x0, x1 in cols:
-            values = dask.delayed(block)(shared_members, y0, y1, x0, x1)
-            for n in strip:
-                row[n].append(dsa.from_delayed(values[n], shape=(y1 - y0, x1 - x0),
-                                               dtype=np.float32))
-        for n in strip:
-            grid[n].append(row[n])
-    return {n: dsa.block(blocks) for n, blocks in grid.items()}
+    return blocks_with_context(block, list(members), ny=inputs.sizes["y"],
+                               nx=inputs.sizes["x"], chunks=inputs.chunks,
+                               halo=max(context_px(m) for m in members),
+                               dtypes={n: np.float32 for n in strip})
 
 
 def pixel_change_interval(members: Sequence, cube: xr.Dataset, *, start: int, end: int,
