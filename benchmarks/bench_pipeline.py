@@ -9,8 +9,9 @@ Targets on the 2-core, 24 GB reference machine: the default study end to end <= 
 ``params/guangdong_scale.yaml`` completes with peak memory <= 8 GB.
 
 Run: ``.venv/bin/python benchmarks/bench_pipeline.py --params params/quick.yaml
-[--runs-dir DIR] [--keep] [--from STAGE]`` (``--from``: rerun the later stages of a kept run
-folder; the stages before it are reported from their manifests)
+[--runs-dir DIR] [--keep] [--from STAGE | --only STAGE]`` (``--from``: rerun the later stages
+of a kept run folder; the stages before it are reported from their manifests; ``--only``: one
+stage, e.g. data prep alone)
 """
 
 from __future__ import annotations
@@ -80,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=None, help="default: a temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary runs folder")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--from", dest="from_stage", default=None,
-                        help="rerun from this stage on a kept run folder (--runs-dir)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--from", dest="from_stage", default=None,
+                       help="rerun from this stage on a kept run folder (--runs-dir)")
+    which.add_argument("--only", dest="only_stage", default=None,
+                       help="run only this stage (the earlier ones must be in --runs-dir, "
+                            "except for the first stage)")
     args = parser.parse_args(argv)
 
     params = load_params(args.params, args.overrides, defaults=DEFAULT_PARAMS)
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.runs_dir:
             parser.error("--from needs the --runs-dir of a kept run")
         cmd += ["--from", args.from_stage]
+    if args.only_stage:
+        cmd += ["--only", args.only_stage]
     for item in args.overrides:
         cmd += ["--set", item]
 

@@ -278,6 +278,25 @@ class GridSpec:
         da = xr.DataArray(data, dims=("y", "x"), coords={"y": y, "x": x}, name=name)
         return attach_grid(da, self)
 
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> "GridSpec":
+        """The sub-grid of rows ``[rows[0], rows[1])`` and columns ``[cols[0], cols[1])``.
+
+        Same CRS, resolution and pixel lattice; used to read and align one dask chunk.
+
+        >>> g = GridSpec.from_bounds((0, 0, 4000, 3000), crs="EPSG:32649", resolution=1000)
+        >>> g.window((1, 3), (2, 4)).bounds
+        (2000.0, 0.0, 4000.0, 2000.0)
+        """
+        r0, r1 = (int(r) for r in rows)
+        c0, c1 = (int(c) for c in cols)
+        if not (0 <= r0 < r1 <= self.height and 0 <= c0 < c1 <= self.width):
+            raise ParameterError(
+                f"GridSpec.window: rows {rows} / cols {cols} are not a non-empty window of "
+                f"the {self.height} x {self.width} grid.")
+        res, (xmin, _, _, ymax) = self.resolution, self.bounds
+        return GridSpec(crs=self.crs, resolution=res,
+                        bounds=(xmin + c0 * res, ymax - r1 * res, xmin + c1 * res, ymax - r0 * res))
+
     def describe(self) -> str:
         """One-line description used in messages."""
         b = ", ".join(f"{v:.6g}" for v in self.bounds)
@@ -369,6 +388,52 @@ def _crop_to_footprint(da: xr.DataArray, footprint: tuple[float, ...]) -> xr.Dat
     return cropped.rio.write_transform(transform @ Affine.translation(c0, r0))
 
 
+_LATTICE_TOLERANCE_PX = 1e-6
+"""Offsets and sizes within this fraction of a pixel count as the same lattice."""
+
+LATTICE_SAFE_RESAMPLING = ("nearest", "bilinear", "average", "mode", "min", "max", "med")
+"""Resampling methods that return the source value itself when source and target pixels
+coincide (interpolating or one-pixel aggregating kernels), so the warp can be skipped."""
+
+
+def on_grid_lattice(da: xr.DataArray, grid: GridSpec) -> bool:
+    """True if the raster's pixels are the grid's pixels (same CRS, size and lattice).
+
+    Such a raster needs no warp: every grid cell is one source pixel (or outside the
+    source). The synthetic studies' layers, and any layer exported on the study grid, are
+    on the lattice.
+    """
+    if da.rio.crs is None:
+        return False
+    t = da.rio.transform()
+    if t.b != 0 or t.d != 0:
+        return False
+    res = grid.resolution
+    if abs(t.a - res) > _LATTICE_TOLERANCE_PX * res or abs(-t.e - res) > _LATTICE_TOLERANCE_PX * res:
+        return False
+    for offset in ((t.c - grid.bounds[0]) / res, (grid.bounds[3] - t.f) / res):
+        if abs(offset - round(offset)) > _LATTICE_TOLERANCE_PX:
+            return False
+    return pyproj.CRS.from_user_input(da.rio.crs.to_wkt()).equals(grid.crs)
+
+
+def _copy_on_lattice(da: xr.DataArray, grid: GridSpec, fill: Any) -> np.ndarray:
+    """The grid's cells read straight from a raster on its lattice; ``fill`` off the raster."""
+    t = da.rio.transform()
+    res = grid.resolution
+    col0 = int(round((grid.bounds[0] - t.c) / res))  # grid's first column in source pixels
+    row0 = int(round((t.f - grid.bounds[3]) / res))
+    ny, nx = da.rio.shape
+    out = np.full(grid.shape, fill, dtype=da.dtype)
+    r0, r1 = max(row0, 0), min(row0 + grid.height, ny)
+    c0, c1 = max(col0, 0), min(col0 + grid.width, nx)
+    if r0 < r1 and c0 < c1:
+        ydim, xdim = da.rio.y_dim, da.rio.x_dim
+        out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = \
+            da.isel({ydim: slice(r0, r1), xdim: slice(c0, c1)}).values
+    return out
+
+
 def source_pixel_size_m(da: xr.DataArray, grid: GridSpec) -> float:
     """Side of a source pixel expressed in grid-CRS metres (sqrt of its projected area).
 
@@ -425,6 +490,37 @@ def _ignore_spurious_warp_warning() -> None:
                             category=NotGeoreferencedWarning, module=r"rasterio\.warp")
 
 
+def check_overlap(da: xr.DataArray, grid: GridSpec) -> tuple[float, ...] | None:
+    """Check that a raster can go onto ``grid``; return the grid's footprint in its CRS.
+
+    Reads no pixels. The footprint is None where PROJ cannot tell (projection domain edge;
+    logged).
+
+    Raises
+    ------
+    GridMismatchError
+        The raster has no CRS, or it does not overlap the grid.
+    """
+    name = _source_name(da)
+    if da.rio.crs is None:
+        raise GridMismatchError(
+            f"{name}: the raster has no CRS, so it cannot be put on the target grid "
+            f"({crs_label(grid.crs)}); assign one (da.rio.write_crs) or fix the file."
+        )
+    footprint = _grid_footprint_in_source(da, grid)
+    overlap = _overlaps(da, grid, footprint)
+    if overlap is False:
+        b = ", ".join(f"{v:.6g}" for v in da.rio.bounds())
+        raise GridMismatchError(
+            f"{name} has CRS {crs_label(da.rio.crs.to_wkt())} and bounds ({b}), which do not "
+            f"overlap the target grid {grid.describe()}; check that the file covers the study "
+            "area and that its CRS is declared correctly (a wrong CRS tag is the usual cause)."
+        )
+    if overlap is None:
+        log.warning("%s: could not test overlap with the grid (projection domain edge)", name)
+    return footprint
+
+
 def align_to_grid(
     da: xr.DataArray,
     grid: GridSpec,
@@ -479,37 +575,26 @@ def align_to_grid(
                 "use 'mode' or 'nearest'."
             )
     name = _source_name(da)
-    if da.rio.crs is None:
-        raise GridMismatchError(
-            f"{name}: the raster has no CRS, so it cannot be put on the target grid "
-            f"({crs_label(grid.crs)}); assign one (da.rio.write_crs) or fix the file."
-        )
-    footprint = _grid_footprint_in_source(da, grid)
-    overlap = _overlaps(da, grid, footprint)
-    if overlap is False:
-        b = ", ".join(f"{v:.6g}" for v in da.rio.bounds())
-        raise GridMismatchError(
-            f"{name} has CRS {crs_label(da.rio.crs.to_wkt())} and bounds ({b}), which do not "
-            f"overlap the target grid {grid.describe()}; check that the file covers the study "
-            "area and that its CRS is declared correctly (a wrong CRS tag is the usual cause)."
-        )
-    if overlap is None:
-        log.warning("%s: could not test overlap with the grid (projection domain edge)", name)
+    footprint = check_overlap(da, grid)
     method = resampling or default_resampling(da, grid, kind=kind)
     if footprint is not None:
         da = _crop_to_footprint(da, footprint)
-    _ignore_spurious_warp_warning()
-    if kind == "continuous":
-        src = da if np.issubdtype(da.dtype, np.floating) else da.astype("float32")
-        src = src.rio.write_nodata(np.nan, encoded=False)
-        out = src.rio.reproject(grid.crs.to_wkt(), shape=grid.shape, transform=grid.transform,
-                                resampling=Resampling[method], nodata=np.nan)
-        out = out.astype("float32")
+    continuous = kind == "continuous"
+    fill = np.nan if continuous else CATEGORICAL_NODATA
+    dtype = "float32" if continuous else "int16"
+    if continuous and not np.issubdtype(da.dtype, np.floating):
+        da = da.astype("float32")
+    if da.ndim == 2 and method in LATTICE_SAFE_RESAMPLING and on_grid_lattice(da, grid):
+        # GDAL would return each source value unchanged; copying skips the warp
+        x, y = grid.coords()
+        out = xr.DataArray(_copy_on_lattice(da, grid, fill).astype(dtype), dims=("y", "x"),
+                           coords={"y": y, "x": x})
     else:
-        src = da.rio.write_nodata(CATEGORICAL_NODATA, encoded=False)
+        _ignore_spurious_warp_warning()
+        src = da.rio.write_nodata(fill, encoded=False)
         out = src.rio.reproject(grid.crs.to_wkt(), shape=grid.shape, transform=grid.transform,
-                                resampling=Resampling[method], nodata=CATEGORICAL_NODATA)
-        out = out.astype("int16")
+                                resampling=Resampling[method], nodata=fill)
+        out = out.astype(dtype)
     out = attach_grid(out.drop_vars("spatial_ref", errors="ignore"), grid)
     out.attrs = {k: v for k, v in da.attrs.items()
                  if k in ("units", "long_name", "source", "band", "year")}

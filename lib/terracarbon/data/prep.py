@@ -39,12 +39,15 @@ import xarray as xr
 from terracarbon.data.grid import (
     CATEGORICAL_NODATA,
     KINDS,
+    LATTICE_SAFE_RESAMPLING,
     RESAMPLING_NAMES,
     GridSpec,
     align_to_grid,
     attach_grid,
+    check_overlap,
     crs_label,
     default_resampling,
+    on_grid_lattice,
     region_mask,
     unit_raster,
 )
@@ -348,10 +351,66 @@ def read_layer(
     ParameterError
         Bad spec, or ``year`` missing for an annual layer.
     """
+    s = normalise_layer_spec(name or "layer", spec)
+    raw, path, band, file_meta = _open_band(s, year, chunks)
+    out = _decode(raw, s, file_meta)
+    fill = np.nan if s["kind"] == "continuous" else CATEGORICAL_NODATA
+    out = out.rio.write_nodata(fill, encoded=False)
+    out.name = s["name"]
+    out.attrs = {"units": s["units"], "long_name": s["long_name"], "source": str(path),
+                 "band": band}
+    if not s["static"]:
+        out.attrs["year"] = int(year)  # type: ignore[arg-type]
+    return out
+
+
+def _decode(raw: xr.DataArray, s: dict[str, Any], file_meta: tuple[Any, Any, Any]
+            ) -> xr.DataArray:
+    """Raw band values as the layer's values: continuous float32 = raw * scale + offset (NaN
+    at nodata), categorical int16 codes (0 at nodata). ``file_meta``: the file's (scale,
+    offset, nodata); the spec's own values replace them."""
+    file_scale, file_offset, file_nodata = file_meta
+    nodata = s["nodata"] if s["nodata"] is not None else file_nodata
+    invalid = _nodata_mask(raw, nodata)
+    if s["kind"] == "continuous":
+        scale = float(s["scale_factor"] if s["scale_factor"] is not None else file_scale or 1.0)
+        offset = float(s["offset"] if s["offset"] is not None else file_offset or 0.0)
+        return (raw.astype("float64") * scale + offset).where(~invalid).astype("float32")
+    out = raw.where(~invalid, CATEGORICAL_NODATA)
+    if np.issubdtype(out.dtype, np.floating):
+        out = out.fillna(CATEGORICAL_NODATA).round()
+    return out.astype("int16")
+
+
+def _file_meta(src: Any, band: int) -> tuple[Any, Any, Any]:
+    """(scale, offset, nodata) of a band of an open rasterio dataset."""
+    return src.scales[band - 1], src.offsets[band - 1], src.nodatavals[band - 1]
+
+
+def _open_band(s: dict[str, Any], year: int | None, chunks: int | dict | None
+               ) -> tuple[xr.DataArray, Any, int, tuple[Any, Any, Any]]:
+    """Open the layer's band for ``year`` lazily (no pixels read): the raw band, its path,
+    band number and the file's (scale, offset, nodata). Checks the file, band and CRS."""
     import rasterio
     import rioxarray
 
-    s = normalise_layer_spec(name or "layer", spec)
+    path = _layer_path(s, year)
+    with rasterio.open(path) as src:
+        band = _resolve_band(s, src, path, year)
+        file_meta = _file_meta(src, band)
+        has_crs = src.crs is not None
+    if not has_crs:
+        raise GridMismatchError(
+            f"layer {s['name']!r}: {path.name!r} has no CRS; it cannot be aligned to the grid. "
+            "Assign the CRS in the file (gdal_edit.py -a_srs)."
+        )
+    raw = rioxarray.open_rasterio(path, masked=False, mask_and_scale=False, chunks=chunks)
+    raw = raw.isel(band=band - 1, drop=True)
+    return raw, path, band, file_meta
+
+
+def _layer_path(s: dict[str, Any], year: int | None) -> Any:
+    """The file (or STAC asset) holding ``year`` of the layer; checks that it exists."""
     if not s["static"] and year is None:
         raise ParameterError(
             f"layer {s['name']!r} is annual ({s['path']!r}); pass year=<calendar year>."
@@ -376,36 +435,7 @@ def read_layer(
             f"layer {s['name']!r}: file {str(path)!r}{when} not found; check "
             f"data.layers.{s['name']}.path and data.years."
         )
-    with rasterio.open(path) as src:
-        band = _resolve_band(s, src, path, year)
-        file_scale, file_offset = src.scales[band - 1], src.offsets[band - 1]
-        file_nodata = src.nodatavals[band - 1]
-        has_crs = src.crs is not None
-    if not has_crs:
-        raise GridMismatchError(
-            f"layer {s['name']!r}: {path.name!r} has no CRS; it cannot be aligned to the grid. "
-            "Assign the CRS in the file (gdal_edit.py -a_srs)."
-        )
-    raw = rioxarray.open_rasterio(path, masked=False, mask_and_scale=False, chunks=chunks)
-    raw = raw.isel(band=band - 1, drop=True)
-    nodata = s["nodata"] if s["nodata"] is not None else file_nodata
-    invalid = _nodata_mask(raw, nodata)
-    if s["kind"] == "continuous":
-        scale = float(s["scale_factor"] if s["scale_factor"] is not None else file_scale or 1.0)
-        offset = float(s["offset"] if s["offset"] is not None else file_offset or 0.0)
-        out = (raw.astype("float64") * scale + offset).where(~invalid).astype("float32")
-        out = out.rio.write_nodata(np.nan, encoded=False)
-    else:
-        out = raw.where(~invalid, CATEGORICAL_NODATA)
-        if np.issubdtype(out.dtype, np.floating):
-            out = out.fillna(CATEGORICAL_NODATA).round()
-        out = out.astype("int16").rio.write_nodata(CATEGORICAL_NODATA, encoded=False)
-    out.name = s["name"]
-    out.attrs = {"units": s["units"], "long_name": s["long_name"], "source": str(path),
-                 "band": band}
-    if not s["static"]:
-        out.attrs["year"] = int(year)  # type: ignore[arg-type]
-    return out
+    return path
 
 
 def _nodata_mask(raw: xr.DataArray, nodata: float | None) -> xr.DataArray:
@@ -449,35 +479,95 @@ def _annual_stack(s: dict[str, Any], years: list[int], grid: GridSpec) -> xr.Dat
     return stack
 
 
+def _window_block(inside: np.ndarray, *, spec: dict[str, Any], year: int | None,
+                  grid: GridSpec, block_info: Any = None) -> np.ndarray:
+    """One dask chunk of one layer-year on the grid's lattice: read the file's window,
+    decode it, clip it (no warp: each grid cell is one source pixel).
+
+    ``inside`` is the chunk of the boundary mask; its place in the grid comes from dask's
+    ``block_info``. Module-level so that distributed workers can unpickle it.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    continuous = spec["kind"] == "continuous"
+    fill = np.float32(np.nan) if continuous else np.int16(CATEGORICAL_NODATA)
+    out = np.full(inside.shape, fill)
+    path = _layer_path(spec, year)
+    with rasterio.open(path) as src:
+        band = _resolve_band(spec, src, path, year)
+        t, res = src.transform, grid.resolution
+        # the chunk's first row and column in the file's pixels (same lattice: whole numbers)
+        row0 = int(round((t.f - grid.bounds[3]) / res)) + r0
+        col0 = int(round((grid.bounds[0] - t.c) / res)) + c0
+        rows = slice(max(row0, 0), min(row0 + (r1 - r0), src.height))
+        cols = slice(max(col0, 0), min(col0 + (c1 - c0), src.width))
+        if rows.start >= rows.stop or cols.start >= cols.stop:
+            return out  # the file does not reach this chunk
+        raw = src.read(band, window=Window(cols.start, rows.start, cols.stop - cols.start,
+                                           rows.stop - rows.start))
+        meta = _file_meta(src, band)
+    values = _decode(xr.DataArray(raw, dims=("y", "x")), spec, meta).values
+    out[rows.start - row0 : rows.stop - row0, cols.start - col0 : cols.stop - col0] = values
+    return np.where(inside, out, fill)
+
+
+def _whole_grid_block(inside: np.ndarray, *, spec: dict[str, Any], year: int | None,
+                      grid: GridSpec, method: str) -> np.ndarray:
+    """One layer-year warped onto the whole grid and clipped (one dask task)."""
+    raw = read_layer(spec, year=year, name=spec["name"])
+    aligned = align_to_grid(raw, grid, kind=spec["kind"], resampling=method).values
+    fill = np.float32(np.nan) if spec["kind"] == "continuous" else np.int16(CATEGORICAL_NODATA)
+    return np.where(inside, aligned, fill).astype(fill.dtype)
+
+
+def _layer_plan(s: dict[str, Any], step: int | None, grid: GridSpec) -> tuple[str, bool]:
+    """Check the layer's first file against the whole grid (file, band, CRS, overlap),
+    choose its resampling once for the grid (never per chunk) and tell whether it can be
+    read by window. Reads no pixels."""
+    raw, path, _, _ = _open_band(s, step, None)
+    raw.attrs["source"] = str(path)  # named in the messages
+    check_overlap(raw, grid)
+    method = s["resampling"] or default_resampling(raw, grid, kind=s["kind"])
+    return method, method in LATTICE_SAFE_RESAMPLING and on_grid_lattice(raw, grid)
+
+
 def _lazy_layer(s: dict[str, Any], years: list[int], grid: GridSpec, inside: xr.DataArray,
-                fill: Any, chunks: Mapping[str, int]) -> xr.DataArray:
-    """One layer as dask: a task per year; the first year is aligned now for the layout."""
-    import dask
+                chunks: Mapping[str, int]) -> xr.DataArray:
+    """One layer as dask, the files checked now and read when the cube is computed.
+
+    A layer on the grid's lattice (same CRS, pixel size and pixel edges: the synthetic
+    studies', or any layer exported on the study grid) is read by window, one task per
+    year and chunk, so memory stays at a few chunks whatever the size of the grid. A layer
+    that needs a warp is aligned one layer-year per task (the whole grid): GDAL's warp of a
+    window can differ from its warp of the whole grid by a fraction of a percent
+    (interpolating kernels), and the numbers must not depend on the chunk size.
+    """
     import dask.array as dsa
 
-    def aligned(year: int | None) -> xr.DataArray:
-        raw = read_layer(s, name=s["name"]) if year is None else \
-            read_layer(s, year=year, name=s["name"])
-        da = align_to_grid(raw, grid, kind=s["kind"], resampling=s["resampling"])
-        return da.drop_vars("spatial_ref", errors="ignore")
-
-    def clipped(year: int | None) -> np.ndarray:
-        da = aligned(year)
-        return np.asarray(da.where(inside, fill).astype(da.dtype).values)
-
     steps = [None] if s["static"] else list(years)
-    template = aligned(steps[0])
-    blocks = [dsa.from_delayed(dask.delayed(clipped, pure=True)(year), shape=template.shape,
-                               dtype=template.dtype) for year in steps]
+    method, windowed = _layer_plan(s, steps[0], grid)  # before any task runs
     space = {d: int(chunks.get(d, -1)) for d in ("y", "x")}
-    coords = {"y": template["y"], "x": template["x"]}
+    mask_values = np.asarray(inside.values)
+    dtype = np.float32 if s["kind"] == "continuous" else np.int16
+    meta = np.empty((0, 0), dtype=dtype)
+    if windowed:
+        mask = dsa.from_array(mask_values, chunks=tuple(
+            n if space[d] < 0 else space[d] for d, n in zip(("y", "x"), grid.shape)))
+        layers = [dsa.map_blocks(_window_block, mask, spec=s, year=step, grid=grid,
+                                 dtype=dtype, meta=meta) for step in steps]
+    else:
+        mask = dsa.from_array(mask_values, chunks=-1)
+        layers = [dsa.map_blocks(_whole_grid_block, mask, spec=s, year=step, grid=grid,
+                                 method=method, dtype=dtype, meta=meta)
+                  .rechunk(tuple(space.values())) for step in steps]
+    attrs = {"resampling": method}
+    coords = {"y": inside["y"], "x": inside["x"]}
     if s["static"]:
-        out = xr.DataArray(blocks[0], dims=("y", "x"), coords=coords, attrs=template.attrs)
-        return out.chunk(space)
-    out = xr.DataArray(dsa.stack(blocks), dims=("year", "y", "x"),
-                       coords={"year": ("year", list(years)), **coords},
-                       attrs={**template.attrs, "source": s["path"]})
-    return out.chunk({"year": 1, **space})
+        return xr.DataArray(layers[0], dims=("y", "x"), coords=coords, attrs=attrs)
+    return xr.DataArray(dsa.stack(layers), dims=("year", "y", "x"),
+                        coords={"year": ("year", list(years)), **coords}, attrs=attrs)
 
 
 def build_cube(
@@ -500,10 +590,12 @@ def build_cube(
         Calendar years to build; default ``data_spec['years']``.
     chunks : mapping, optional
         ``{"y": px, "x": px}`` (pixels; e.g. ``compute.start(...).chunks``): build the cube
-        lazily, one dask task per layer and year (read, align, clip), chunked one year by
-        ``px`` x ``px``. Writing it (:func:`terracarbon.data.io.write_cube`) then streams layer
-        by layer and year by year instead of holding the cube in memory. Default: in
-        memory (NumPy). Both give identical values.
+        lazily, chunked one year by ``px`` x ``px``. A layer on the grid's lattice is read
+        by window (one task per year and chunk: a few chunks in memory at any size); a
+        layer that needs a warp is read, aligned and clipped one layer-year per task
+        (:func:`_lazy_layer` says why). Writing it (:func:`terracarbon.data.io.write_cube`)
+        then streams instead of holding the cube in memory. Default: in memory (NumPy).
+        Both give identical values.
 
     Returns
     -------
@@ -549,7 +641,7 @@ def build_cube(
     for name, s in layers.items():
         fill = np.float32(np.nan) if s["kind"] == "continuous" else np.int16(CATEGORICAL_NODATA)
         if chunks is not None:
-            da = _lazy_layer(s, cube_years, grid, inside, fill, chunks)
+            da = _lazy_layer(s, cube_years, grid, inside, chunks)
         else:
             if s["static"]:
                 da = align_to_grid(read_layer(s, name=name), grid, kind=s["kind"],
