@@ -773,3 +773,38 @@ def test_temporal_composite_keeps_the_source_chunks():
     cube = _annual_cube(np.zeros((7, 2, 3))).chunk({"year": 1, "y": 1, "x": 2})
     out = prep.add_temporal_composites(cube, 3)
     assert out["ndvi_3yr"].chunks == cube["ndvi"].chunks
+
+
+def test_cube_summary_numbers_by_hand_and_read_once(study):
+    """cube_summary: valid share over the region and all years, min/mean/max of the valid
+    values (worked out from the 2 x 2 fixture); a chunked cube gives the same table from a
+    single compute."""
+    import dask
+
+    spec = {k: v for k, v in study.items() if k not in ("boundary", "boundary_filter")}
+    cube = prep.build_cube(spec, GRID_2x2)
+    table = prep.cube_summary(cube).set_index("variable")
+    ndvi = cube["ndvi"].values  # 2 years x 2 x 2, every cell valid (no boundary)
+    assert table.loc["ndvi", "valid_pct"] == 100.0
+    assert table.loc["ndvi", "min"] == pytest.approx(float(ndvi.min()))
+    assert table.loc["ndvi", "mean"] == pytest.approx(float(ndvi.mean()))
+    assert table.loc["ndvi", "max"] == pytest.approx(float(ndvi.max()))
+    assert table.loc["landuse", "kind"] == "categorical" and table.loc["dem", "dims"] == "y, x"
+    # a hole: one NDVI cell missing in one year -> 7 of 8 cell-years valid
+    holed = cube.copy(deep=True)
+    holed["ndvi"][0, 1, 1] = np.nan
+    row = prep.cube_summary(holed).set_index("variable").loc["ndvi"]
+    assert row["valid_pct"] == pytest.approx(100.0 * 7 / 8, abs=0.01)
+    assert row["mean"] == pytest.approx(float(np.nanmean(holed["ndvi"].values)))
+
+    computes = []
+
+    class Count(dask.callbacks.Callback):
+        def _start(self, dsk):
+            computes.append(len(dsk))
+
+    chunked = holed.chunk({"y": 1, "x": 1})
+    with Count():
+        lazy = prep.cube_summary(chunked)
+    pd.testing.assert_frame_equal(lazy, prep.cube_summary(holed), rtol=1e-6)
+    assert len(computes) == 1

@@ -822,30 +822,36 @@ def cube_summary(cube: xr.Dataset) -> "pd.DataFrame":
     -------
     pandas.DataFrame
         Columns ``variable, dims, units, kind, valid_pct`` (percent of in-region pixels with
-        data, over all years), ``min, mean, max`` (in the variable's units).
+        data, over all years), ``min, mean, max`` (in the variable's units). A dask-backed
+        cube is read once for all of them (one ``dask.compute``).
     """
+    import dask
     import pandas as pd
 
     mask = cube["region_mask"] if "region_mask" in cube else None
-    n_region = int(mask.sum()) if mask is not None else None
-    rows = []
+    stats: dict[str, tuple[Any, ...]] = {}
     for name, da in cube.data_vars.items():
         if name == "region_mask":
             continue
-        categorical = np.issubdtype(da.dtype, np.integer)
-        valid = (da != 0) if categorical else da.notnull()
+        valid = (da != 0) if np.issubdtype(da.dtype, np.integer) else da.notnull()
         values = da.where(valid)
+        stats[name] = (valid.sum(), values.min(), values.mean(), values.max())
+    # one compute for every statistic of every variable: each chunk is read once
+    (stats, n_region) = dask.compute(stats, mask.sum() if mask is not None else None)
+    rows = []
+    for name, (n_valid, lo, mean, hi) in stats.items():
+        da = cube[name]
         n_layers = int(da.sizes.get("year", 1))
-        denominator = (n_region if n_region is not None else da.sizes["x"] * da.sizes["y"])
+        denominator = int(n_region) if n_region is not None else da.sizes["x"] * da.sizes["y"]
         rows.append({
             "variable": name,
             "dims": ", ".join(da.dims),
             "units": da.attrs.get("units", ""),
-            "kind": "categorical" if categorical else "continuous",
-            "valid_pct": round(100.0 * int(valid.sum()) / max(denominator * n_layers, 1), 2),
-            "min": float(values.min()),
-            "mean": float(values.mean()),
-            "max": float(values.max()),
+            "kind": "categorical" if np.issubdtype(da.dtype, np.integer) else "continuous",
+            "valid_pct": round(100.0 * int(n_valid) / max(denominator * n_layers, 1), 2),
+            "min": float(lo),
+            "mean": float(mean),
+            "max": float(hi),
         })
     return pd.DataFrame(rows)
 
