@@ -11,7 +11,8 @@ Targets on the 2-core, 24 GB reference machine: the default study end to end <= 
 Run: ``.venv/bin/python benchmarks/bench_pipeline.py --params params/quick.yaml
 [--runs-dir DIR] [--keep] [--from STAGE | --only STAGE]`` (``--from``: rerun the later stages
 of a kept run folder; the stages before it are reported from their manifests; ``--only``: one
-stage, e.g. data prep alone)
+stage, e.g. data prep alone). ``--cells N`` also prints the N cells of each stage with the
+highest peak RSS.
 """
 
 from __future__ import annotations
@@ -68,6 +69,23 @@ class Sampler(threading.Thread):
         return max(inside, default=0)
 
 
+def cell_peaks(notebook: Path, sampler: "Sampler") -> list[dict]:
+    """Wall time and peak tree RSS of each executed cell, highest peak first."""
+    if not notebook.exists():
+        return []
+    cells = []
+    for index, cell in enumerate(json.loads(notebook.read_text())["cells"]):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        if cell["cell_type"] != "code" or not meta.get("start_time") or not meta.get("end_time"):
+            continue
+        start, end = iso_to_epoch(meta["start_time"]), iso_to_epoch(meta["end_time"])
+        first_line = "".join(cell["source"]).strip().splitlines()[0][:70]
+        cells.append({"index": index, "wall_s": round(end - start, 1),
+                      "peak_rss_gib": round(sampler.peak(start, end) / 1024**3, 2),
+                      "source": first_line})
+    return sorted(cells, key=lambda c: -c["peak_rss_gib"])
+
+
 def iso_to_epoch(stamp: str) -> float:
     import datetime as dt
 
@@ -87,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--only", dest="only_stage", default=None,
                        help="run only this stage (the earlier ones must be in --runs-dir, "
                             "except for the first stage)")
+    parser.add_argument("--cells", type=int, default=0, metavar="N",
+                        help="also print, per stage, the N notebook cells with the highest "
+                             "peak RSS (from papermill's cell start/end times)")
     args = parser.parse_args(argv)
 
     params = load_params(args.params, args.overrides, defaults=DEFAULT_PARAMS)
@@ -139,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         figures["stages"][stage_id] = {"wall_s": duration, "peak_rss_gib": round(peak / gib, 2),
                                        "status": manifest.get("status")}
         print(f"{stage_id:<18}{duration:>9.1f}{peak / gib:>14.2f}{per_px:>9.1f}")
+        if args.cells:
+            cells = cell_peaks(run_dir / stage_id / f"{stage_id}.ipynb", sampler)
+            figures["stages"][stage_id]["cells"] = cells[: args.cells]
+            for cell in cells[: args.cells]:
+                print(f"    cell {cell['index']:>3}: {cell['wall_s']:>8.1f} s "
+                      f"{cell['peak_rss_gib']:>6.2f} GiB  {cell['source']}")
     per_px = 1e6 * wall / n_pixels if n_pixels else float("nan")
     print(f"{'end to end':<18}{wall:>9.1f}{sampler.peak() / gib:>14.2f}{per_px:>9.1f}")
     if args.json:
