@@ -183,3 +183,23 @@ def test_the_layer_is_checked_before_any_task_runs(tmp_path):
                            chunks={"y": 4, "x": 4})
     assert isinstance(lazy["layer"].data, type(xr.DataArray([0]).chunk().data))
     assert lazy["layer"].attrs["resampling"] == "bilinear"  # 2 km source onto 1 km
+
+
+def test_a_year_off_the_lattice_sends_the_layer_through_the_warp(tmp_path):
+    """Window reads are planned from every year's file: if one year's file is half a pixel
+    off the grid, the chunked cube still equals the in-memory alignment year by year
+    (reading that year by window would copy pixels from the wrong place)."""
+    base = Affine(1000.0, 0, GRID.bounds[0], 0, -1000.0, GRID.bounds[3])
+    write_tif(tmp_path / "ndvi_2000.tif", _field(GRID.shape, seed=6), crs=CUSTOM_ALBERS,
+              transform=base, nodata=-9999.0)
+    write_tif(tmp_path / "ndvi_2001.tif", _field(GRID.shape, seed=7), crs=CUSTOM_ALBERS,
+              transform=base @ Affine.translation(0.5, 0.5), nodata=-9999.0)
+    spec = {"years": [2000, 2001],
+            "layers": {"ndvi": {"path": str(tmp_path / "ndvi_{year}.tif"), "kind": "continuous",
+                                "units": "1", "resampling": "bilinear"}}}
+    eager = prep.build_cube(spec, GRID)["ndvi"].values
+    chunked = prep.build_cube(spec, GRID, chunks={"y": 7, "x": 9})["ndvi"].values
+    np.testing.assert_array_equal(chunked, eager)
+    # the 2000 file alone is on the lattice and is read by window: same values
+    first = prep.build_cube({**spec, "years": [2000]}, GRID, chunks={"y": 7, "x": 9})
+    np.testing.assert_array_equal(first["ndvi"].values[0], eager[0])

@@ -278,25 +278,6 @@ class GridSpec:
         da = xr.DataArray(data, dims=("y", "x"), coords={"y": y, "x": x}, name=name)
         return attach_grid(da, self)
 
-    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> "GridSpec":
-        """The sub-grid of rows ``[rows[0], rows[1])`` and columns ``[cols[0], cols[1])``.
-
-        Same CRS, resolution and pixel lattice; used to read and align one dask chunk.
-
-        >>> g = GridSpec.from_bounds((0, 0, 4000, 3000), crs="EPSG:32649", resolution=1000)
-        >>> g.window((1, 3), (2, 4)).bounds
-        (2000.0, 0.0, 4000.0, 2000.0)
-        """
-        r0, r1 = (int(r) for r in rows)
-        c0, c1 = (int(c) for c in cols)
-        if not (0 <= r0 < r1 <= self.height and 0 <= c0 < c1 <= self.width):
-            raise ParameterError(
-                f"GridSpec.window: rows {rows} / cols {cols} are not a non-empty window of "
-                f"the {self.height} x {self.width} grid.")
-        res, (xmin, _, _, ymax) = self.resolution, self.bounds
-        return GridSpec(crs=self.crs, resolution=res,
-                        bounds=(xmin + c0 * res, ymax - r1 * res, xmin + c1 * res, ymax - r0 * res))
-
     def describe(self) -> str:
         """One-line description used in messages."""
         b = ", ".join(f"{v:.6g}" for v in self.bounds)
@@ -417,12 +398,17 @@ def on_grid_lattice(da: xr.DataArray, grid: GridSpec) -> bool:
     return pyproj.CRS.from_user_input(da.rio.crs.to_wkt()).equals(grid.crs)
 
 
+def lattice_offset(transform: Affine, grid: GridSpec) -> tuple[int, int]:
+    """(row, column) of the grid's top-left cell in the pixels of a raster on its lattice
+    (negative where the grid starts before the raster)."""
+    res = grid.resolution
+    return (int(round((transform.f - grid.bounds[3]) / res)),
+            int(round((grid.bounds[0] - transform.c) / res)))
+
+
 def _copy_on_lattice(da: xr.DataArray, grid: GridSpec, fill: Any) -> np.ndarray:
     """The grid's cells read straight from a raster on its lattice; ``fill`` off the raster."""
-    t = da.rio.transform()
-    res = grid.resolution
-    col0 = int(round((grid.bounds[0] - t.c) / res))  # grid's first column in source pixels
-    row0 = int(round((t.f - grid.bounds[3]) / res))
+    row0, col0 = lattice_offset(da.rio.transform(), grid)
     ny, nx = da.rio.shape
     out = np.full(grid.shape, fill, dtype=da.dtype)
     r0, r1 = max(row0, 0), min(row0 + grid.height, ny)

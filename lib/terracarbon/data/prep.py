@@ -47,6 +47,7 @@ from terracarbon.data.grid import (
     check_overlap,
     crs_label,
     default_resampling,
+    lattice_offset,
     on_grid_lattice,
     region_mask,
     unit_raster,
@@ -497,10 +498,8 @@ def _window_block(inside: np.ndarray, *, spec: dict[str, Any], year: int | None,
     path = _layer_path(spec, year)
     with rasterio.open(path) as src:
         band = _resolve_band(spec, src, path, year)
-        t, res = src.transform, grid.resolution
         # the chunk's first row and column in the file's pixels (same lattice: whole numbers)
-        row0 = int(round((t.f - grid.bounds[3]) / res)) + r0
-        col0 = int(round((grid.bounds[0] - t.c) / res)) + c0
+        row0, col0 = (a + b for a, b in zip(lattice_offset(src.transform, grid), (r0, c0)))
         rows = slice(max(row0, 0), min(row0 + (r1 - r0), src.height))
         cols = slice(max(col0, 0), min(col0 + (c1 - c0), src.width))
         if rows.start >= rows.stop or cols.start >= cols.stop:
@@ -522,15 +521,21 @@ def _whole_grid_block(inside: np.ndarray, *, spec: dict[str, Any], year: int | N
     return np.where(inside, aligned, fill).astype(fill.dtype)
 
 
-def _layer_plan(s: dict[str, Any], step: int | None, grid: GridSpec) -> tuple[str, bool]:
+def _layer_plan(s: dict[str, Any], steps: list[int | None], grid: GridSpec) -> tuple[str, bool]:
     """Check the layer's first file against the whole grid (file, band, CRS, overlap),
     choose its resampling once for the grid (never per chunk) and tell whether it can be
-    read by window. Reads no pixels."""
-    raw, path, _, _ = _open_band(s, step, None)
+    read by window: only if every year's file is on the grid's lattice. Reads no pixels."""
+    raw, path, _, _ = _open_band(s, steps[0], None)
     raw.attrs["source"] = str(path)  # named in the messages
     check_overlap(raw, grid)
     method = s["resampling"] or default_resampling(raw, grid, kind=s["kind"])
-    return method, method in LATTICE_SAFE_RESAMPLING and on_grid_lattice(raw, grid)
+    if method not in LATTICE_SAFE_RESAMPLING or not on_grid_lattice(raw, grid):
+        return method, False
+    # years may come from different files (or products): each must share the lattice
+    files = {str(_layer_path(s, step)): step for step in steps[1:]}
+    files.pop(str(path), None)
+    return method, all(on_grid_lattice(_open_band(s, step, None)[0], grid)
+                       for step in files.values())
 
 
 def _lazy_layer(s: dict[str, Any], years: list[int], grid: GridSpec, inside: xr.DataArray,
@@ -547,7 +552,7 @@ def _lazy_layer(s: dict[str, Any], years: list[int], grid: GridSpec, inside: xr.
     import dask.array as dsa
 
     steps = [None] if s["static"] else list(years)
-    method, windowed = _layer_plan(s, steps[0], grid)  # before any task runs
+    method, windowed = _layer_plan(s, steps, grid)  # before any task runs
     space = {d: int(chunks.get(d, -1)) for d in ("y", "x")}
     mask_values = np.asarray(inside.values)
     dtype = np.float32 if s["kind"] == "continuous" else np.int16
