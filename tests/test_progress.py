@@ -240,7 +240,13 @@ def test_training_reports_model_and_fold(events_file):
     cube, samples = make_tabular_study(seed=1, size=24, n_sites=80)
     settings = {"features": FEATURES, "candidates": ["mlr", "ndvi_lr"], "cv_folds": 2,
                 "cv_folds_deep": 2, "cv_block_size_m": 4000.0, "holdout": "10pct"}
-    training.train_candidates(samples, cube, settings=settings, seed=0)
+    year = int(samples["year"].max())
+    shape = (cube.sizes["y"], cube.sizes["x"])
+    ramp = np.linspace(10.0, 90.0, shape[0] * shape[1]).reshape(shape)
+    reference = xr.Dataset({var: (("y", "x"), ramp)
+                            for var in ("veg_carbon_density", "soil_carbon_density")},
+                           coords={"y": cube["y"], "x": cube["x"]})
+    training.train_candidates(samples, cube, settings=settings, seed=0, reference=reference)
     state = progress.ProgressState()
     seen = []
     for event in read_all(events_file):
@@ -252,6 +258,10 @@ def test_training_reports_model_and_fold(events_file):
     assert {"random CV fold 2 of 2", "spatial_block CV fold 1 of 2", "10pct hold-out",
             "final fit on all plots"} <= folds, folds
     assert any(s and s.startswith("training: ndvi_lr [1/2 models]") for s in seen)
+    # the hold-out map (minutes at China scale) is named while it runs
+    assert any(s and s.startswith("training: mlr [0/2 models] › hold-out scoring: mlr: "
+                                  f"hold-out plots and the {year} map against the reference")
+               for s in seen), seen
     assert state.running == {} and seen[-1] is None  # every task ended
 
 

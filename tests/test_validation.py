@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 import sklearn.metrics as skm
 from scipy.spatial.distance import cdist
 from skimage.metrics import structural_similarity
@@ -83,6 +84,42 @@ def test_ssim_maps_matches_skimage_and_ignores_outside_mask():
     assert ssim_maps(scrambled, ref, mask=mask) > ssim_maps(scrambled, ref)
     with pytest.raises(ParameterError, match="same grid"):
         ssim_maps(pred[:30], ref)
+
+
+@pytest.mark.parametrize("block_pixels", [7 * 60, 9 * 60, 23 * 60])
+def test_ssim_maps_by_bands_of_rows_equals_the_whole_image(block_pixels):
+    # bands of 7, 9 and 23 rows (the last band joined to the one before), a mask and NaN
+    # holes crossing band edges, lazy (dask) inputs: the whole image is the oracle
+    import dask.array as dsa
+
+    rng = np.random.default_rng(5)
+    ref = 50 + 20 * smooth_field(rng, (61, 60), 4)
+    pred = ref + rng.normal(0, 4, ref.shape)
+    pred[20:26, 10:40] = np.nan
+    mask = np.ones(ref.shape, bool)
+    mask[40:, :15] = False
+    whole = ssim_maps(pred, ref, mask=mask, block_pixels=ref.size)
+    lazy = [xr.DataArray(dsa.from_array(a, chunks=(13, 60)), dims=("y", "x"))
+            for a in (pred, ref, mask)]
+    banded = ssim_maps(*lazy[:2], mask=lazy[2], block_pixels=block_pixels)
+    assert banded == pytest.approx(whole, rel=1e-12)
+    assert whole < 0.99  # the maps differ: a band dropping pixels would move the mean
+
+
+def test_ssim_maps_memory_is_one_band_not_the_map():
+    import tracemalloc
+
+    rng = np.random.default_rng(6)
+    ref = 50 + 20 * smooth_field(rng, (600, 200), 8)
+    pred = ref + rng.normal(0, 4, ref.shape)
+    peaks = {}
+    for name, block in (("whole", ref.size), ("bands", 20 * 200)):
+        tracemalloc.start()
+        ssim_maps(pred, ref, block_pixels=block)
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # the whole image holds ~15 float64 copies of the map (14 MB); a 20-row band ~1/30 of it
+    assert peaks["bands"] < peaks["whole"] / 5
 
 
 def test_metrics_table_has_exact_columns_and_validates():

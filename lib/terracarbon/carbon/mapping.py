@@ -91,6 +91,21 @@ def blocks_with_context(block, shared: Any, *args: Any, ny: int, nx: int,
     return {n: dsa.block(blocks) for n, blocks in grid.items()}
 
 
+def _one_chunking(cube: xr.Dataset) -> xr.Dataset:
+    """The cube with one chunking for every variable: one year per chunk, and in space the
+    chunks of its first chunked (y, x) variable. A cube straight from Zarr mixes them
+    (composites hold every year in one chunk, the mask its own tiles); stage 03's
+    :func:`terracarbon.pipeline.compute.chunked` cube is returned unchanged."""
+    first = next(v for v in cube.data_vars.values()
+                 if v.chunks is not None and {"y", "x"} <= set(v.dims))
+    space = dict(zip(first.dims, first.chunks))
+    wanted = {"y": space["y"], "x": space["x"], **({"year": 1} if "year" in cube.dims else {})}
+    consistent = all(dict(zip(v.dims, v.chunks or ())).get(d) == (
+        c if d != "year" else (1,) * cube.sizes["year"]) for v in cube.data_vars.values()
+        for d, c in wanted.items() if d in v.dims)
+    return cube if consistent else cube.chunk(wanted)
+
+
 def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
                       interval: float | None) -> xr.Dataset:
     """One dask task per year and spatial chunk of the cube; each reads its chunk plus the
@@ -99,6 +114,7 @@ def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
     layout."""
     import dask.array as dsa
 
+    cube = _one_chunking(cube)
     strip = model.predict_map(cube.isel(y=slice(0, 1)).compute(), years[0], interval=interval)
     names = list(strip.data_vars)
 

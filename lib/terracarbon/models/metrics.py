@@ -89,18 +89,22 @@ def ssim_maps(
     *,
     mask: xr.DataArray | np.ndarray | None = None,
     win_size: int = 7,
+    block_pixels: int = 1_000_000,
 ) -> float:
     """Structural similarity (SSIM) between a predicted and a reference carbon-density map.
 
     Parameters
     ----------
     pred, ref : 2-D DataArray or ndarray, (y, x)
-        Predicted and reference maps (t C ha-1) on the same grid.
+        Predicted and reference maps (t C ha-1) on the same grid. A DataArray may be lazy
+        (dask or a file): it is read one band of rows at a time.
     mask : 2-D bool array, optional
         Pixels to score (e.g. ``region_mask``). Pixels where either map is NaN are always
         excluded.
     win_size : int, default 7
         Side of the square SSIM window (pixels, odd).
+    block_pixels : int, default 1,000,000
+        About how many pixels each band of whole rows holds (memory, not the result).
 
     Returns
     -------
@@ -121,54 +125,89 @@ def ssim_maps(
     :func:`skimage.metrics.structural_similarity` (uniform window, ``full=True``), and its
     mean is taken **over the scored pixels only**, leaving out the ``(win_size - 1) // 2``
     pixel border as skimage does (so without a mask and NaN the result equals skimage's
-    mean SSIM). Windows that
-    straddle the mask edge therefore see the filled constant, which slightly damps SSIM at
-    the border; this is the usual compromise (skimage has no masked SSIM).
+    mean SSIM). Windows that straddle the mask edge therefore see the filled constant, which
+    slightly damps SSIM at the border; this is the usual compromise (skimage has no masked
+    SSIM).
 
-    Memory: one year of the grid, not streamed: the two maps and skimage's filtered images
-    in float64, about 10 x 8 bytes per pixel (1.6 GB at China's 20 M pixels at 1 km; see
-    the China row of benchmarks/README.md for the stage's peak).
+    Memory: streamed in bands of whole rows. A first pass finds the fill value and the
+    range; a second computes the SSIM image of each band with a halo of
+    ``(win_size - 1) // 2`` rows, so every scored pixel sees the same window as in the
+    whole image. The result equals the whole-image SSIM up to float rounding (the uniform
+    filter's running sums start at the band's edge; about 1e-12 relative), and is bit for
+    bit the whole-image one when the map fits in one band. About 20 x 8 bytes per pixel of
+    a band (160 MB at the default ``block_pixels``), whatever the size of the map (#17).
     """
     from skimage.metrics import structural_similarity
 
-    p = np.asarray(pred, dtype=np.float64)
-    r = np.asarray(ref, dtype=np.float64)
-    if p.ndim != 2 or p.shape != r.shape:
+    shape = tuple(np.shape(pred))
+    if len(shape) != 2 or shape != tuple(np.shape(ref)):
         raise ParameterError(
-            f"ssim_maps: pred has shape {p.shape} and ref {r.shape}; expected two 2-D (y, x) "
-            "maps on the same grid (select one year first)."
+            f"ssim_maps: pred has shape {shape} and ref {tuple(np.shape(ref))}; expected two "
+            "2-D (y, x) maps on the same grid (select one year first)."
         )
-    if min(p.shape) < win_size:
+    if min(shape) < win_size:
         raise ParameterError(
-            f"ssim_maps: maps of shape {p.shape} are smaller than win_size={win_size}; "
+            f"ssim_maps: maps of shape {shape} are smaller than win_size={win_size}; "
             "pass a smaller odd win_size."
         )
-    valid = np.isfinite(p) & np.isfinite(r)
-    if mask is not None:
-        m = np.asarray(mask)
-        if m.shape != p.shape:
-            raise ParameterError(f"ssim_maps: mask has shape {m.shape}, expected {p.shape}.")
-        valid &= m.astype(bool)
-    if not valid.any():
-        raise ParameterError("ssim_maps: no pixel is finite in both maps inside the mask.")
-    # skimage averages the SSIM image without a border of (win_size - 1) // 2 pixels, where
-    # the window runs off the array; do the same so the unmasked case equals skimage's.
+    if mask is not None and tuple(np.shape(mask)) != shape:
+        raise ParameterError(f"ssim_maps: mask has shape {tuple(np.shape(mask))}, expected "
+                             f"{shape}.")
+    ny, nx = shape
     pad = (win_size - 1) // 2
-    scored = np.zeros_like(valid)
-    scored[pad:p.shape[0] - pad, pad:p.shape[1] - pad] = True
-    scored &= valid
-    if not scored.any():
+    bands = _row_bands(ny, max(win_size, int(block_pixels) // nx))
+
+    def read(a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = np.asarray(pred[a:b], dtype=np.float64)
+        r = np.asarray(ref[a:b], dtype=np.float64)
+        valid = np.isfinite(p) & np.isfinite(r)
+        if mask is not None:
+            valid &= np.asarray(mask[a:b]).astype(bool)
+        return p, r, valid
+
+    # pass 1: the reference's mean (the fill) and range inside the scored pixels
+    n_valid, total, low, high = 0, 0.0, np.inf, -np.inf
+    for a, b in bands:
+        _, r, valid = read(a, b)
+        if valid.any():
+            inside = r[valid]
+            n_valid += inside.size
+            total += float(inside.sum())
+            low, high = min(low, float(inside.min())), max(high, float(inside.max()))
+    if not n_valid:
+        raise ParameterError("ssim_maps: no pixel is finite in both maps inside the mask.")
+    fill = total / n_valid
+    data_range = high - low
+    # pass 2: each band's SSIM image with a halo; skimage averages the SSIM image without a
+    # border of `pad` pixels, where the window runs off the array: the same is left out here
+    # so the unmasked case equals skimage's.
+    n_scored, ssim_sum = 0, 0.0
+    for a, b in bands:
+        lo, hi = max(a - pad, 0), min(b + pad, ny)
+        p, r, valid = read(lo, hi)
+        scored = valid[a - lo : b - lo].copy()
+        scored[: max(pad - a, 0)] = False  # the grid's top border
+        scored[max(ny - pad - a, 0) :] = False  # and bottom border
+        scored[:, :pad] = scored[:, nx - pad :] = False
+        n_scored += int(scored.sum())
+        if data_range == 0.0 or not scored.any():
+            continue
+        _, ssim_image = structural_similarity(
+            np.where(valid, r, fill), np.where(valid, p, fill), data_range=data_range,
+            win_size=win_size, full=True)
+        ssim_sum += float(ssim_image[a - lo : b - lo][scored].sum())
+    if not n_scored:
         raise ParameterError("ssim_maps: no scored pixel away from the map border.")
-    fill = float(r[valid].mean())
-    data_range = float(r[valid].max() - r[valid].min())
-    if data_range == 0.0:
-        return float("nan")
-    p_filled = np.where(valid, p, fill)
-    r_filled = np.where(valid, r, fill)
-    _, ssim_image = structural_similarity(
-        r_filled, p_filled, data_range=data_range, win_size=win_size, full=True
-    )
-    return float(ssim_image[scored].mean())
+    return float("nan") if data_range == 0.0 else ssim_sum / n_scored
+
+
+def _row_bands(n_rows: int, rows_per_band: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` bands of at least ``rows_per_band`` rows covering ``n_rows`` (a short
+    last band joins the one before, so every band is at least as tall as the window)."""
+    starts = list(range(0, n_rows, rows_per_band))
+    if len(starts) > 1 and n_rows - starts[-1] < rows_per_band:
+        starts.pop()
+    return [(a, b) for a, b in zip(starts, [*starts[1:], n_rows])]
 
 
 def metrics_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -208,7 +208,8 @@ def train_candidates(
         validation.check_before_fits(probe, samples, cube)
         # a network's inputs, cut once per candidate: every fold, the hold-out and the final
         # fit read the plots' windows, never the whole (lazy, chunked) cube (#17)
-        fit_samples, fit_cube = model_inputs(probe, samples, cube)
+        with _progress.task("inputs", label=f"{name}: the model's inputs at the plots"):
+            fit_samples, fit_cube = model_inputs(probe, samples, cube)
         folds = {scheme: validation.cv_folds(
             samples, scheme=scheme, k=k, seed=seed,
             block_size_m=settings["cv_block_size_m"] if scheme == "spatial_block" else None)
@@ -232,9 +233,12 @@ def train_candidates(
             tables.append(metrics)
             result.oof[(name, scheme)] = oof
         held, final = outputs[0].model, outputs[1].model
-        tables.append(validation.score_holdout(
-            held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
-            reference=reference, year=reference_year, sample_inputs=(fit_samples, fit_cube)))
+        with _progress.task("hold-out scoring", label=_holdout_label(name, reference,
+                                                                      reference_year)):
+            tables.append(validation.score_holdout(
+                held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
+                reference=reference, year=reference_year,
+                sample_inputs=(fit_samples, fit_cube)))
         result.holdout_models[name] = held
         result.fitted[name] = final
     result.metrics = pd.concat(tables, ignore_index=True)
@@ -303,12 +307,22 @@ def _add_average(result: TrainingResult, components: Sequence[str], samples: pd.
         tables.append(validation.cv_summary(oof, model=AVERAGE, targets=targets,
                                             scheme=scheme))
     held = AveragedModel([result.holdout_models[c] for c in components])
-    tables.append(validation.score_holdout(
-        held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
-        reference=reference, year=reference_year))
+    with _progress.task("hold-out scoring", label=_holdout_label(AVERAGE, reference,
+                                                                  reference_year)):
+        tables.append(validation.score_holdout(
+            held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
+            reference=reference, year=reference_year))
     result.holdout_models[AVERAGE] = held
     result.fitted[AVERAGE] = AveragedModel([result.fitted[c] for c in components])
     return pd.concat(tables, ignore_index=True)
+
+
+def _holdout_label(name: str, reference: xr.Dataset | None, year: int) -> str:
+    """What the hold-out scoring does: with a reference, it maps the whole grid (minutes at
+    China scale), so the console says so."""
+    if reference is None:
+        return f"{name}: hold-out plots"
+    return f"{name}: hold-out plots and the {year} map against the reference (SSIM)"
 
 
 def _scheme_label(scheme: str, folds: np.ndarray) -> str:

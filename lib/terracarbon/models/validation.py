@@ -59,6 +59,7 @@ from terracarbon.models.base import (
     check_sample_years,
     check_target_columns,
 )
+from terracarbon.carbon.mapping import predict_years
 from terracarbon.models.metrics import metrics_table, score, ssim_maps
 from terracarbon.models.tabular import TabularCarbonModel, check_training_table
 
@@ -653,15 +654,21 @@ def score_holdout(model: CarbonModel, samples: pd.DataFrame, cube: xr.Dataset | 
 
     ``sample_inputs`` — the model's own ``(samples, cube)`` for predictions at the plots
     (:func:`terracarbon.models.training.model_inputs`: a network's window mosaic, rows in the
-    order of ``samples``); the reference map (SSIM) is always predicted on ``cube``.
+    order of ``samples``); the reference map (SSIM) is always predicted on ``cube``, by
+    chunk when ``cube`` is lazy (:func:`terracarbon.carbon.mapping.predict_years`), and
+    compared by bands of rows (:func:`~terracarbon.models.metrics.ssim_maps`): memory holds
+    the (y, x) map, never the model's features for the whole grid.
     """
     at_plots, plot_cube = sample_inputs if sample_inputs is not None else (samples, cube)
     ssim = {t: np.nan for t in model.targets}
     if reference is not None:
         if cube is None or year is None:
             raise ParameterError("evaluate_holdout: a reference map needs cube and year.")
-        pred_map = model.predict_map(cube, int(year))
-        mask = cube["region_mask"].values.astype(bool) if "region_mask" in cube else None
+        # by chunk when the cube is lazy (a network's whole-grid map holds every feature of
+        # its years: 4 GB at China scale); only the (y, x) result is kept
+        pred_map = predict_years(model, cube, years=[int(year)]).isel(year=0).compute()
+        # read by bands of rows inside ssim_maps: never a whole-grid array beside the map
+        mask = cube["region_mask"] if "region_mask" in cube else None
         for t in model.targets:
             ref = reference[OUTPUT_VARIABLES[t]]
             if "year" in ref.dims:
