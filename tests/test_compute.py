@@ -155,6 +155,35 @@ def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
     xr.testing.assert_identical(eager, lazy.compute())
 
 
+def test_predict_years_on_a_cube_chunked_as_zarr_stores_it():
+    """A cube straight from data prep's Zarr mixes chunkings (a composite holds every year
+    in one chunk, the mask has its own tiles): the maps take one, and equal the eager ones."""
+    import pandas as pd
+
+    from terracarbon.carbon import mapping
+    from terracarbon.models.baselines import MultipleLinear
+
+    rng = np.random.default_rng(12)
+    n, years = 30, [2019, 2020, 2021]
+    ds = make_cube({"a": (rng.random((3, n, n)).astype(np.float32), "1"),
+                    "a_3yr": (rng.random((3, n, n)).astype(np.float32), "1"),
+                    "region_mask": (rng.random((n, n)) > 0.1, "1")}, years=years, crs=None)
+    X = rng.random((200, 2))
+    samples = pd.DataFrame(X, columns=["a", "a_3yr"]).assign(
+        year=2021, veg_carbon_t_ha=30 * X[:, 0] + 5, soil_carbon_t_ha=20 * X[:, 1] + 9)
+    model = MultipleLinear(["a", "a_3yr"]).fit(samples, ds)
+    mixed = xr.Dataset({"a": ds["a"].chunk({"year": 1, "y": 8, "x": 8}),
+                        "a_3yr": ds["a_3yr"].chunk({"year": -1, "y": 8, "x": 8}),
+                        "region_mask": ds["region_mask"].chunk({"y": 10, "x": 30})})
+    with pytest.raises(ValueError, match="inconsistent chunks"):
+        mixed.chunks  # noqa: B018  what made the lazy maps fail before
+    lazy = mapping.predict_years(model, mixed, years=[2021])
+    assert lazy["veg_carbon_density"].chunks == ((1,), (8, 8, 8, 6), (8, 8, 8, 6))
+    eager = mapping.predict_years(model, ds, years=[2021])
+    xr.testing.assert_identical(eager.drop_vars("region_mask"),
+                                lazy.drop_vars("region_mask").compute())
+
+
 def _peak_bytes_writing_maps(model, n: int, chunk: int, path) -> int:
     """Peak traced allocation (every thread) while the lazy maps of two years of an n x n
     cube, generated chunk by chunk on access, are written to Zarr."""

@@ -30,6 +30,7 @@ from terracarbon.models.validation import (
     cv_folds,
     evaluate_holdout,
     metrics_by_fold,
+    score_holdout,
     spatial_blocks,
     split_holdout,
 )
@@ -282,6 +283,11 @@ def test_evaluate_holdout_scores_splits_and_ssim_against_truth(study):
     assert (metrics["r2"] > 0.8).all()
     assert metrics["ssim"].nunique() == 1 and 0.6 < metrics["ssim"].iloc[0] <= 1.0
     assert model.n_train_["veg"] == splits["train"].size
+    # a lazy cube (stage 02's, from Zarr) is mapped by chunk: the same SSIM (#17)
+    lazy = score_holdout(model, samples, cube.chunk({"year": 1, "y": 7, "x": 9}), splits,
+                         cv_scheme="7:2:1", reference=truth.chunk({"y": 5}), year=2019)
+    pd.testing.assert_frame_equal(lazy.drop(columns="cv_scheme"),
+                                  metrics.drop(columns="cv_scheme"))
 
 
 # ---------------------------------------------------------------------------- bad input
