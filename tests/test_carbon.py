@@ -562,3 +562,66 @@ def test_lookup_pools_follow_the_table_and_an_invest_csv_is_read(tmp_path):
     (tmp_path / "bad.csv").write_text("lucode,c_above\n1,x\n")
     with pytest.raises(InputDataError, match="bad.csv.*missing or negative"):
         carbon.read_lookup_table(tmp_path / "bad.csv")
+
+
+def test_totals_read_a_file_truth_year_by_year(tmp_path):
+    """#17: the synthetic truth is opened lazily (one year per chunk), so the totals' truth
+    column reads one year at a time instead of the whole (year, y, x) file — 3.5 GB at China
+    scale — and gives the same numbers as the truth in memory."""
+    import tracemalloc
+
+    from terracarbon.data.synthetic.truth import netcdf_engine
+    from terracarbon.data.synthetic import open_truth
+
+    rng = np.random.default_rng(8)
+    n_years, ny, nx = 12, 150, 150
+    coords = {"year": np.arange(2000, 2000 + n_years), "y": 1e5 - 30.0 * np.arange(ny),
+              "x": 30.0 * np.arange(nx)}
+    cube = (("year", "y", "x"), (n_years, ny, nx))
+    truth = xr.Dataset(
+        {"veg_carbon_density": (cube[0], rng.uniform(10, 90, cube[1]).astype("float32"),
+                                {"units": "t C ha-1"}),
+         "soil_carbon_density": (cube[0], rng.uniform(20, 60, cube[1]).astype("float32"),
+                                 {"units": "t C ha-1"}),
+         "landuse": (cube[0], np.ones(cube[1], "int16")),
+         "zones": (("y", "x"), np.zeros((ny, nx), "int16")),
+         "region_mask": (("y", "x"), np.ones((ny, nx), "int8"))}, coords=coords)
+    path = tmp_path / "truth.nc"
+    truth.to_netcdf(path, engine=netcdf_engine())
+    density = truth[["veg_carbon_density", "soil_carbon_density"]] * 0.9
+    stock = carbon.storage(carbon.add_total(density.chunk({"year": 1, "y": 50, "x": 50})), 0.09)
+    expected = carbon.totals(stock, truth=truth)  # the truth in memory
+    opened = open_truth(path)
+    assert opened["veg_carbon_density"].chunks[0] == (1,) * n_years
+    peaks = {}
+    for name, candidate in (("lazy", opened),  # the contrast: the file opened as before
+                            ("whole", xr.open_dataset(path, engine=netcdf_engine()))):
+        tracemalloc.start()
+        got = carbon.totals(stock, truth=candidate)
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        pd.testing.assert_frame_equal(got, expected)
+    # read whole, the truth's two pools become float64 storage for every year (4.3 MB)
+    assert peaks["lazy"] < peaks["whole"] / 2, peaks
+
+
+def test_lookup_of_chunked_land_use_maps_chunk_by_chunk_and_checks_codes_first():
+    """#17: a dask land-use cube (every year of China's is 0.9 GB of codes) gives lazy lookup
+    maps, chunked like it, equal to the in-memory ones; unknown codes fail before any map."""
+    import dask
+
+    rng = np.random.default_rng(4)
+    codes = rng.choice(np.array([0, 1, 3, 5], "int16"), size=(4, 30, 40))
+    landuse = xr.DataArray(codes, dims=("year", "y", "x"),
+                           coords={"year": [2000, 2001, 2002, 2003], "y": np.arange(30.0),
+                                   "x": np.arange(40.0)})
+    table = {1: {"veg": 110.0, "soil": 90.0}, 3: {"veg": 12.0, "soil": 52.0},
+             5: {"veg": 40.0, "soil": 70.0}}
+    eager = carbon.lookup_carbon(landuse, table)
+    chunked = landuse.chunk({"year": 1, "y": 16, "x": 16})
+    lazy = carbon.lookup_carbon(chunked, table)
+    assert lazy["veg_carbon_density"].chunks == chunked.chunks
+    xr.testing.assert_identical(lazy.compute(), eager)
+    bad = chunked.copy(data=dask.array.where(chunked.data == 5, 7, chunked.data))
+    with pytest.raises(InputDataError, match=r"class codes \[7\] are not in the class table"):
+        carbon.lookup_carbon(bad, table)

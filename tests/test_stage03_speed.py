@@ -230,3 +230,22 @@ def test_change_bounds_hold_a_few_chunks_never_the_members_maps(tmp_path):
     assert large < whole / 3, (large / 1e6, whole / 1e6)
     written = xr.open_zarr(tmp_path / "bounds_800_False.zarr")
     assert int(written["total_carbon_density_change_upper"].isnull().sum()) == 0
+
+
+def test_the_ensemble_sample_reports_each_model(tmp_path, monkeypatch):
+    """#17: the pass over the central model and the members (minutes at China scale) names
+    the model it predicts and counts them on the console."""
+    from terracarbon import progress
+
+    events_file = tmp_path / ".progress.tmp-test"
+    monkeypatch.delenv(progress.ENV_MODE, raising=False)
+    monkeypatch.setenv(progress.ENV_FILE, str(events_file))
+    monkeypatch.setattr(progress, "MIN_INTERVAL_S", 0.0)
+    cube, central, members, area, totals, change = _study()
+    uncertainty.ensemble_intervals(totals, change, central, members, cube, area, interval=0.9,
+                                   seed=7, step=3)
+    events = progress.read_events(events_file)[0]
+    start = next(e for e in events if e["event"] == "start" and e["name"] == "ensemble sample")
+    assert start["total"] == len(members) + 1 and start["unit"] == "models"
+    ends = [e for e in events if e["event"] == "end" and e["id"] == start["id"]]
+    assert ends[0]["done"] == len(members) + 1

@@ -98,7 +98,7 @@ def open_truth(path: str | Path | StudyFiles) -> xr.Dataset:
         the region), ``landuse`` (year, y, x; codes of
         :data:`terracarbon.conventions.LANDUSE`, 0 outside),
         ``zones`` (y, x; 0 none, 1 restoration, 2 urbanising, 3 high-carbon mountain) and
-        ``region_mask`` (y, x; bool).
+        ``region_mask`` (y, x; bool). Lazy: dask-backed, one year per chunk.
 
     Raises
     ------
@@ -115,7 +115,9 @@ def open_truth(path: str | Path | StudyFiles) -> xr.Dataset:
         )
     import rioxarray  # noqa: F401  registers the .rio accessor
 
-    ds = xr.open_dataset(path, engine=netcdf_engine(), decode_coords="all")
+    # one year per dask chunk: a consumer that combines the truth with maps (totals, interval
+    # calibration) reads it year by year; read whole it is 3.5 GB at China scale (#17)
+    ds = xr.open_dataset(path, engine=netcdf_engine(), decode_coords="all", chunks={"year": 1})
     if ds.rio.crs is not None:
         ds = ds.rio.write_crs(ds.rio.crs)
     required = ["veg_carbon_density", "soil_carbon_density", "zones", "landuse", "region_mask"]
