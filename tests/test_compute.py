@@ -149,8 +149,9 @@ def test_predict_years_on_a_dask_cube_is_lazy_and_identical():
         soil_carbon_t_ha=50 * X[:, 1] + rng.normal(0, 1, 300))
     rf = RandomForestCarbon(["a", "b"], n_estimators=10).fit(samples, ds)
     eager = mapping.predict_years(rf, ds, interval=0.9)
-    lazy = mapping.predict_years(rf, compute.chunked(ds, {**BASE, "chunk_px": 16}, time="single"),
-                                 interval=0.9)
+    stage_cube = compute.chunked(ds, {**BASE, "chunk_px": 16}, time="single")
+    assert mapping._one_chunking(stage_cube) is stage_cube  # stage 03's cube: no rechunk
+    lazy = mapping.predict_years(rf, stage_cube, interval=0.9)
     assert lazy["veg_carbon_density"].chunks == ((1, 1, 1), (16, 16, 5), (16, 16, 5))
     xr.testing.assert_identical(eager, lazy.compute())
 

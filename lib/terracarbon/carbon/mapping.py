@@ -96,14 +96,22 @@ def _one_chunking(cube: xr.Dataset) -> xr.Dataset:
     chunks of its first chunked (y, x) variable. A cube straight from Zarr mixes them
     (composites hold every year in one chunk, the mask its own tiles); stage 03's
     :func:`terracarbon.pipeline.compute.chunked` cube is returned unchanged."""
-    first = next(v for v in cube.data_vars.values()
-                 if v.chunks is not None and {"y", "x"} <= set(v.dims))
+    first = next((v for v in cube.data_vars.values()
+                  if v.chunks is not None and {"y", "x"} <= set(v.dims)), None)
+    if first is None:
+        return cube
     space = dict(zip(first.dims, first.chunks))
-    wanted = {"y": space["y"], "x": space["x"], **({"year": 1} if "year" in cube.dims else {})}
-    consistent = all(dict(zip(v.dims, v.chunks or ())).get(d) == (
-        c if d != "year" else (1,) * cube.sizes["year"]) for v in cube.data_vars.values()
-        for d, c in wanted.items() if d in v.dims)
-    return cube if consistent else cube.chunk(wanted)
+    wanted = {"y": space["y"], "x": space["x"]}
+    if "year" in cube.dims:
+        wanted["year"] = (1,) * cube.sizes["year"]
+
+    def chunked_as_wanted(v: xr.DataArray) -> bool:
+        have = dict(zip(v.dims, v.chunks or ()))
+        return all(have.get(d) == c for d, c in wanted.items() if d in v.dims)
+
+    if all(chunked_as_wanted(v) for v in cube.data_vars.values()):
+        return cube
+    return cube.chunk(wanted)
 
 
 def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
