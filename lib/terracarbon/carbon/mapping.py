@@ -52,6 +52,25 @@ def context_px(model) -> int:
     return int(getattr(model, "halo", 0) or 0)
 
 
+def years_read(model, mapped: Sequence[int], available: Sequence[int]) -> list[int]:
+    """The cube years a model reads to map the ``mapped`` years: each year itself and, for a
+    network over a sequence (``sequence_years``, the CNN-TCN), the years before it by
+    position in ``available`` (the cube's years, ascending).
+
+    >>> class Forest: pass
+    >>> class Tcn: sequence_years = 3
+    >>> class Mean: components = [Forest(), Tcn()]
+    >>> years_read(Forest(), [2003], [2000, 2001, 2002, 2003]), years_read(Mean(), [2001], [2000, 2001, 2002])
+    ([2003], [2000, 2001])
+    """
+    parts = getattr(model, "components", None) or [model]
+    lookback = max(int(getattr(p, "sequence_years", 1) or 1) for p in parts) - 1
+    available = [int(y) for y in available]
+    positions = {available.index(int(y)) for y in mapped}
+    return [available[i] for i in sorted({i - k for i in positions for k in range(lookback + 1)
+                                          if i - k >= 0})]
+
+
 def _chunk_edges(chunks: Sequence[int] | None, size: int) -> list[tuple[int, int]]:
     bounds = np.cumsum((0, *(chunks or (size,))))
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
@@ -126,8 +145,14 @@ def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
     strip = model.predict_map(cube.isel(y=slice(0, 1)).compute(), years[0], interval=interval)
     names = list(strip.data_vars)
 
+    available = [int(y) for y in cube["year"].values]
+
     def block_map(model, window, keep, year: int) -> dict[str, np.ndarray]:
-        block = model.predict_map(cube.isel(window), year, interval=interval)
+        # the task reads its chunk itself, in one synchronous pass: a nested compute on a
+        # dask.distributed worker would go back through the scheduler for every layer
+        chunk = (cube.isel(window).sel(year=years_read(model, [year], available))
+                 .load(scheduler="synchronous"))
+        block = model.predict_map(chunk, year, interval=interval)
         return {n: block[n].values[keep] for n in names}
 
     layout = dict(ny=cube.sizes["y"], nx=cube.sizes["x"], halo=context_px(model),

@@ -764,12 +764,10 @@ def member_quantiles(stack: np.ndarray, quantiles: Sequence[float]) -> np.ndarra
 def _change_inputs(members: Sequence, cube: xr.Dataset, start: int, end: int) -> xr.Dataset:
     """The layers the members read for years ``start`` and ``end`` (and a CNN-TCN's years
     before them), as views of ``cube`` (nothing is read here)."""
+    from terracarbon.carbon.mapping import years_read
+
     wanted = set(getattr(members[0], "features", [])) | {"region_mask", "landuse"}
-    parts = getattr(members[0], "components", [members[0]])
-    lookback = max(p._sequence_length() if hasattr(p, "_sequence_length") else 1
-                   for p in parts) - 1  # a CNN-TCN reads the years before
-    years = [int(y) for y in cube["year"].values
-             if any(y0 - lookback <= int(y) <= y0 for y0 in (start, end))]
+    years = years_read(members[0], [start, end], cube["year"].values)
     return cube[[v for v in cube.data_vars if v in wanted]].sel(year=years)
 
 
@@ -802,7 +800,9 @@ def _block_change_bounds(members: Sequence, inputs: xr.Dataset, full_cube: xr.Da
     """The change bounds of one block of the grid, float32 (y, x) per bound and pool: every
     member maps the block's two years, then the quantiles across members; ``keep`` crops a
     block read with a network's context back to the block."""
-    inputs = inputs.load()  # the block's layers are read once for every member
+    # the block's layers, read once for every member, in this task (a nested compute on a
+    # dask.distributed worker would go back through the scheduler)
+    inputs = inputs.load(scheduler="synchronous")
     changes: dict[str, list[np.ndarray]] = {}
     for member in members:
         for pool, values in _member_change(member, inputs, full_cube, start, end,

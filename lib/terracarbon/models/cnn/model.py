@@ -247,6 +247,11 @@ class _ConvCarbonModel:
     def _sequence_length(self) -> int:
         return 1
 
+    @property
+    def sequence_years(self) -> int:
+        """Years of covariates one mapped year reads: that year and the ones before it."""
+        return self._sequence_length()
+
     # ---- fitting ---------------------------------------------------------------------------
 
     def fit(self, samples: pd.DataFrame, cube: xr.Dataset) -> _ConvCarbonModel:
