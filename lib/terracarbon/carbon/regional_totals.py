@@ -8,8 +8,6 @@ rule unless the data carried their own.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -34,18 +32,9 @@ from terracarbon.conventions import AREA_HA_UNITS, STORAGE_UNITS, T_PER_PG, T_PE
 from terracarbon.errors import InputDataError, ModelError
 
 
-def _sum(values: np.ndarray) -> float:
-    finite = np.isfinite(values)
-    return float(np.sum(values, where=finite)) if finite.any() else float("nan")
-
-
-def _pool_interval(
-    ds: xr.Dataset, pool: str, sel: dict, method: str
-) -> tuple[float, float]:
-    """Summed lower/upper storage (t C) of ``pool`` under ``method``; NaN when no bounds."""
-    def arr(name: str) -> np.ndarray:
-        return np.asarray(ds[name].isel(sel).values, dtype="float64")
-
+def _interval_parts(ds: xr.Dataset, pool: str) -> list[str] | None:
+    """The pools whose per-pixel bounds make ``pool``'s interval: the pool itself, or veg +
+    soil (...) for a total whose bounds were derived or are absent; None without bounds."""
     own = [var(pool, "storage", b) for b in BOUNDS]
     derived = pool == "total" and all(n in ds for n in own) and (
         DERIVED_ATTR in ds[own[0]].attrs
@@ -54,15 +43,100 @@ def _pool_interval(
         parts = pools_in(ds, "storage")
     else:
         parts = [pool]
-    names = [[var(p, "storage", b) for b in (None, *BOUNDS)] for p in parts]
-    if not all(n in ds for group in names for n in group):
+    names = [var(p, "storage", b) for p in parts for b in (None, *BOUNDS)]
+    return parts if all(n in ds for n in names) else None
+
+
+# one kind of per-year sum per table cell: the finite values, the area where they are
+# finite, or squared differences of two variables (half-widths added in quadrature)
+_SUM, _AREA, _SQUARED = "sum", "area", "squared"
+
+
+def _block_sums(*blocks: np.ndarray, specs: tuple, n_inputs: int) -> np.ndarray:
+    """Per-year sums of one spatial block: ``(year, 1, 1, 2 * len(specs))`` float64, each
+    spec's sum then its number of finite pixels. ``blocks`` are the inputs, ``(year, y, x)``,
+    then the pixel area ``(y, x)`` in ha."""
+    inputs, area = blocks[:n_inputs], np.asarray(blocks[n_inputs], dtype="float64")
+    out = np.empty((inputs[0].shape[0], 1, 1, 2 * len(specs)))
+    for i, (kind, first, second) in enumerate(specs):
+        values = np.asarray(inputs[first], dtype="float64")
+        if kind == _SQUARED:
+            values = (values - inputs[second]) ** 2
+        finite = np.isfinite(values)
+        summed = np.broadcast_to(area, values.shape) if kind == _AREA else values
+        out[:, 0, 0, 2 * i] = np.sum(summed, axis=(1, 2), where=finite)
+        out[:, 0, 0, 2 * i + 1] = finite.sum(axis=(1, 2))
+    return out
+
+
+def _year_sums(storage_ds: xr.Dataset, truth_storage: xr.Dataset | None, pools: list[str],
+               method: str) -> dict[str, np.ndarray]:
+    """Every per-year sum the totals table needs (t C; ha), ``{key: (year,) float64}``.
+
+    One pass: on a dask-backed (Zarr) map one task per spatial chunk reads that chunk of every
+    pool, bound and truth variable and reduces it to a few numbers, so each chunk is read
+    once for the whole table and memory holds a few chunks. Sums without a finite pixel are
+    NaN; areas are 0 there."""
+    bound_parts = list(dict.fromkeys(p for pool in pools
+                                     for p in (_interval_parts(storage_ds, pool) or [])))
+    inputs: list[xr.DataArray] = []
+
+    def column(da: xr.DataArray) -> int:
+        inputs.append(da)
+        return len(inputs) - 1
+
+    specs: dict[str, tuple] = {}
+    storage_column: dict[str, int] = {}
+    for pool in pools:
+        values = storage_column[pool] = column(storage_ds[var(pool, "storage")])
+        specs[f"storage/{pool}"] = (_SUM, values, None)
+        specs[f"area/{pool}"] = (_AREA, values, None)
+        if truth_storage is not None:
+            specs[f"truth/{pool}"] = (_SUM, column(truth_storage[var(pool, "storage")]), None)
+    for part in bound_parts:
+        value = storage_column[part]
+        lower, upper = (column(storage_ds[var(part, "storage", b)]) for b in BOUNDS)
+        if method == "correlated":
+            specs[f"lower/{part}"], specs[f"upper/{part}"] = (_SUM, lower, None), (_SUM, upper, None)
+        else:
+            specs[f"lower/{part}"] = (_SQUARED, value, lower)
+            specs[f"upper/{part}"] = (_SQUARED, upper, value)
+    space = [d for d in inputs[0].dims if d != "year"]
+    arrays = [(da.transpose("year", *space) if "year" in da.dims else da.expand_dims(year=[0]))
+              for da in inputs]
+    area = storage_ds["pixel_area"].transpose(*space)
+    options = dict(specs=tuple(specs.values()), n_inputs=len(arrays))
+    lazy = [a for a in (*arrays, area) if a.chunks is not None]
+    if lazy:
+        import dask.array as dsa
+
+        year_chunks, y_chunks, x_chunks = next(a for a in lazy if a.ndim == 3).chunks
+        data = [dsa.asarray(a.data).rechunk((year_chunks, y_chunks, x_chunks)) for a in arrays]
+        data.append(dsa.asarray(area.data).rechunk((y_chunks, x_chunks)))
+        per_block = dsa.map_blocks(
+            _block_sums, *data, **options, dtype="float64", new_axis=3,
+            chunks=(year_chunks, (1,) * len(y_chunks), (1,) * len(x_chunks),
+                    (2 * len(specs),)))
+        table = per_block.sum(axis=(1, 2)).compute()
+    else:
+        table = _block_sums(*(a.values for a in arrays), area.values, **options)[:, 0, 0]
+    sums = {}
+    for i, (key, (kind, _, _)) in enumerate(specs.items()):
+        total, count = table[:, 2 * i], table[:, 2 * i + 1]
+        sums[key] = total if kind == _AREA else np.where(count > 0, total, np.nan)
+    return sums
+
+
+def _pool_interval(sums: dict[str, np.ndarray], parts: list[str] | None, method: str
+                   ) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Summed lower/upper storage (t C) of a pool from its parts' sums; NaN without bounds."""
+    if parts is None:
         return float("nan"), float("nan")
+    lower, upper = (sum(sums[f"{b}/{p}"] for p in parts) for b in BOUNDS)
     if method == "correlated":
-        return (sum(_sum(arr(g[1])) for g in names), sum(_sum(arr(g[2])) for g in names))
-    value = sum(_sum(arr(g[0])) for g in names)
-    lower_var = sum(_sum((arr(g[0]) - arr(g[1])) ** 2) for g in names)
-    upper_var = sum(_sum((arr(g[2]) - arr(g[0])) ** 2) for g in names)
-    return value - math.sqrt(lower_var), value + math.sqrt(upper_var)
+        return lower, upper
+    value = sum(sums[f"storage/{p}"] for p in parts)
+    return value - np.sqrt(lower), value + np.sqrt(upper)
 
 
 def totals(
@@ -109,6 +183,10 @@ def totals(
     with the input; when they were derived from veg + soil (or are absent) they are rebuilt
     here from the veg and soil bounds under ``interval_method``, so veg, soil and total follow
     one rule and nothing is counted twice.
+
+    Streams: on dask-backed maps (stage 03's Zarr store) every sum of the table comes from one
+    pass, one task per chunk, so each chunk of each variable is read once and memory holds a
+    few chunks (plus one year of a truth stored one year per chunk). Sums are float64.
     """
     check_choice(interval_method, INTERVAL_METHODS, name="interval_method")
     present = pools_in(storage_ds, "storage")
@@ -122,25 +200,28 @@ def totals(
         STORAGE_UNITS, "storage_ds", required=pools)
     storage_ds = dataset_in_units(storage_ds, ["pixel_area"], AREA_HA_UNITS, "storage_ds")
     truth_storage = _truth_storage(storage_ds, truth) if truth is not None else None
-    area = np.asarray(storage_ds["pixel_area"].values, dtype="float64")
+    pool_names = [*present, "total"]
+    sums = _year_sums(storage_ds, truth_storage, pool_names, interval_method)
+    intervals = {pool: _pool_interval(sums, _interval_parts(storage_ds, pool), interval_method)
+                 for pool in pool_names}
+
+    def at(value: np.ndarray | float, index: int) -> float:
+        return float(value[index]) if isinstance(value, np.ndarray) else float(value)
+
     rows = []
-    for year, sel in year_selections(storage_ds):
-        for pool in (*present, "total"):
-            values = np.asarray(storage_ds[var(pool, "storage")].isel(sel).values, "float64")
-            lower, upper = _pool_interval(storage_ds, pool, sel, interval_method)
+    for sel, (year, _) in enumerate(year_selections(storage_ds)):
+        for pool in pool_names:
+            lower, upper = intervals[pool]
             row = {
                 "year": year,
                 "pool": pool,
-                "storage_Tg": _sum(values) / T_PER_TG,
-                "lower_Tg": lower / T_PER_TG,
-                "upper_Tg": upper / T_PER_TG,
-                "area_ha": float(np.sum(np.broadcast_to(area, values.shape),
-                                        where=np.isfinite(values))),
+                "storage_Tg": at(sums[f"storage/{pool}"], sel) / T_PER_TG,
+                "lower_Tg": at(lower, sel) / T_PER_TG,
+                "upper_Tg": at(upper, sel) / T_PER_TG,
+                "area_ha": at(sums[f"area/{pool}"], sel),
             }
             if truth_storage is not None:
-                tsel = {"year": truth_storage.indexes["year"].get_loc(year)} if sel else {}
-                truth_values = truth_storage[var(pool, "storage")].isel(tsel).values
-                row["truth_Tg"] = _sum(np.asarray(truth_values, "float64")) / T_PER_TG
+                row["truth_Tg"] = at(sums[f"truth/{pool}"], sel) / T_PER_TG
             rows.append(row)
     df = pd.DataFrame(rows)
     df["year"] = df["year"].astype("Int64")
