@@ -265,6 +265,25 @@ def test_training_reports_model_and_fold(events_file):
     assert state.running == {} and seen[-1] is None  # every task ended
 
 
+def test_flux_training_reports_target_family_and_scheme(events_file):
+    """The flux stage's CV (minutes on the 24 FLUXNET towers) names what runs."""
+    from terracarbon.flux.workflow import train_flux_models
+
+    from test_flux_training import SMALL_RF, tower_table
+
+    train_flux_models(tower_table(), targets=["gpp"], candidates=["mlr", "rf"],
+                      features=["ta", "sw_in"], schemes=["random", "site"], cv_folds=3,
+                      settings=SMALL_RF, seed=1)
+    state = progress.ProgressState()
+    seen = []
+    for event in read_all(events_file):
+        state.apply(event)
+        seen.append(state.status())
+    assert "flux CV: gpp: mlr, random k-fold [0/4 CV runs]" in seen, seen
+    assert "flux CV: gpp: rf, leave-one-site-out [3/4 CV runs]" in seen, seen
+    assert state.running == {} and seen[-1] is None
+
+
 # --------------------------------------------------------------------------- the console
 def start(tid, name, total, unit, parent=None, label=None):
     return {"event": "start", "id": tid, "parent": parent, "name": name, "total": total,

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from terracarbon import conventions
+from terracarbon import conventions, progress
 from terracarbon.data.io import history_line
 from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.models.estimators import make_estimator, one_native_thread
@@ -97,6 +97,11 @@ def _feature_spec(features: Sequence[str], categorical: Sequence[str], seasonal:
     return {"meteo": list(features), "categorical": list(categorical), "seasonal": seasonal}
 
 
+def _run_label(run: tuple[str, str, str]) -> str:
+    target, family, scheme = run
+    return f"{target}: {family}, {SCHEME_LABELS[scheme]}"
+
+
 def train_flux_models(towers: pd.DataFrame, *, targets: Sequence[str],
                       candidates: Sequence[str], features: Sequence[str],
                       categorical: Sequence[str] = (), seasonal: Any = True,
@@ -146,32 +151,30 @@ def train_flux_models(towers: pd.DataFrame, *, targets: Sequence[str],
     spec = _feature_spec(features, categorical, seasonal)
     cover = next((c for c in ("landuse", "igbp") if c in towers), None)
     oofs, metrics, by_cover, skills = [], [], [], []
-    usable = []
-    for target in targets:
-        if target not in towers or towers.loc[towers[target].notna(), "site"].nunique() < MIN_SITES:
-            continue
-        usable.append(target)
-        for family in candidates:
-            for scheme in schemes:
-                oof = cross_validate_flux(towers, target=target, family=family,
-                                          settings=settings, scheme=scheme, seed=seed,
-                                          features=spec, n_folds=cv_folds)
-                keyed = towers.loc[:, ["site", "time"] + ([cover] if cover else [])]
-                oof = oof.assign(time=pd.to_datetime(oof["time"]))
-                if cover and cover != "igbp":
-                    oof = oof.merge(keyed.assign(time=pd.to_datetime(keyed["time"])),
-                                    on=["site", "time"], how="left")
-                oof = oof.assign(family=family, target=target, scheme=scheme,
-                                 cover=oof[cover] if cover else np.nan)
-                oofs.append(oof)
-                score = flux_metrics(oof).assign(family=family, target=target, scheme=scheme,
-                                                 fit_predict_s=oof.attrs.get("fit_predict_s"))
-                metrics.append(score)
-                if cover:
-                    by_cover.append(flux_metrics(oof, by="cover").assign(
-                        family=family, target=target, scheme=scheme))
-                if scheme == "site":
-                    skills.append(flux_skill(oof).assign(family=family, target=target))
+    usable = [t for t in targets if t in towers
+              and towers.loc[towers[t].notna(), "site"].nunique() >= MIN_SITES]
+    runs = [(t, f, s) for t in usable for f in candidates for s in schemes]
+    for target, family, scheme in progress.iterate(runs, "flux CV", unit="CV runs",
+                                                   label=_run_label):
+        oof = cross_validate_flux(towers, target=target, family=family,
+                                  settings=settings, scheme=scheme, seed=seed,
+                                  features=spec, n_folds=cv_folds)
+        keyed = towers.loc[:, ["site", "time"] + ([cover] if cover else [])]
+        oof = oof.assign(time=pd.to_datetime(oof["time"]))
+        if cover and cover != "igbp":
+            oof = oof.merge(keyed.assign(time=pd.to_datetime(keyed["time"])),
+                            on=["site", "time"], how="left")
+        oof = oof.assign(family=family, target=target, scheme=scheme,
+                         cover=oof[cover] if cover else np.nan)
+        oofs.append(oof)
+        score = flux_metrics(oof).assign(family=family, target=target, scheme=scheme,
+                                         fit_predict_s=oof.attrs.get("fit_predict_s"))
+        metrics.append(score)
+        if cover:
+            by_cover.append(flux_metrics(oof, by="cover").assign(
+                family=family, target=target, scheme=scheme))
+        if scheme == "site":
+            skills.append(flux_skill(oof).assign(family=family, target=target))
     if not usable:
         raise InputDataError(f"flux: none of {list(targets)} is measured at {MIN_SITES} or "
                              "more towers; nothing to train")
