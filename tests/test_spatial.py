@@ -275,6 +275,33 @@ def test_moran_by_year_equals_per_year_loop(monkeypatch, chunked):
     assert table["z_sim"].nunique() == len(table)  # the years really differ
 
 
+def test_moran_by_year_in_rounds_reports_progress_and_keeps_numbers(monkeypatch, tmp_path):
+    """Cut into one round (16 permutations) per kernel call, the permutation step reports
+    progress after each call and still gives exactly the one-call numbers (the stream states
+    carry over between calls)."""
+    from terracarbon import progress
+    from terracarbon.spatial import autocorrelation
+
+    stack = year_stack(4, odd=3)  # years 0-2 share a mask (one batch); year 3 runs alone
+    whole = spatial.moran_by_year(stack, permutations=99, seed=5)
+    batches = spy(monkeypatch, autocorrelation, "moran_permutation_numerators_years")
+    alone = spy(monkeypatch, autocorrelation, "moran_permutation_numerators")
+    monkeypatch.setattr(autocorrelation, "_MORAN_CELLS_PER_CALL", 1)
+    monkeypatch.setattr(progress, "MIN_INTERVAL_S", 0.0)  # every report reaches the file
+    events_file = tmp_path / "events"
+    monkeypatch.setenv(progress.ENV_FILE, str(events_file))
+    rounds = spatial.moran_by_year(stack, permutations=99, seed=5)
+    pd.testing.assert_frame_equal(rounds, whole, check_exact=True)
+    assert len(batches) == len(alone) == 7  # ceil(99 / 16) rounds each
+    assert [args[-3:-1] for args in alone] == [(r, r + 1) for r in range(7)]
+    events = progress.read_events(events_file)[0]
+    perm = [e for e in events if e.get("name") == "Moran's I permutations"]
+    assert perm and perm[0]["total"] == 4 * 99
+    done = [e["done"] for e in events if e["id"] == perm[0]["id"] and e["event"] == "advance"]
+    single = [16 * k for k in range(1, 7)] + [99]  # year 3 alone, then the 3-year batch
+    assert sorted(set(done)) == [0] + single + [99 + 3 * d for d in single]
+
+
 def test_moran_by_year_equals_loop_rook_band_and_threads():
     stack = year_stack(3)
     for kwargs in ({"contiguity": "rook"}, {"distance_band": 2.1 * PIXEL_M}):

@@ -41,6 +41,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from terracarbon import progress
 from terracarbon.checks import check_alpha, check_choice, check_int
 from terracarbon.conventions import LISA_CLUSTER, LISA_QUADRANT, ClassTable
 from terracarbon.data import io
@@ -48,6 +49,7 @@ from terracarbon.errors import InputDataError, ParameterError
 from terracarbon.spatial.kernels import (
     LISA_LANES,
     MODE_INDEPENDENT,
+    MORAN_STREAMS,
     MODE_LOOKUP,
     MODE_SHARED,
     lisa_block,
@@ -56,6 +58,7 @@ from terracarbon.spatial.kernels import (
     moran_permutation_numerators,
     moran_permutation_numerators_years,
     shared_draws,
+    stream_states,
 )
 from terracarbon.spatial.weights import (
     Contiguity,
@@ -434,14 +437,41 @@ def _moran_layout(valid: np.ndarray, offsets: np.ndarray, h: int) -> tuple[Any, 
 
 
 def _moran_permutation_numerators(
-    data: Any, mean: float, offsets: np.ndarray, h: int, permutations: int, seed: int
+    data: Any, mean: float, offsets: np.ndarray, h: int, permutations: int, seed: int,
+    step: progress.Task | None = None,
 ) -> np.ndarray:
     values = materialise(data)
     valid = np.isfinite(values)
-    return moran_permutation_numerators(
-        (values[valid] - mean).astype(np.float32), *_moran_layout(valid, offsets, h),
-        permutations, seed, numba.get_num_threads(),
-    )
+    z = (values[valid] - mean).astype(np.float32)
+    return _permutation_rounds(moran_permutation_numerators, z, _moran_layout(valid, offsets, h),
+                               permutations, seed, step)
+
+
+_MORAN_CELLS_PER_CALL = 1 << 28
+"""Permuted cell values (cells x years x permutations) a kernel call does at most before the
+next progress report, unless one round (:data:`MORAN_STREAMS` permutations) is larger: about
+a second of work. Results do not depend on it (the streams carry over between calls)."""
+
+
+def _permutation_rounds(kernel: Any, z: np.ndarray, layout: tuple[Any, ...],
+                        permutations: int, seed: int,
+                        step: progress.Task | None) -> np.ndarray:
+    """Permutation numerators from ``kernel`` (single-year or years), run in rounds so that
+    ``step`` counts permutations (times years) as they are done; the same numbers as one call.
+    """
+    years = z.shape[0] if z.ndim == 2 else 1
+    sims = np.empty((years, permutations) if z.ndim == 2 else permutations)
+    states = stream_states(seed)
+    rounds = -(-permutations // MORAN_STREAMS)
+    per_round = max(1, z.shape[-1] * years * MORAN_STREAMS)
+    rounds_per_call = max(1, _MORAN_CELLS_PER_CALL // per_round)
+    threads = numba.get_num_threads()
+    for lo in range(0, rounds, rounds_per_call):
+        hi = min(rounds, lo + rounds_per_call)
+        kernel(z, *layout, sims, states, lo, hi, threads)
+        if step is not None:
+            step.advance(years * (min(permutations, hi * MORAN_STREAMS) - lo * MORAN_STREAMS))
+    return sims
 
 
 def moran_by_year(
@@ -494,29 +524,36 @@ def moran_by_year(
     offsets, h = neighbour_offsets(slices[0], contiguity, distance_band) if slices else (None, 0)
     check_permutations(permutations)
     check_seed(seed)
-    observed = [_moran_observed(s.data, offsets, h, permutations, with_mask=permutations > 0)
-                for s in slices]
+    labels = [str(label) for label in da[dim].values]
+    observed = [_moran_observed(slices[i].data, offsets, h, permutations,
+                                with_mask=permutations > 0)
+                for i in progress.iterate(range(len(slices)), "Moran's I", unit=f"{dim}s",
+                                          label=lambda i: f"observed {labels[i]}")]
     results = [result for result, _, _ in observed]
     masks = [mask if null is not None else None for _, null, mask in observed]
     nulls = [null for _, null, _ in observed]
-    if permutations:
+    inferred = [i for i, null in enumerate(nulls) if null is not None]
+    if permutations and inferred:
         shared, alone = _mask_batches(masks, _MORAN_BATCH_YEARS)
-        for i in alone:
-            num = _moran_permutation_numerators(slices[i].data, nulls[i].mean, offsets, h,
-                                                permutations, seed)
-            results[i] = _moran_inferred(results[i], nulls[i], num)
-        for batch in shared:
-            valid = masks[batch[0]]
-            zs = np.empty((len(batch), int(valid.sum())), dtype=np.float32)
-            for j, i in enumerate(batch):
-                # as _moran_permutation_numerators: float64 centring, then float32
-                zs[j] = (materialise(slices[i].data)[valid] - nulls[i].mean).astype(np.float32)
-            sims = moran_permutation_numerators_years(
-                zs, *_moran_layout(valid, offsets, h), permutations, seed,
-                numba.get_num_threads(),
-            )
-            for j, i in enumerate(batch):
-                results[i] = _moran_inferred(results[i], nulls[i], sims[j])
+        with progress.task("Moran's I permutations", total=len(inferred) * permutations,
+                           unit=f"permutations x {dim}s") as step:
+            for i in alone:
+                step.advance(0, label=f"{dim} {labels[i]}")
+                num = _moran_permutation_numerators(slices[i].data, nulls[i].mean, offsets, h,
+                                                    permutations, seed, step)
+                results[i] = _moran_inferred(results[i], nulls[i], num)
+            for batch in shared:
+                step.advance(0, label=f"{dim}s {labels[batch[0]]}-{labels[batch[-1]]}")
+                valid = masks[batch[0]]
+                zs = np.empty((len(batch), int(valid.sum())), dtype=np.float32)
+                for j, i in enumerate(batch):
+                    # as _moran_permutation_numerators: float64 centring, then float32
+                    zs[j] = (materialise(slices[i].data)[valid] - nulls[i].mean).astype(np.float32)
+                sims = _permutation_rounds(moran_permutation_numerators_years, zs,
+                                           _moran_layout(valid, offsets, h), permutations, seed,
+                                           step)
+                for j, i in enumerate(batch):
+                    results[i] = _moran_inferred(results[i], nulls[i], sims[j])
     return pd.DataFrame([
         {dim: label, "I": r.I, "EI": r.EI, "z_norm": r.z_norm, "p_norm": r.p_norm,
          "p_sim": r.p_sim, "z_sim": r.z_sim, "n": r.n}

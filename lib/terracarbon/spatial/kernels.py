@@ -394,9 +394,25 @@ def _grid_numerator(grid, inv_k_grid, acc, flat_offsets, rows, cols, width):
 
 # reassociation lets LLVM vectorise the float64 row reductions (summation order is then
 # fixed by the compiled code, still independent of the thread count)
+@numba.njit(cache=True)
+def stream_states(seed):
+    """Starting states of the :data:`MORAN_STREAMS` permutation streams under ``seed``.
+
+    The permutation kernels advance them in place, so a long run can be cut into rounds
+    (:func:`moran_permutation_numerators` with ``round_lo``/``round_hi``) that report progress
+    between them and still draw exactly the permutations one uninterrupted run would.
+    """
+    states = np.empty(MORAN_STREAMS, dtype=np.uint64)
+    for b in range(MORAN_STREAMS):
+        states[b] = stream_start(seed, b)
+    return states
+
+
+# reassociation lets LLVM vectorise the float64 row reductions (summation order is then
+# fixed by the compiled code, still independent of the thread count)
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc"})
 def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, width,
-                                 permutations, seed, n_threads):
+                                 sims, states, round_lo, round_hi, n_threads):
     """Moran numerators sum_i z_i * lag_i for random permutations of ``z`` over the cells.
 
     Parameters
@@ -413,6 +429,15 @@ def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, w
     rows, cols : int64 arrays
         Padded-grid row range [rows[0], rows[1]) and column range [cols[0], cols[1]) of
         the raster.
+    sims : float64 (permutations,)
+        Output: numerator of permutation ``p`` is written to ``sims[p]`` for the permutations
+        of rounds ``round_lo`` to ``round_hi - 1`` (others untouched).
+    states : uint64 (MORAN_STREAMS,)
+        Stream states (:func:`stream_states` before round 0), advanced in place.
+    round_lo, round_hi : int
+        Rounds to run; round ``r`` is permutations ``r * MORAN_STREAMS`` to
+        ``(r + 1) * MORAN_STREAMS - 1``. Running rounds in pieces, in order, gives the same
+        ``sims`` as one call over all rounds.
     n_threads : int
         Worker threads to use (``numba.get_num_threads()``; passed in because calling it
         inside the kernel would stop numba from caching the compiled code).
@@ -426,11 +451,12 @@ def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, w
     sums are accumulated in float64.
     """
     n = z.shape[0]
-    sims = np.empty(permutations)
+    permutations = min(sims.shape[0], round_hi * MORAN_STREAMS)
+    first = round_lo * MORAN_STREAMS
     row_len = cols[1] - cols[0]
     # one set of scratch arrays per worker thread (allocated and page-faulted once); each
     # worker runs whole streams, so the draws depend on the stream only
-    workers = max(1, min(n_threads, MORAN_STREAMS, permutations))
+    workers = max(1, min(n_threads, MORAN_STREAMS, permutations - first))
     for w in numba.prange(workers):
         vals = np.empty(n, dtype=z.dtype)
         bucket = np.empty(n, dtype=np.uint8)
@@ -439,11 +465,11 @@ def moran_permutation_numerators(z, pos, inv_k_grid, flat_offsets, rows, cols, w
         grid = np.zeros(inv_k_grid.shape[0], dtype=z.dtype)
         acc = np.empty(row_len, dtype=z.dtype)
         for b in range(w, MORAN_STREAMS, workers):
-            state = stream_start(seed, b)
-            for p in range(b, permutations, MORAN_STREAMS):
+            state = states[b]
+            for p in range(first + b, permutations, MORAN_STREAMS):
                 state = _scatter_shuffle(z, vals, bucket, counts, jumps, state, grid, pos)
                 sims[p] = _grid_numerator(grid, inv_k_grid, acc, flat_offsets, rows, cols, width)
-    return sims
+            states[b] = state
 
 
 # ---------------------------------------------------------------- several years at once
@@ -513,7 +539,7 @@ def _apply_plan(vals, out, dest, source, pos, grid):
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc"})
 def moran_permutation_numerators_years(zs, pos, inv_k_grid, flat_offsets, rows, cols, width,
-                                       permutations, seed, n_threads):
+                                       sims, states, round_lo, round_hi, n_threads):
     """:func:`moran_permutation_numerators` of several years sharing one valid-cell mask.
 
     Parameters
@@ -521,13 +547,11 @@ def moran_permutation_numerators_years(zs, pos, inv_k_grid, flat_offsets, rows, 
     zs : float32 (years, n)
         Centred values of the valid cells of each year, compact order (one mask: the same
         cells, hence the same ``pos`` and ``inv_k_grid``, for every year).
-    pos, inv_k_grid, flat_offsets, rows, cols, width, permutations, seed, n_threads
-        As :func:`moran_permutation_numerators`.
-
-    Returns
-    -------
     sims : float64 (years, permutations)
-        Row ``y`` is bit-identical to ``moran_permutation_numerators(zs[y], ...)``.
+        Output, as in :func:`moran_permutation_numerators`: row ``y`` ends bit-identical to
+        ``moran_permutation_numerators(zs[y], ...)`` run over the same rounds.
+    pos, inv_k_grid, flat_offsets, rows, cols, width, states, round_lo, round_hi, n_threads
+        As :func:`moran_permutation_numerators`.
 
     Notes
     -----
@@ -542,9 +566,10 @@ def moran_permutation_numerators_years(zs, pos, inv_k_grid, flat_offsets, rows, 
     whatever the number of years.
     """
     years, n = zs.shape
-    sims = np.empty((years, permutations))
+    permutations = min(sims.shape[1], round_hi * MORAN_STREAMS)
+    first = round_lo * MORAN_STREAMS
     row_len = cols[1] - cols[0]
-    workers = max(1, min(n_threads, MORAN_STREAMS, permutations))
+    workers = max(1, min(n_threads, MORAN_STREAMS, permutations - first))
     for w in numba.prange(workers):
         bucket = np.empty(n, dtype=np.uint8)
         jumps = np.empty(n, dtype=np.int32)
@@ -556,14 +581,14 @@ def moran_permutation_numerators_years(zs, pos, inv_k_grid, flat_offsets, rows, 
         grid = np.zeros(inv_k_grid.shape[0], dtype=zs.dtype)
         acc = np.empty(row_len, dtype=zs.dtype)
         for b in range(w, MORAN_STREAMS, workers):
-            state = stream_start(seed, b)
-            for p in range(b, permutations, MORAN_STREAMS):
+            state = states[b]
+            for p in range(first + b, permutations, MORAN_STREAMS):
                 state = _shuffle_plan(n, bucket, counts, starts, jumps, dest, source, state)
                 for y in range(years):
                     _apply_plan(zs[y], out, dest, source, pos, grid)
                     sims[y, p] = _grid_numerator(grid, inv_k_grid, acc, flat_offsets, rows,
                                                  cols, width)
-    return sims
+            states[b] = state
 
 
 LISA_ROWS_PER_TASK = 16
