@@ -376,3 +376,28 @@ def test_training_runs_the_schemes_asked_for_and_chooses_among_them():
     with pytest.raises(ParameterError, match="flux.schemes"):
         train_flux_models(t, targets=["gpp"], candidates=["mlr"], features=["ta"],
                           schemes=["random", "loso"])
+
+
+def test_site_bootstrap_members_are_the_same_in_worker_processes():
+    """Members fitted side by side in two processes equal the serial ones, prediction for
+    prediction; they differ from each other (each draws its own sites) and from the central
+    fit, and the draws are seeded."""
+    from terracarbon.flux.workflow import site_bootstrap_models, train_flux_models
+
+    t = tower_table(n_sites=6)
+    training = train_flux_models(t, targets=["gpp", "nee"], candidates=["rf"],
+                                 features=["ta", "sw_in"], schemes=["random", "site"],
+                                 cv_folds=3, settings=SMALL_RF, seed=1)
+    serial = site_bootstrap_models(training, t, members=3, seed=4, n_jobs=1)
+    side = site_bootstrap_models(training, t, members=3, seed=4, n_jobs=2)
+    X, _ = tower_features(t, names=training.features)
+    X = X.to_numpy()[np.isfinite(X.to_numpy()).all(axis=1)]
+    assert [set(m) for m in serial] == [{"gpp", "nee"}] * 3
+    for a, b in zip(serial, side, strict=True):
+        for target in ("gpp", "nee"):
+            np.testing.assert_array_equal(a[target].predict(X), b[target].predict(X))
+    gpp = [m["gpp"].predict(X) for m in serial]
+    assert not np.array_equal(gpp[0], gpp[1]) and not np.array_equal(gpp[1], gpp[2])
+    assert not np.array_equal(gpp[0], training.models["gpp"].predict(X))
+    other = site_bootstrap_models(training, t, members=1, seed=5, n_jobs=1)
+    assert not np.array_equal(other[0]["gpp"].predict(X), gpp[0])

@@ -35,7 +35,6 @@ leave-one-site-out R² (``benchmarks/bench_flux_models.py``, ``benchmarks/README
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,7 +44,12 @@ import pandas as pd
 
 from terracarbon.conventions import FLUX_MONTHLY_UNITS, LANDUSE_CLASSES
 from terracarbon.errors import InputDataError, ParameterError
-from terracarbon.models.estimators import FAMILIES, make_estimator, one_native_thread
+from terracarbon.models.estimators import (
+    FAMILIES,
+    make_estimator,
+    one_native_thread,
+    run_side_by_side,
+)
 from terracarbon.models.metrics import mae, r2, rmse
 
 IGBP_CLASSES: tuple[str, ...] = (
@@ -593,16 +597,7 @@ def cross_validate_flux(
     fold_ids = np.unique(folds)
     jobs = [(family, settings, seed, Xk[folds != k], yk[folds != k], Xk[folds == k])
             for k in fold_ids]
-    workers = max(1, min(len(jobs), n_jobs or os.cpu_count() or 1))
-    if workers == 1:
-        results = [_fit_predict_fold(*job) for job in jobs]
-    else:
-        # processes, not threads: the GBM's grower and the MLP's epochs run Python between
-        # their native calls, and two threads of them were slower than one (benchmarks)
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=workers, backend="loky")(
-            delayed(_fit_predict_fold)(*job) for job in jobs)
+    results = run_side_by_side(_fit_predict_fold, jobs, n_jobs=n_jobs)
     pred = np.full(yk.size, np.nan)
     for k, (fold_pred, _) in zip(fold_ids, results):
         pred[folds == k] = fold_pred

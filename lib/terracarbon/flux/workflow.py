@@ -31,7 +31,7 @@ import xarray as xr
 from terracarbon import conventions, progress
 from terracarbon.data.io import history_line
 from terracarbon.errors import InputDataError, ParameterError
-from terracarbon.models.estimators import make_estimator, one_native_thread
+from terracarbon.models.estimators import make_estimator, one_native_thread, run_side_by_side
 
 SCHEME_LABELS = {"random": "random k-fold", "site": "leave-one-site-out",
                  "year": "leave-one-year-out"}
@@ -356,13 +356,25 @@ def annual_bounds(annual: xr.Dataset, quantiles: Mapping[str, Mapping[str, float
 # ----------------------------------------------------------------------------- totals
 
 
+def _fit_member(family: str, settings: Mapping[str, Any] | None, seed: int, X: np.ndarray,
+                y: np.ndarray) -> Any:
+    """One member's estimator of one flux, fitted with one native thread (module-level so
+    worker processes can run it)."""
+    est = make_estimator(family, settings, seed=seed)
+    with one_native_thread():
+        return est.fit(X, y)
+
+
 def site_bootstrap_models(training: FluxTraining, towers: pd.DataFrame, *, members: int,
-                          seed: int = 0) -> list[dict[str, Any]]:
+                          seed: int = 0, n_jobs: int | None = None) -> list[dict[str, Any]]:
     """Refits of each target's chosen family on towers resampled by site, with replacement.
 
     A member draws as many sites as there are, with replacement, and fits on all months of
     the drawn sites (a site drawn twice counts twice): the model's sensitivity to which
     towers happen to exist, the dominant uncertainty of an upscaled flux (Jung et al. 2020).
+    The fits (members x targets) run side by side in ``n_jobs`` worker processes
+    (:func:`terracarbon.models.estimators.run_side_by_side`; default one per core, 1: in
+    this process); the members do not depend on it.
     """
     from terracarbon.flux.training import tower_features
 
@@ -374,19 +386,22 @@ def site_bootstrap_models(training: FluxTraining, towers: pd.DataFrame, *, membe
     unique = np.unique(sites)
     rng = np.random.default_rng([seed, 20260])
     rows_of = {s: np.flatnonzero(sites == s) for s in unique}
-    out = []
+    jobs, keys = [], []
     for m in range(members):
         drawn = rng.choice(unique, unique.size, replace=True)
         rows = np.concatenate([rows_of[s] for s in drawn])
-        fitted = {}
         for target, chosen in training.choice.items():
             y = towers[target].to_numpy(float)[rows]
             ok = np.isfinite(y) & np.isfinite(X[rows]).all(axis=1)
-            est = make_estimator(chosen["family"], training.settings.get("estimators"),
-                                 seed=seed + m + 1)
-            with one_native_thread():
-                fitted[target] = est.fit(X[rows][ok], y[ok])
-        out.append(fitted)
+            jobs.append((chosen["family"], training.settings.get("estimators"), seed + m + 1,
+                         X[rows][ok], y[ok]))
+            keys.append((m, target))
+    with progress.task("site bootstrap", total=len(jobs), unit="fits",
+                       label=f"{members} members x {len(training.choice)} fluxes"):
+        fitted = run_side_by_side(_fit_member, jobs, n_jobs=n_jobs)
+    out: list[dict[str, Any]] = [{} for _ in range(members)]
+    for (m, target), est in zip(keys, fitted, strict=True):
+        out[m][target] = est
     return out
 
 

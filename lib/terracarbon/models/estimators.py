@@ -21,7 +21,8 @@ terracarbon.errors.ParameterError: unknown tabular family 'xgb'; expected one of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from terracarbon.errors import ParameterError
@@ -175,6 +176,34 @@ def one_native_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
+
+
+def run_side_by_side(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], *,
+                     n_jobs: int | None = None) -> list[Any]:
+    """``[fn(*job) for job in jobs]``, the calls side by side in worker processes.
+
+    For independent small fits (CV folds, bootstrap members): ``fn`` must be a module-level
+    function (the workers import it) that runs its native code under
+    :func:`one_native_thread`. Processes, not threads: the GBM's grower and the MLP's epochs
+    run Python between their native calls, and two threads of them were slower than one
+    (``benchmarks/bench_flux_folds.py``). Results come back in job order and do not depend on
+    ``n_jobs`` (each job carries its own seed and rows).
+
+    Parameters
+    ----------
+    fn : callable
+        The work of one job.
+    jobs : sequence of tuples
+        The arguments of each call.
+    n_jobs : int, optional
+        Worker processes (default: the machine's cores; 1: every call in this process).
+    """
+    workers = max(1, min(len(jobs), n_jobs or os.cpu_count() or 1))
+    if workers == 1:
+        return [fn(*job) for job in jobs]
+    from joblib import Parallel, delayed
+
+    return list(Parallel(n_jobs=workers, backend="loky")(delayed(fn)(*job) for job in jobs))
 
 
 def __getattr__(name: str) -> Any:
