@@ -641,6 +641,19 @@ def test_totals_read_each_chunk_of_the_maps_once(rng, method):
     assert veg["area_ha"] == (12 * 15 - 3 * 4) * 0.25
 
 
+def test_totals_with_only_the_pixel_area_chunked(rng):
+    """In-memory maps with a dask pixel area (an area layer read lazily from the cube) give
+    the in-memory table; the area's chunks set the pass."""
+    density = density_dataset(rng, shape=(3, 10, 12))
+    density["soil_carbon_density"][2, 4:, 5:] = np.nan
+    stock = carbon.storage(density, 0.25)
+    expected = carbon.totals(stock)
+    lazy_area = stock.assign(pixel_area=stock["pixel_area"].chunk({"y": 4, "x": 5}))
+    assert lazy_area["veg_carbon_storage"].chunks is None
+    pd.testing.assert_frame_equal(carbon.totals(lazy_area), expected, check_exact=False,
+                                  rtol=1e-12)
+
+
 def test_lookup_of_chunked_land_use_maps_chunk_by_chunk_and_checks_codes_first():
     """#17: a dask land-use cube (every year of China's is 0.9 GB of codes) gives lazy lookup
     maps, chunked like it, equal to the in-memory ones; unknown codes fail before any map."""

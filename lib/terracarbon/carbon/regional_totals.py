@@ -110,7 +110,11 @@ def _year_sums(storage_ds: xr.Dataset, truth_storage: xr.Dataset | None, pools: 
     if lazy:
         import dask.array as dsa
 
-        year_chunks, y_chunks, x_chunks = next(a for a in lazy if a.ndim == 3).chunks
+        chunked_maps = [a for a in lazy if a.ndim == 3]
+        if chunked_maps:
+            year_chunks, y_chunks, x_chunks = chunked_maps[0].chunks
+        else:  # only the pixel area is chunked: its blocks set the pass
+            (y_chunks, x_chunks), year_chunks = area.chunks, (arrays[0].sizes["year"],)
         data = [dsa.asarray(a.data).rechunk((year_chunks, y_chunks, x_chunks)) for a in arrays]
         data.append(dsa.asarray(area.data).rechunk((y_chunks, x_chunks)))
         per_block = dsa.map_blocks(
