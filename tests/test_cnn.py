@@ -522,3 +522,57 @@ def test_training_a_network_never_reads_chunks_far_from_the_plots(cube, samples)
     in_memory = training.train_candidates(near, cube, settings=settings, seed=4)
     pd.testing.assert_frame_equal(streamed.metrics, in_memory.metrics)
     assert streamed.metrics["r2"].notna().all()
+
+
+@pytest.mark.slow
+def test_networks_pooled_in_worker_processes_score_as_one_by_one(cube, samples):
+    """#19: the CNN's and the CNN-TCN's fits share one pool of worker processes (costliest
+    first); every metric, out-of-fold prediction and final model equals the in-process run."""
+    from terracarbon.models import training
+
+    settings = {"candidates": ["cnn", "cnn_tcn"],
+                "features": ["ndvi", "npp", "dem", "landuse"],
+                "cv_folds": 3, "cv_folds_deep": 3, "cv_block_size_m": 2000.0,
+                "holdout": "10pct", "ensemble_members": 0,
+                "cnn": {"patch_size_px": 7, "learning_rate": 3e-3, "weight_decay": 1e-5,
+                        "max_epochs": 2, "patience": 2, "batch_size": 64},
+                "cnn_tcn": {"sequence_years": 2, "max_epochs": 2}}
+    samples = samples.assign(x=cube["x"].values[samples["col"]],
+                             y=cube["y"].values[samples["row"]])
+    one = training.train_candidates(samples, cube, settings={**settings, "n_jobs": 1}, seed=3)
+    two = training.train_candidates(samples, cube, settings={**settings, "n_jobs": 2}, seed=3)
+    pd.testing.assert_frame_equal(one.metrics, two.metrics, check_exact=True)
+    assert list(one.oof) == list(two.oof) and list(one.fitted) == list(two.fitted)
+    for key in one.oof:
+        pd.testing.assert_frame_equal(one.oof[key], two.oof[key], check_exact=True)
+    for name in ("cnn", "cnn_tcn"):
+        np.testing.assert_array_equal(one.fitted[name].predict_samples(samples, cube),
+                                      two.fitted[name].predict_samples(samples, cube))
+    assert one.metrics["model"].drop_duplicates().tolist()[:2] == ["cnn", "cnn_tcn"]
+
+
+def test_pooled_fits_start_with_the_costliest_and_come_back_in_job_order(monkeypatch):
+    """The pool is handed the CNN-TCN's fits first (each encodes sequence_years patches), and
+    each candidate gets its outputs back in its own job order."""
+    from terracarbon.models import training, validation
+
+    class Probe:
+        def __init__(self, years):
+            self.sequence_years = years
+
+    def plan(name, years, n):
+        jobs = [validation.FitJob(f"{name} {i}", np.arange(2), np.arange(1), False)
+                for i in range(n)]
+        return training._CandidatePlan(name, lambda: None, Probe(years), True, [], {}, jobs,
+                                       None, None)
+
+    seen = []
+
+    def fake(tasks, *, n_jobs):
+        seen.extend(task[-1].label for task in tasks)
+        return [task[-1].label for task in tasks]
+
+    monkeypatch.setattr(training, "run_fits_side_by_side", fake)
+    out = training._run_pooled_fits([plan("cnn", 1, 3), plan("cnn_tcn", 4, 2)], 2)
+    assert seen == ["cnn_tcn 0", "cnn_tcn 1", "cnn 0", "cnn 1", "cnn 2"]
+    assert out == {"cnn": ["cnn 0", "cnn 1", "cnn 2"], "cnn_tcn": ["cnn_tcn 0", "cnn_tcn 1"]}

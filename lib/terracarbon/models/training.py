@@ -188,57 +188,44 @@ def train_candidates(
     splits = validation.split_holdout(samples, scheme=settings["holdout"], spatial=True,
                                       block_size_m=settings["cv_block_size_m"], seed=seed)
     result = TrainingResult(metrics=pd.DataFrame())
-    tables = []
     targets = measured_targets(samples)
     n_jobs = fit_processes(settings.get("n_jobs", 1))
+    plans: dict[str, _CandidatePlan] = {}
+    outputs: dict[str, list[validation.FitOutput]] = {}
     for name in _progress.iterate(candidates, "training", unit="models"):  # console/JupyterLab
-        factory = model_factory(name, features=features, settings=settings, seed=seed,
-                                targets=targets)
-        deep = name in DEEP_MODELS
-        k = settings["cv_folds_deep"] if deep else settings["cv_folds"]
-        # the networks retrain for every fold: by default only the scheme that chooses the
-        # mapping model (spatial blocks); models.cv_schemes_deep adds random CV
-        schemes = (list(settings.get("cv_schemes_deep", DEEP_CV_SCHEMES)) if deep
-                   else ["random", "spatial_block"])
-        if has_repeated_sites(samples) and not deep:
-            schemes.append("loso")
-        if samples["year"].nunique() >= 2 and not deep:
-            schemes.append("campaign")
-        probe = factory()
-        validation.check_before_fits(probe, samples, cube)
-        # a network's inputs, cut once per candidate: every fold, the hold-out and the final
-        # fit read the plots' windows, never the whole (lazy, chunked) cube (#17)
-        with _progress.task("inputs", label=f"{name}: the model's inputs at the plots"):
-            fit_samples, fit_cube = model_inputs(probe, samples, cube)
-        folds = {scheme: validation.cv_folds(
-            samples, scheme=scheme, k=k, seed=seed,
-            block_size_m=settings["cv_block_size_m"] if scheme == "spatial_block" else None)
-            for scheme in schemes}
-        jobs = [job for scheme in schemes for job in validation.fold_jobs(folds[scheme],
-                                                                          scheme=scheme)]
-        jobs += [validation.FitJob(f"{settings['holdout']} hold-out",
-                                   np.asarray(splits["train"]), np.array([], int), True),
-                 validation.FitJob("final fit on all plots", np.arange(len(samples)),
-                                   np.array([], int), True)]
-        # networks train on one thread each (deterministic); their fits run side by side
-        workers = n_jobs if deep else 1
-        say(f"{name}: {len(jobs)} fits ({', '.join(_scheme_label(s, folds[s]) for s in schemes)}, "
-            f"hold-out, final){f' in {workers} processes' if workers > 1 else ''}")
-        outputs = run_fits(factory, fit_samples, fit_cube, jobs, n_jobs=workers)
-        for scheme in schemes:
-            n_folds = int(folds[scheme].max()) + 1
+        plan = plans[name] = _plan_candidate(name, samples, cube, features=features,
+                                             settings=settings, seed=seed, targets=targets,
+                                             holdout_train=splits["train"])
+        # networks train on one thread each (deterministic): their fits, every network's
+        # together, run side by side below; the other candidates use their own threads
+        workers = n_jobs if plan.deep else 1
+        cv = ", ".join(_scheme_label(s, plan.folds[s]) for s in plan.schemes)
+        say(f"{name}: {len(plan.jobs)} fits ({cv}, hold-out, final)"
+            f"{f' in {workers} processes' if workers > 1 else ''}")
+        if workers == 1:
+            outputs[name] = run_fits(plan.factory, plan.fit_samples, plan.fit_cube, plan.jobs)
+    pooled = [name for name in candidates if name not in outputs]
+    if pooled:
+        with _progress.task("training", label=f"{', '.join(pooled)}: fits side by side"):
+            outputs.update(_run_pooled_fits([plans[name] for name in pooled], n_jobs))
+    tables = []
+    # scored in candidate order: the same tables however the fits ran
+    for name in _progress.iterate(candidates, "scoring", unit="models"):
+        plan, fits = plans[name], outputs.pop(name)
+        for scheme in plan.schemes:
+            n_folds = int(plan.folds[scheme].max()) + 1
             metrics, oof = validation.cv_result(
-                probe, samples, folds[scheme],
-                [outputs.pop(0).predictions for _ in range(n_folds)], scheme=scheme)
+                plan.probe, samples, plan.folds[scheme],
+                [fits.pop(0).predictions for _ in range(n_folds)], scheme=scheme)
             tables.append(metrics)
             result.oof[(name, scheme)] = oof
-        held, final = outputs[0].model, outputs[1].model
+        held, final = fits[0].model, fits[1].model
         with _progress.task("hold-out scoring", label=_holdout_label(name, reference,
                                                                       reference_year)):
             tables.append(validation.score_holdout(
                 held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
                 reference=reference, year=reference_year,
-                sample_inputs=(fit_samples, fit_cube)))
+                sample_inputs=(plan.fit_samples, plan.fit_cube)))
         result.holdout_models[name] = held
         result.fitted[name] = final
     result.metrics = pd.concat(tables, ignore_index=True)
@@ -329,6 +316,85 @@ def _scheme_label(scheme: str, folds: np.ndarray) -> str:
     return f"{scheme} {int(folds.max()) + 1}-fold CV"
 
 
+@dataclass
+class _CandidatePlan:
+    """One candidate's fits: its factory, inputs, CV folds per scheme and the job list (the
+    schemes' folds in order, then the hold-out fit, then the final fit)."""
+
+    name: str
+    factory: Callable[[], CarbonModel]
+    probe: CarbonModel
+    deep: bool
+    schemes: list[str]
+    folds: dict[str, np.ndarray]
+    jobs: list[validation.FitJob]
+    fit_samples: pd.DataFrame
+    fit_cube: xr.Dataset
+
+
+def _plan_candidate(name: str, samples: pd.DataFrame, cube: xr.Dataset, *,
+                    features: Sequence[str], settings: Mapping[str, Any], seed: int,
+                    targets: Sequence[str], holdout_train: np.ndarray) -> _CandidatePlan:
+    factory = model_factory(name, features=features, settings=settings, seed=seed,
+                            targets=targets)
+    deep = name in DEEP_MODELS
+    k = settings["cv_folds_deep"] if deep else settings["cv_folds"]
+    # the networks retrain for every fold: by default only the scheme that chooses the
+    # mapping model (spatial blocks); models.cv_schemes_deep adds random CV
+    schemes = (list(settings.get("cv_schemes_deep", DEEP_CV_SCHEMES)) if deep
+               else ["random", "spatial_block"])
+    if has_repeated_sites(samples) and not deep:
+        schemes.append("loso")
+    if samples["year"].nunique() >= 2 and not deep:
+        schemes.append("campaign")
+    probe = factory()
+    validation.check_before_fits(probe, samples, cube)
+    # a network's inputs, cut once per candidate: every fold, the hold-out and the final
+    # fit read the plots' windows, never the whole (lazy, chunked) cube (#17)
+    with _progress.task("inputs", label=f"{name}: the model's inputs at the plots"):
+        fit_samples, fit_cube = model_inputs(probe, samples, cube)
+    folds = {scheme: validation.cv_folds(
+        samples, scheme=scheme, k=k, seed=seed,
+        block_size_m=settings["cv_block_size_m"] if scheme == "spatial_block" else None)
+        for scheme in schemes}
+    jobs = [job for scheme in schemes for job in validation.fold_jobs(folds[scheme],
+                                                                      scheme=scheme)]
+    jobs += [validation.FitJob(f"{settings['holdout']} hold-out",
+                               np.asarray(holdout_train),
+                               np.array([], int), True),
+             validation.FitJob("final fit on all plots", np.arange(len(samples)),
+                               np.array([], int), True)]
+    return _CandidatePlan(name, factory, probe, deep, schemes, folds, jobs, fit_samples,
+                          fit_cube)
+
+
+def _run_pooled_fits(plans: Sequence[_CandidatePlan], n_jobs: int
+                     ) -> dict[str, list[validation.FitOutput]]:
+    """Every job of several candidates (the networks) in one pool of worker processes.
+
+    One pool instead of one per network: a network's 7 fits on 2 cores leave one core idle
+    for its last fit; pooled, the next network's fits fill it. The costliest fits start
+    first (a CNN-TCN fit encodes ``sequence_years`` patches per plot, a CNN fit one), so the
+    pool's last round is a short fit. Every fit is the same as in a pool of its own.
+    """
+    tasks = [(plan, job) for plan in plans for job in plan.jobs]
+    order = sorted(range(len(tasks)), key=lambda i: -_fit_cost(tasks[i][0].probe))
+    fitted = run_fits_side_by_side([(tasks[i][0].factory, tasks[i][0].fit_samples,
+                                     tasks[i][0].fit_cube, tasks[i][1]) for i in order],
+                                   n_jobs=n_jobs)
+    by_task = dict(zip(order, fitted, strict=True))
+    out, i = {}, 0
+    for plan in plans:
+        out[plan.name] = [by_task[i + j] for j in range(len(plan.jobs))]
+        i += len(plan.jobs)
+    return out
+
+
+def _fit_cost(probe: CarbonModel) -> int:
+    """Relative cost of one fit, to start the costliest first: years of patches per plot."""
+    return int(getattr(probe, "sequence_years", 1))
+
+
 def fit_processes(n_jobs: int) -> int:
     """Processes for independent network fits: ``n_jobs``, or one per core when 0."""
     return max(1, os.cpu_count() or 1) if n_jobs == 0 else max(1, int(n_jobs))
@@ -355,19 +421,27 @@ def run_fits(factory: Callable[[], CarbonModel], samples: pd.DataFrame, cube: xr
     for a CNN, a few MB instead of the cube), so a fit gives the same weights and predictions
     wherever it runs; results come back in job order.
     """
-    if n_jobs <= 1 or len(jobs) < 2:
-        return [validation.fit_and_predict(factory, samples, cube, job)
-                for job in _progress.iterate(jobs, "fits", unit="fits", label=_job_label)]
+    return run_fits_side_by_side([(factory, samples, cube, job) for job in jobs], n_jobs=n_jobs)
+
+
+def run_fits_side_by_side(
+    tasks: Sequence[tuple[Callable[[], CarbonModel], pd.DataFrame, xr.Dataset | None,
+                          validation.FitJob]], *, n_jobs: int = 1
+) -> list[validation.FitOutput]:
+    """:func:`~terracarbon.models.validation.fit_and_predict` of each ``(factory, samples,
+    cube, job)``, in this process (``n_jobs`` 1) or in ``n_jobs`` worker processes; results in
+    task order. Worker processes take the tasks in order, so put the costliest first."""
+    if n_jobs <= 1 or len(tasks) < 2:
+        return [validation.fit_and_predict(*task)
+                for task in _progress.iterate(tasks, "fits", unit="fits",
+                                              label=lambda task: task[-1].label)]
     from joblib import Parallel, delayed
 
-    done = Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky", return_as="generator")(
-        delayed(validation.fit_and_predict)(factory, samples, cube, job) for job in jobs)
-    return list(_progress.iterate(done, "fits", total=len(jobs), unit="fits",
-                                  label=lambda _: f"{min(n_jobs, len(jobs))} processes"))
-
-
-def _job_label(job: validation.FitJob) -> str:
-    return job.label
+    workers = min(n_jobs, len(tasks))
+    done = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
+        delayed(validation.fit_and_predict)(*task) for task in tasks)
+    return list(_progress.iterate(done, "fits", total=len(tasks), unit="fits",
+                                  label=lambda _: f"{workers} processes"))
 
 
 def observed_vs_predicted(result: TrainingResult, model: str, *, scheme: str = "spatial_block"
