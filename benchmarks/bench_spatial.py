@@ -12,6 +12,11 @@ all years, as the density cube) against the per-year loop of ``moran``/``lisa`` 
 (same process, same seed), checks that both give identical results and prints the ratio
 and the load average. ``--dask`` also times both on the cube chunked as stage 05 chunks it
 (one year x 512 x 512 px per chunk), computing the LISA maps.
+
+``--rounds`` (issue 17) times ``moran_by_year`` on that cube as it runs (permutations in
+rounds of about 2**28 permuted values per kernel call, a progress report after each), in one
+kernel call per batch (no progress), and with one round (16 permutations) per call, and
+checks that all three give identical tables.
 """
 
 from __future__ import annotations
@@ -157,6 +162,26 @@ def bench_by_year(years: int, ny: int, nx: int, permutations: int, with_dask: bo
               f"x{t_old / t_new:4.1f}; identical: {same}; load {load()}")
 
 
+def bench_rounds(years: int, ny: int, nx: int, permutations: int) -> None:
+    from terracarbon.spatial import autocorrelation
+
+    da = cube(years, ny, nx)
+    cells = int(np.isfinite(da.values[0]).sum())
+    print(f"cube {years} x {ny} x {nx}, {cells} valid cells per year, {permutations} perms; "
+          f"load average {load()}")
+    spatial.moran_by_year(da.isel(y=slice(0, 20), x=slice(0, 20)), permutations=9)  # warm-up
+    default = autocorrelation._MORAN_CELLS_PER_CALL
+    tables = {}
+    for label, per_call in (("one call per batch", 1 << 62), ("as shipped", default),
+                            ("one round per call", 1)):
+        autocorrelation._MORAN_CELLS_PER_CALL = per_call
+        tables[label], t = timed(spatial.moran_by_year, da, permutations=permutations)
+        print(f"moran_by_year, {label:>18}: {t:7.2f} s; load {load()}")
+    autocorrelation._MORAN_CELLS_PER_CALL = default
+    first = tables["one call per batch"]
+    print("identical:", all(first.equals(t) for t in tables.values()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=1000)
@@ -169,10 +194,15 @@ def main() -> None:
     ap.add_argument("--years", type=int, default=22)
     ap.add_argument("--shape", type=int, nargs=2, default=(600, 800), metavar=("NY", "NX"))
     ap.add_argument("--dask", action="store_true", help="with --by-year: also dask input")
+    ap.add_argument("--rounds", action="store_true",
+                    help="time moran_by_year's permutation rounds against one kernel call")
     ap.add_argument("--esda-full", action="store_true",
                     help="also time esda's W build and Moran on the whole grid (no "
                          "extrapolation; about 2 minutes at 1000 x 1000)")
     args = ap.parse_args()
+    if args.rounds:
+        bench_rounds(args.years, *args.shape, args.permutations)
+        return
     if args.by_year:
         bench_by_year(args.years, *args.shape, args.permutations, args.dask)
         return
