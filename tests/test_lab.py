@@ -188,15 +188,29 @@ def test_explore_renders_and_responds_in_jupyterlab(lab, browser):
     state = screenshots.wait_for_bokeh(page, timeout_ms=60_000, min_canvases=2)
     assert state["bokeh_plots"] >= 2, state
     # the dashboard's layer widget: the new layer reaches the map through the kernel
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     select = page.locator(".jp-OutputArea-output select").first
     select.scroll_into_view_if_needed()
-    select.select_option(label="Vegetation carbon density")
-    # the widget's callback runs in the kernel, which sends the new layer's models back
-    page.wait_for_function(
-        """() => Bokeh.documents.some(d => Array.from(d.all_models).some(
-              m => (m.type === 'Figure' || m.type === 'Plot') && m.title
-                   && (m.title.text || '').startsWith('Vegetation carbon density')))""",
-        timeout=120_000, polling=250)
+    target = "Vegetation carbon density"
+    other = next(o for o in select.locator("option").all_text_contents() if o != target)
+    # the widget's callback runs in the kernel, which sends the new layer's models back.
+    # A change event can be lost while the output area re-renders on a loaded machine (seen
+    # once in 3 CI runs, never alone): then select another layer and this one again.
+    for attempt in range(3):
+        if attempt:
+            select.select_option(label=other)
+        select.select_option(label=target)
+        try:
+            page.wait_for_function(
+                """() => Bokeh.documents.some(d => Array.from(d.all_models).some(
+                      m => (m.type === 'Figure' || m.type === 'Plot') && m.title
+                           && (m.title.text || '').startsWith('Vegetation carbon density')))""",
+                timeout=60_000, polling=250)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.close()
     # Panel's stylesheets, also of the components the callback created, come from the lab
     # server (terracarbon.viz.lab), not from Panel's CDN
