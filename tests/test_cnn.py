@@ -527,28 +527,35 @@ def test_training_a_network_never_reads_chunks_far_from_the_plots(cube, samples)
 @pytest.mark.slow
 def test_networks_pooled_in_worker_processes_score_as_one_by_one(cube, samples):
     """#19: the CNN's and the CNN-TCN's fits share one pool of worker processes (costliest
-    first); every metric, out-of-fold prediction and final model equals the in-process run."""
+    first), running while the tabular candidates fit and score in this process; every
+    metric, out-of-fold prediction and final model equals the in-process run, in candidate
+    order."""
     from terracarbon.models import training
 
-    settings = {"candidates": ["cnn", "cnn_tcn"],
+    settings = {"candidates": ["mlr", "cnn", "ndvi_lr", "cnn_tcn"],
                 "features": ["ndvi", "npp", "dem", "landuse"],
                 "cv_folds": 3, "cv_folds_deep": 3, "cv_block_size_m": 2000.0,
                 "holdout": "10pct", "ensemble_members": 0,
                 "cnn": {"patch_size_px": 7, "learning_rate": 3e-3, "weight_decay": 1e-5,
                         "max_epochs": 2, "patience": 2, "batch_size": 64},
                 "cnn_tcn": {"sequence_years": 2, "max_epochs": 2}}
-    samples = samples.assign(x=cube["x"].values[samples["col"]],
-                             y=cube["y"].values[samples["row"]])
+    from terracarbon.data.survey import extract_covariates
+
+    samples = extract_covariates(samples.assign(x=cube["x"].values[samples["col"]],
+                                                y=cube["y"].values[samples["row"]]),
+                                 cube, variables=settings["features"])
     one = training.train_candidates(samples, cube, settings={**settings, "n_jobs": 1}, seed=3)
     two = training.train_candidates(samples, cube, settings={**settings, "n_jobs": 2}, seed=3)
     pd.testing.assert_frame_equal(one.metrics, two.metrics, check_exact=True)
     assert list(one.oof) == list(two.oof) and list(one.fitted) == list(two.fitted)
     for key in one.oof:
         pd.testing.assert_frame_equal(one.oof[key], two.oof[key], check_exact=True)
-    for name in ("cnn", "cnn_tcn"):
+    for name in settings["candidates"]:
         np.testing.assert_array_equal(one.fitted[name].predict_samples(samples, cube),
                                       two.fitted[name].predict_samples(samples, cube))
-    assert one.metrics["model"].drop_duplicates().tolist()[:2] == ["cnn", "cnn_tcn"]
+    for run in (one, two):
+        assert run.metrics["model"].drop_duplicates().tolist()[:4] == settings["candidates"]
+        assert list(run.fitted)[:4] == settings["candidates"]
 
 
 def test_pooled_fits_start_with_the_costliest_and_come_back_in_job_order(monkeypatch):
@@ -570,9 +577,50 @@ def test_pooled_fits_start_with_the_costliest_and_come_back_in_job_order(monkeyp
 
     def fake(tasks, *, n_jobs):
         seen.extend(task[-1].label for task in tasks)
-        return [task[-1].label for task in tasks]
+        return iter([task[-1].label for task in tasks])
 
-    monkeypatch.setattr(training, "run_fits_side_by_side", fake)
-    out = training._run_pooled_fits([plan("cnn", 1, 3), plan("cnn_tcn", 4, 2)], 2)
+    monkeypatch.setattr(training, "start_fits_side_by_side", fake)
+    out = training._start_pooled_fits([plan("cnn", 1, 3), plan("cnn_tcn", 4, 2)], 2).collect()
     assert seen == ["cnn_tcn 0", "cnn_tcn 1", "cnn 0", "cnn 1", "cnn 2"]
     assert out == {"cnn": ["cnn 0", "cnn 1", "cnn 2"], "cnn_tcn": ["cnn_tcn 0", "cnn_tcn 1"]}
+
+
+def test_a_failed_in_process_fit_drops_the_networks_pool(monkeypatch, cube, samples):
+    """The networks' pool runs while the tabular candidates fit: when one of those fails,
+    the error reaches the caller and the pool's fits not yet started are dropped."""
+    from terracarbon.data.survey import extract_covariates
+    from terracarbon.models import training
+
+    closed, started = [], []
+
+    class Results:  # what joblib's generator offers: iteration and close()
+        def __init__(self, labels):
+            self.labels = iter(labels)
+
+        def __iter__(self):
+            return self.labels
+
+        def close(self):
+            closed.append(True)
+
+    def pool(tasks, *, n_jobs):
+        started.extend(task[-1].label for task in tasks)
+        return Results(started)
+
+    def failing_fits(*args, **kwargs):
+        raise RuntimeError("a tabular fit failed")
+
+    monkeypatch.setattr(training, "start_fits_side_by_side", pool)
+    monkeypatch.setattr(training, "run_fits", failing_fits)
+    settings = {"candidates": ["mlr", "cnn"], "features": ["ndvi", "npp", "dem", "landuse"],
+                "cv_folds": 2, "cv_folds_deep": 2, "cv_block_size_m": 2000.0,
+                "holdout": "10pct", "ensemble_members": 0, "n_jobs": 2,
+                "cnn": {"patch_size_px": 7, "learning_rate": 3e-3, "weight_decay": 1e-5,
+                        "max_epochs": 1, "patience": 1, "batch_size": 64}}
+    samples = extract_covariates(samples.assign(x=cube["x"].values[samples["col"]],
+                                                y=cube["y"].values[samples["row"]]),
+                                 cube, variables=settings["features"])
+    with pytest.raises(RuntimeError, match="a tabular fit failed"):
+        training.train_candidates(samples, cube, settings=settings, seed=0)
+    assert "final fit on all plots" in started  # the pool had been started
+    assert closed == [True]

@@ -22,7 +22,7 @@ terracarbon.errors.ParameterError: unknown tabular family 'xgb'; expected one of
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from terracarbon.errors import ParameterError
@@ -198,12 +198,27 @@ def run_side_by_side(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], *,
     n_jobs : int, optional
         Worker processes (default: the machine's cores; 1: every call in this process).
     """
+    return list(start_side_by_side(fn, jobs, n_jobs=n_jobs))
+
+
+def start_side_by_side(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], *,
+                       n_jobs: int | None = None) -> Iterator[Any]:
+    """Start :func:`run_side_by_side`'s calls now and return their results as an iterator.
+
+    With worker processes the calls run in the background while this process does other
+    work (the pool hands the next job to a worker as one finishes); the iterator yields the
+    results in job order, waiting where one is not ready. Close it (``.close()``) to abandon
+    the jobs not yet started. With one worker the calls run in this process, one per
+    ``next``. Worker processes take the jobs in order: put the costliest first.
+    """
+    jobs = list(jobs)
     workers = max(1, min(len(jobs), n_jobs or os.cpu_count() or 1))
     if workers == 1:
-        return [fn(*job) for job in jobs]
+        return (fn(*job) for job in jobs)
     from joblib import Parallel, delayed
 
-    return list(Parallel(n_jobs=workers, backend="loky")(delayed(fn)(*job) for job in jobs))
+    return Parallel(n_jobs=workers, backend="loky", return_as="generator")(
+        delayed(fn)(*job) for job in jobs)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,9 +12,10 @@ the data can measure it (:mod:`terracarbon.models.change_validation`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,44 +191,46 @@ def train_candidates(
     result = TrainingResult(metrics=pd.DataFrame())
     targets = measured_targets(samples)
     n_jobs = fit_processes(settings.get("n_jobs", 1))
+    # every candidate planned (and its inputs checked) before any fit starts
     plans: dict[str, _CandidatePlan] = {}
-    outputs: dict[str, list[validation.FitOutput]] = {}
-    for name in _progress.iterate(candidates, "training", unit="models"):  # console/JupyterLab
+    for name in candidates:
         plan = plans[name] = _plan_candidate(name, samples, cube, features=features,
                                              settings=settings, seed=seed, targets=targets,
                                              holdout_train=splits["train"])
-        # networks train on one thread each (deterministic): their fits, every network's
-        # together, run side by side below; the other candidates use their own threads
-        workers = n_jobs if plan.deep else 1
         cv = ", ".join(_scheme_label(s, plan.folds[s]) for s in plan.schemes)
         say(f"{name}: {len(plan.jobs)} fits ({cv}, hold-out, final)"
-            f"{f' in {workers} processes' if workers > 1 else ''}")
-        if workers == 1:
-            outputs[name] = run_fits(plan.factory, plan.fit_samples, plan.fit_cube, plan.jobs)
-    pooled = [name for name in candidates if name not in outputs]
-    if pooled:
-        with _progress.task("training", label=f"{', '.join(pooled)}: fits side by side"):
-            outputs.update(_run_pooled_fits([plans[name] for name in pooled], n_jobs))
+            f"{f' in {n_jobs} processes' if plan.deep and n_jobs > 1 else ''}")
+    # networks train on one thread each (deterministic): every network's fits go to one pool
+    # of worker processes, started first, and run while this process fits and scores the
+    # other candidates (their own threads fill the cores the pool leaves idle)
+    pooled = [name for name in candidates if plans[name].deep and n_jobs > 1]
+    in_process = [name for name in candidates if name not in pooled]
+    scored: dict[str, _ScoredCandidate] = {}
+    score = functools.partial(_score_candidate, samples=samples, cube=cube, splits=splits,
+                              holdout=settings["holdout"], reference=reference,
+                              reference_year=reference_year)
+    background = _start_pooled_fits([plans[name] for name in pooled], n_jobs) if pooled else None
+    try:
+        outputs = {name: run_fits(plans[name].factory, plans[name].fit_samples,
+                                  plans[name].fit_cube, plans[name].jobs)
+                   for name in _progress.iterate(in_process, "training", unit="models")}
+        # scored in candidate order within each group: the same tables however the fits ran
+        for name in _progress.iterate(in_process, "scoring", unit="models"):
+            scored[name] = score(plans[name], outputs.pop(name))
+        if background is not None:
+            with _progress.task("training", label=f"{', '.join(pooled)}: fits side by side"):
+                outputs = background.collect()
+            for name in _progress.iterate(pooled, "scoring", unit="models"):
+                scored[name] = score(plans[name], outputs.pop(name))
+    finally:
+        if background is not None:
+            background.close()  # an error above: the pool's fits not yet started are dropped
     tables = []
-    # scored in candidate order: the same tables however the fits ran
-    for name in _progress.iterate(candidates, "scoring", unit="models"):
-        plan, fits = plans[name], outputs.pop(name)
-        for scheme in plan.schemes:
-            n_folds = int(plan.folds[scheme].max()) + 1
-            metrics, oof = validation.cv_result(
-                plan.probe, samples, plan.folds[scheme],
-                [fits.pop(0).predictions for _ in range(n_folds)], scheme=scheme)
-            tables.append(metrics)
-            result.oof[(name, scheme)] = oof
-        held, final = fits[0].model, fits[1].model
-        with _progress.task("hold-out scoring", label=_holdout_label(name, reference,
-                                                                      reference_year)):
-            tables.append(validation.score_holdout(
-                held, samples, cube, splits, cv_scheme=f"{settings['holdout']}_spatial",
-                reference=reference, year=reference_year,
-                sample_inputs=(plan.fit_samples, plan.fit_cube)))
-        result.holdout_models[name] = held
-        result.fitted[name] = final
+    for name in candidates:  # in candidate order, whichever group was scored first
+        tables.extend(scored[name].tables)
+        result.oof.update({(name, scheme): oof for scheme, oof in scored[name].oof.items()})
+        result.holdout_models[name] = scored[name].held
+        result.fitted[name] = scored[name].final
     result.metrics = pd.concat(tables, ignore_index=True)
     eligible = eligible_models(candidates, settings)
     components = average_components(result.metrics, eligible)
@@ -368,26 +371,81 @@ def _plan_candidate(name: str, samples: pd.DataFrame, cube: xr.Dataset, *,
                           fit_cube)
 
 
-def _run_pooled_fits(plans: Sequence[_CandidatePlan], n_jobs: int
-                     ) -> dict[str, list[validation.FitOutput]]:
-    """Every job of several candidates (the networks) in one pool of worker processes.
+@dataclass
+class _ScoredCandidate:
+    """One candidate's metric tables, out-of-fold predictions per CV scheme, hold-out model
+    and final model."""
+
+    tables: list[pd.DataFrame]
+    oof: dict[str, pd.DataFrame]
+    held: CarbonModel
+    final: CarbonModel
+
+
+def _score_candidate(plan: _CandidatePlan, fits: list[validation.FitOutput], *,
+                     samples: pd.DataFrame, cube: xr.Dataset, splits: Mapping[str, np.ndarray],
+                     holdout: str, reference: xr.Dataset | None, reference_year: int
+                     ) -> _ScoredCandidate:
+    """CV metrics and out-of-fold predictions from a candidate's fold fits (in
+    :attr:`_CandidatePlan.jobs` order), then its hold-out scores."""
+    fits = list(fits)
+    tables, oofs = [], {}
+    for scheme in plan.schemes:
+        n_folds = int(plan.folds[scheme].max()) + 1
+        metrics, oofs[scheme] = validation.cv_result(
+            plan.probe, samples, plan.folds[scheme],
+            [fits.pop(0).predictions for _ in range(n_folds)], scheme=scheme)
+        tables.append(metrics)
+    held, final = fits[0].model, fits[1].model
+    with _progress.task("hold-out scoring", label=_holdout_label(plan.name, reference,
+                                                                  reference_year)):
+        tables.append(validation.score_holdout(
+            held, samples, cube, splits, cv_scheme=f"{holdout}_spatial",
+            reference=reference, year=reference_year,
+            sample_inputs=(plan.fit_samples, plan.fit_cube)))
+    return _ScoredCandidate(tables, oofs, held, final)
+
+
+class _PooledFits:
+    """Several candidates' fits (the networks) running in one pool of worker processes.
 
     One pool instead of one per network: a network's 7 fits on 2 cores leave one core idle
     for its last fit; pooled, the next network's fits fill it. The costliest fits start
     first (a CNN-TCN fit encodes ``sequence_years`` patches per plot, a CNN fit one), so the
     pool's last round is a short fit. Every fit is the same as in a pool of its own.
     """
-    tasks = [(plan, job) for plan in plans for job in plan.jobs]
-    order = sorted(range(len(tasks)), key=lambda i: -_fit_cost(tasks[i][0].probe))
-    fitted = run_fits_side_by_side([(tasks[i][0].factory, tasks[i][0].fit_samples,
-                                     tasks[i][0].fit_cube, tasks[i][1]) for i in order],
-                                   n_jobs=n_jobs)
-    by_task = dict(zip(order, fitted, strict=True))
-    out, i = {}, 0
-    for plan in plans:
-        out[plan.name] = [by_task[i + j] for j in range(len(plan.jobs))]
-        i += len(plan.jobs)
-    return out
+
+    def __init__(self, plans: Sequence[_CandidatePlan], n_jobs: int):
+        self.plans = list(plans)
+        tasks = [(plan, job) for plan in self.plans for job in plan.jobs]
+        self.order = sorted(range(len(tasks)), key=lambda i: -_fit_cost(tasks[i][0].probe))
+        self.n_tasks, self.workers = len(tasks), min(n_jobs, len(tasks))
+        self._results = start_fits_side_by_side(
+            [(tasks[i][0].factory, tasks[i][0].fit_samples, tasks[i][0].fit_cube, tasks[i][1])
+             for i in self.order], n_jobs=n_jobs)
+
+    def collect(self) -> dict[str, list[validation.FitOutput]]:
+        """Wait for every fit; each candidate's outputs in its own job order."""
+        fitted = list(_progress.iterate(self._results, "fits", total=self.n_tasks,
+                                        unit="fits",
+                                        label=lambda _: f"{self.workers} processes"))
+        by_task = dict(zip(self.order, fitted, strict=True))
+        out, i = {}, 0
+        for plan in self.plans:
+            out[plan.name] = [by_task[i + j] for j in range(len(plan.jobs))]
+            i += len(plan.jobs)
+        return out
+
+    def close(self) -> None:
+        """Drop the fits not yet started (a no-op once collected)."""
+        close = getattr(self._results, "close", None)
+        if close is not None:
+            close()
+
+
+def _start_pooled_fits(plans: Sequence[_CandidatePlan], n_jobs: int) -> _PooledFits:
+    """Start every job of ``plans`` in one pool of worker processes, in the background."""
+    return _PooledFits(plans, n_jobs)
 
 
 def _fit_cost(probe: CarbonModel) -> int:
@@ -435,13 +493,22 @@ def run_fits_side_by_side(
         return [validation.fit_and_predict(*task)
                 for task in _progress.iterate(tasks, "fits", unit="fits",
                                               label=lambda task: task[-1].label)]
-    from joblib import Parallel, delayed
-
     workers = min(n_jobs, len(tasks))
-    done = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
-        delayed(validation.fit_and_predict)(*task) for task in tasks)
-    return list(_progress.iterate(done, "fits", total=len(tasks), unit="fits",
+    return list(_progress.iterate(start_fits_side_by_side(tasks, n_jobs=n_jobs), "fits",
+                                  total=len(tasks), unit="fits",
                                   label=lambda _: f"{workers} processes"))
+
+
+def start_fits_side_by_side(
+    tasks: Sequence[tuple[Callable[[], CarbonModel], pd.DataFrame, xr.Dataset | None,
+                          validation.FitJob]], *, n_jobs: int
+) -> Iterator[validation.FitOutput]:
+    """Start :func:`run_fits_side_by_side`'s fits in ``n_jobs`` worker processes now; the
+    iterator returned yields their outputs in task order
+    (:func:`terracarbon.models.estimators.start_side_by_side`)."""
+    from terracarbon.models.estimators import start_side_by_side
+
+    return start_side_by_side(validation.fit_and_predict, tasks, n_jobs=n_jobs)
 
 
 def observed_vs_predicted(result: TrainingResult, model: str, *, scheme: str = "spatial_block"
