@@ -178,3 +178,40 @@ def test_bad_quantiles_and_a_forest_without_quantiles_are_refused(planted):
     assert np.isfinite(old._predict_target("veg", Xn[:5])).all()  # the mean still works
     with pytest.raises(ModelError, match="saved by an earlier terracarbon"):
         old.predict_quantiles_matrix("veg", Xn[:5], [0.05, 0.95])
+
+
+def test_a_point_only_forest_predicts_the_same_and_refuses_intervals(planted):
+    """#19: a CV fold's forest skips quantile-forest's leaf targets (for_point_predictions);
+    its trees and means are the QRF's, bit for bit, and it says it has no intervals."""
+    rf, (X, y), (Xn, *_) = planted
+    table = pd.DataFrame(X, columns=NAMES).assign(veg_carbon_t_ha=y)
+    point = RandomForestCarbon(NAMES, targets=["veg"], n_estimators=60, seed=3,
+                               n_jobs=1).for_point_predictions().fit(table)
+    new = pd.DataFrame(Xn, columns=NAMES)
+    np.testing.assert_array_equal(point.predict_samples(new), rf.predict_samples(new))
+    assert not hasattr(point.forests_["veg"], "forest_")  # no leaf training targets kept
+    with pytest.raises(ModelError, match="point predictions only"):
+        point.predict_quantiles_matrix("veg", Xn[:5], [0.05, 0.95])
+    with pytest.raises(ModelError, match="before fit"):
+        point.for_point_predictions()
+
+
+def test_cv_folds_fit_point_only_forests_and_kept_fits_full_ones(planted):
+    """fit_and_predict asks for a point-only forest only where the model is not kept."""
+    from terracarbon.models.validation import FitJob, fit_and_predict
+
+    _, (X, y), _ = planted
+    table = pd.DataFrame(X, columns=NAMES).assign(veg_carbon_t_ha=y)
+    fitted = []
+
+    def factory():
+        model = RandomForestCarbon(NAMES, targets=["veg"], n_estimators=5, seed=1, n_jobs=1)
+        fitted.append(model)
+        return model
+
+    rows = np.arange(len(table))
+    fold = fit_and_predict(factory, table, None, FitJob("fold", rows[100:], rows[:100]))
+    kept = fit_and_predict(factory, table, None, FitJob("final", rows, rows[:0], True))
+    assert fitted[0].point_only and fold.model is None and fold.predictions.shape == (100, 1)
+    assert not kept.model.point_only
+    assert kept.model.predict_quantiles_matrix("veg", X[:3], [0.1, 0.9]).shape == (3, 2)

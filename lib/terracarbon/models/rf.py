@@ -156,21 +156,33 @@ class RandomForestCarbon(TabularCarbonModel):
         self.max_features = max_features
         self.seed = int(seed)
         self.n_jobs = check_int(n_jobs, name="n_jobs", minimum=1)
+        self.point_only = False
         self.forests_: dict[str, Any] = {}
+
+    def for_point_predictions(self) -> RandomForestCarbon:
+        """Fit plain scikit-learn forests, without the leaves' training targets that the
+        QRF intervals need: the same trees and means, about 15 % less work per fit (a CV
+        fold's model, which only predicts its fold's plots). Returns ``self``, unfitted."""
+        if self.forests_:
+            raise ModelError("for_point_predictions: call it before fit")
+        self.point_only = True
+        return self
 
     # -- fitting -----------------------------------------------------------------------
     def _fit_target(self, target: str, X: np.ndarray, y: np.ndarray) -> None:
         from quantile_forest import RandomForestQuantileRegressor
+        from sklearn.ensemble import RandomForestRegressor
 
-        forest = RandomForestQuantileRegressor(
-            n_estimators=self.n_estimators,
-            max_depth=self.max_depth,
-            min_samples_leaf=self.min_samples_leaf,
-            max_features=self.max_features,
-            max_samples_leaf=None,  # keep every in-bag target of a leaf
-            random_state=self.seed,
-            n_jobs=self.n_jobs,
-        ).fit(X.astype(np.float32), y, sparse_pickle=True)
+        options = dict(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                       min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
+                       random_state=self.seed, n_jobs=self.n_jobs)
+        if getattr(self, "point_only", False):  # the trees quantile-forest grows: it fits
+            # through this class
+            forest = RandomForestRegressor(**options).fit(X.astype(np.float32), y)
+        else:
+            forest = RandomForestQuantileRegressor(
+                max_samples_leaf=None,  # keep every in-bag target of a leaf
+                **options).fit(X.astype(np.float32), y, sparse_pickle=True)
         forest.set_params(n_jobs=1)
         self.forests_[target] = forest
 
@@ -219,6 +231,10 @@ class RandomForestCarbon(TabularCarbonModel):
             raise ParameterError(f"quantiles={list(np.atleast_1d(q))}; expected a list of "
                                  "values strictly in (0, 1), e.g. [0.05, 0.95].")
         forest = self.forests_[target]
+        if getattr(self, "point_only", False):  # (models saved before it lack it)
+            raise ModelError("this random forest was fitted for point predictions only "
+                             "(for_point_predictions: a CV fold's model) and has no QRF "
+                             "intervals; fit one without it")
         if not hasattr(forest, "forest_"):
             raise ModelError(
                 f"the {target!r} forest of this model was saved by an earlier terracarbon "

@@ -313,8 +313,15 @@ def fold_jobs(folds: np.ndarray, *, scheme: str) -> list[FitJob]:
 
 def fit_and_predict(model_factory: ModelFactory, samples: pd.DataFrame,
                     cube: xr.Dataset | None, job: FitJob) -> FitOutput:
-    """Run one :class:`FitJob` with a fresh model (a ModelError names the job)."""
+    """Run one :class:`FitJob` with a fresh model (a ModelError names the job).
+
+    A fit whose model is not kept (a CV fold) only predicts its fold's plots, so a model with
+    a ``for_point_predictions()`` method (the random forest) is asked to skip what only its
+    intervals need; its predictions are the same.
+    """
     model = model_factory()
+    if not job.keep_model and hasattr(model, "for_point_predictions"):
+        model = model.for_point_predictions()
     try:
         model.fit(samples.iloc[job.train], cube)
     except ModelError as err:
