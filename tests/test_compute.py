@@ -70,6 +70,35 @@ def test_distributed_local_cluster_on_loopback_is_closed_on_exit():
     session.close()  # closing twice is harmless
 
 
+def test_closing_a_session_ends_the_fit_pool_and_the_resource_trackers():
+    """Nothing a stage started outlives its session: the loky pool of side-by-side fits and
+    the resource trackers, which ignore SIGTERM and so held every stage kernel's exit for
+    about 2.5 s. A pool started afterwards works as before."""
+    import psutil
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import reusable_executor
+    from joblib.externals.loky.backend import resource_tracker as loky_tracker
+    from multiprocessing import resource_tracker
+
+    with compute.compute_context(BASE):
+        # arrays above max_nbytes go to workers as memmaps: a temporary folder to release
+        sums = Parallel(n_jobs=2, backend="loky", max_nbytes=1)(
+            delayed(np.sum)(np.arange(1000.0) + i) for i in range(4))
+        started = {*reusable_executor._executor._processes, loky_tracker._resource_tracker._pid,
+                   resource_tracker._resource_tracker._pid} - {None}
+        assert len(started) >= 3 and all(psutil.pid_exists(pid) for pid in started)
+    assert sums == [np.sum(np.arange(1000.0) + i) for i in range(4)]
+
+    def running(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    assert [pid for pid in started if running(pid)] == []
+    assert Parallel(n_jobs=2, backend="loky")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+
 def test_bad_address_fails_fast_naming_the_parameter():
     t0 = time.time()
     # port 1 on loopback: nothing listens there

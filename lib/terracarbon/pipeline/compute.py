@@ -93,12 +93,45 @@ class ComputeSession:
             self._config.__exit__(None, None, None)
         if self._watching:
             progress.unwatch_dask()
+        end_worker_processes()
 
     def __enter__(self) -> ComputeSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def end_worker_processes() -> None:
+    """End the worker processes this process keeps for side-by-side fits, and their trackers.
+
+    joblib keeps its loky pool (the networks' fits, flux CV folds) alive for reuse, and loky
+    and :mod:`multiprocessing` each keep a resource-tracker process. The trackers ignore
+    SIGTERM, while a Jupyter kernel's shutdown sends SIGTERM to its children and waits for
+    them (0.01, 0.03, ... 3 s) before SIGKILL: a stage kernel with a tracker took about
+    2.5 s to exit, until jupyter_client terminated it and the pool's semaphores leaked. So
+    the end of a stage ends them in order: the pool first (its workers exit and its
+    semaphores and memmap folders are released), then the trackers (closing the pipe a
+    tracker reads makes it exit; a later pool starts a new one). Modules never imported
+    are not imported here, so a stage that started no pool pays nothing.
+    """
+    import multiprocessing
+    import sys
+
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    pool = getattr(reusable, "_executor", None)
+    if pool is not None:
+        if hasattr(pool, "terminate"):  # joblib's memmapping pool also removes its folders
+            pool.terminate(kill_workers=False)
+        else:
+            pool.shutdown(wait=True)
+    if multiprocessing.active_children():
+        return  # a process of someone else's still runs: its tracker stays
+    for name in ("joblib.externals.loky.backend.resource_tracker",
+                 "multiprocessing.resource_tracker"):
+        tracker = getattr(sys.modules.get(name), "_resource_tracker", None)
+        if tracker is not None and getattr(tracker, "_fd", None) is not None:
+            tracker._stop()
 
 
 def validate_compute(compute: Mapping[str, Any]) -> dict[str, Any]:

@@ -93,7 +93,45 @@ KERNEL_LOG = "kernel.log"
 """The stage kernel's own stdout/stderr (start-up notes, shutdown noise), in the stage folder."""
 
 
-def _kernel_manager_class(log_path: Path, env: dict[str, str] | None = None) -> type:
+class KernelExits:
+    """Stage kernels asked to exit, whose processes finish exiting while the run goes on.
+
+    After its last cell a stage kernel takes 1-2 s to exit: IPython's reset, the libraries'
+    exit handlers, freeing memory. Nothing of the stage depends on that, so the run writes
+    the stage's report and starts the next stage meanwhile; a thread per kernel waits for the
+    process as jupyter_client would (SIGTERM, then SIGKILL, after ``shutdown_wait_time``).
+    :meth:`wait` joins them and releases each kernel's sockets and connection files: the
+    run calls it before it returns or raises, so no kernel outlives it. After Ctrl-C or
+    SIGTERM the kernel may still be in a cell, so an interrupted run waits for it as before.
+    """
+
+    def __init__(self) -> None:
+        self._exiting: list[tuple[threading.Thread, object]] = []
+
+    def add(self, manager: object) -> None:
+        thread = threading.Thread(target=_finish_exit, args=(manager,), daemon=True,
+                                  name="terracarbon-kernel-exit")
+        thread.start()
+        self._exiting.append((thread, manager))
+
+    def wait(self) -> None:
+        import asyncio
+
+        while self._exiting:
+            thread, manager = self._exiting.pop(0)
+            thread.join()
+            # sockets and the zmq context belong to this thread's side: released here
+            asyncio.run(manager._async_cleanup_resources())
+
+
+def _finish_exit(manager: object) -> None:
+    import asyncio
+
+    asyncio.run(manager._async_finish_shutdown())
+
+
+def _kernel_manager_class(log_path: Path, env: dict[str, str] | None = None,
+                          exits: KernelExits | None = None) -> type:
     """A Jupyter kernel manager that sends the kernel process's console output to ``log_path``.
 
     The kernel runs in its own session (jupyter_client does that), so Ctrl-C reaches only
@@ -101,7 +139,9 @@ def _kernel_manager_class(log_path: Path, env: dict[str, str] | None = None) -> 
     (tracebacks of closed sockets) go to the log instead of the user's terminal. ``env`` is
     added to this kernel's environment only (the progress events file of its stage); a
     Jupyter server's ``JPY_SESSION_NAME`` is not passed on, so a stage kernel never takes
-    itself for an interactive JupyterLab kernel (no progress widgets in the reports).
+    itself for an interactive JupyterLab kernel (no progress widgets in the reports). With
+    ``exits``, a graceful shutdown only asks the kernel to exit and leaves the waiting to
+    ``exits`` (:class:`KernelExits`).
     """
     from jupyter_client import AsyncKernelManager
     from jupyter_core.paths import jupyter_runtime_dir
@@ -125,6 +165,17 @@ def _kernel_manager_class(log_path: Path, env: dict[str, str] | None = None) -> 
                 kw.setdefault("stdout", log)
                 kw.setdefault("stderr", log)
                 await super().start_kernel(**kw)
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            # an interrupted run waits: its kernel may still be in a cell, and must be
+            # stopped before the run removes what the cell was writing
+            if (exits is None or now or restart or not self.has_kernel
+                    or _InterruptFilter.interrupted):
+                return await super().shutdown_kernel(now=now, restart=restart)
+            self.shutting_down = True
+            self.stop_restarter()
+            await self._async_request_shutdown()
+            exits.add(self)
 
     return StageKernelManager
 
@@ -177,12 +228,15 @@ class _InterruptHandling:
 def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
                      parameters: dict, cwd: str | os.PathLike,
                      kernel_log: str | os.PathLike,
-                     display: StageProgress | None = None) -> Path:
+                     display: StageProgress | None = None,
+                     exits: KernelExits | None = None) -> Path:
     """Execute ``source`` with papermill into ``output`` the way the runner runs a stage.
 
     The kernel gets the batch environment (:func:`_kernel_env`), talks over Unix-domain
     sockets (no TCP) and writes its own console output to ``kernel_log``. Written
     atomically; on failure the executed notebook (with its traceback) is kept at ``output``.
+    With ``exits`` the kernel finishes exiting in the background (:class:`KernelExits`);
+    without, this returns once its process has ended.
 
     With ``display``, the kernel's library progress (:mod:`terracarbon.progress`) is written
     to a temporary events file beside ``output`` that ``display`` tails while the notebook
@@ -201,7 +255,7 @@ def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
             papermill.execute_notebook(
                 str(source), str(tmp), parameters=parameters, cwd=str(cwd),
                 progress_bar=False, kernel_name="python3", report_mode=False,
-                kernel_manager_class=_kernel_manager_class(Path(kernel_log), env),
+                kernel_manager_class=_kernel_manager_class(Path(kernel_log), env, exits),
             )
         except BaseException:
             # keep the failed notebook (with its traceback) for the HTML report
@@ -354,7 +408,7 @@ def _tailing(display: StageProgress | None, events: Path | None,
 
 
 def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path,
-             display: StageProgress | None = None) -> Path:
+             display: StageProgress | None = None, exits: KernelExits | None = None) -> Path:
     """Execute a stage notebook with papermill into its stage folder (atomically)."""
     spec = stages.STAGES[stage_id]
     stage_dir = run_dir / stage_id
@@ -362,7 +416,7 @@ def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path,
     return execute_notebook(notebook_dir / spec.notebook, stage_dir / spec.notebook,
                             parameters=stage_parameters(params, stage_id, run_dir),
                             cwd=notebook_dir, kernel_log=stage_dir / KERNEL_LOG,
-                            display=display)
+                            display=display, exits=exits)
 
 
 def progress_interval_s() -> float:
@@ -425,14 +479,19 @@ def run_study(
     except OSError as exc:
         raise StageError(f"cannot create the run folder {run_dir} ({exc.strerror}); check "
                          "--runs-dir and its permissions.") from None
+    exits = KernelExits()
     with RunLock(run_dir), _InterruptHandling():
-        return _run_locked(params, run_dir, todo, force=force, notebook_dir=notebook_dir,
-                           progress=progress, status=status)
+        try:
+            return _run_locked(params, run_dir, todo, force=force, notebook_dir=notebook_dir,
+                               progress=progress, status=status, exits=exits)
+        finally:
+            exits.wait()
 
 
 def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
                 notebook_dir: Path, progress: Callable[[str], None],
-                status: Callable[[str], None] | None = None
+                status: Callable[[str], None] | None = None,
+                exits: KernelExits | None = None,
                 ) -> tuple[Path, list[StageResult]]:
     import papermill
 
@@ -463,7 +522,7 @@ def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
                                  interval_s=progress_interval_s())
                    if _progress.console_enabled() else None)
         try:
-            out_nb = _execute(stage_id, params, run_dir, notebook_dir, display)
+            out_nb = _execute(stage_id, params, run_dir, notebook_dir, display, exits)
         except KeyboardInterrupt:
             stages.update_manifest(run_dir / stage_id, stage=stage_id, title=spec.title,
                                    status="interrupted", duration_s=round(time.time() - t0, 2),
