@@ -451,6 +451,36 @@ def test_a_saved_map_is_laid_out_and_cropped_as_matplotlib_would(tmp_path, densi
     assert size[1] - 1 - rows[-1] >= pad and size[0] - 1 - cols[-1] >= pad
 
 
+def test_the_displayed_png_is_ipythons_picture_drawn_once(density, tmp_path):
+    """A notebook shows a figure through display_png, which lays it out once; IPython's own
+    print_figure (the oracle) lays it out and draws twice: the same pixels, also for a
+    figure saved first (laid out at 300 dpi) and an empty one (nothing shown)."""
+    from io import BytesIO
+
+    from IPython.core.pylabtools import print_figure
+    from PIL import Image
+
+    from terracarbon.viz.figures import Figure, display_png, save_figure
+
+    cube = xr.concat([density, density * 1.3], dim="year").assign_coords(year=[2000, 2020])
+    cube.attrs = density.attrs
+
+    def pixels(png: bytes) -> np.ndarray:
+        return np.asarray(Image.open(BytesIO(png)))
+
+    for make in (lambda: plot.map_panel(cube, title="Density"),
+                 lambda: plot.scatter_obs_pred([1, 2, 3], [1.1, 2.1, 2.9])):
+        oracle = pixels(print_figure(make(), "png", bbox_inches="tight", dpi=110))
+        np.testing.assert_array_equal(pixels(display_png(make(), dpi=110)), oracle)
+    saved_first = plot.scatter_obs_pred([1, 2, 3], [1.1, 2.1, 2.9])
+    save_figure(saved_first, tmp_path / "saved_first", formats=("png",))
+    np.testing.assert_array_equal(
+        pixels(display_png(saved_first, dpi=110)),
+        pixels(print_figure(plot.scatter_obs_pred([1, 2, 3], [1.1, 2.1, 2.9]), "png",
+                            bbox_inches="tight", dpi=110)))
+    assert display_png(Figure(), dpi=110) is None
+
+
 def test_save_figure_bad_format(tmp_path):
     fig = plot.scatter_obs_pred([1, 2], [1, 2])
     with pytest.raises(ParameterError, match="unsupported"):

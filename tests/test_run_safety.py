@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -380,3 +381,39 @@ def test_large_file_fingerprint_sees_an_edit_between_sampled_blocks(tmp_path, mo
     assert fingerprints.file_fingerprint(path) != before
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: content alone
     assert fingerprints.file_fingerprint(path) == before  # proves the edit was unsampled
+
+
+@pytest.mark.slow
+def test_stage_kernels_exit_in_the_background_but_none_outlives_the_run(study, tmp_path,
+                                                                         monkeypatch):
+    """After its last cell a kernel finishes exiting while the run goes on (#19), yet when
+    run_study returns its process has ended and its connection file and sockets are gone."""
+    import psutil
+
+    from terracarbon.pipeline import runner
+    from terracarbon.pipeline.params import load_params
+
+    exiting = []
+    add, finish = runner.KernelExits.add, runner._finish_exit
+
+    def record(self, manager):
+        exiting.append((manager.provisioner.process.pid, Path(manager.connection_file),
+                        Path(manager.ip)))
+        add(self, manager)
+
+    def slow_finish(manager):  # a kernel still exiting when the last stage is done
+        time.sleep(2.0)
+        finish(manager)
+
+    monkeypatch.setattr(runner.KernelExits, "add", record)
+    monkeypatch.setattr(runner, "_finish_exit", slow_finish)
+    params = load_params(study / "study.yaml")
+    run_dir, results = runner.run_study(params, runs_dir=tmp_path / "runs", only="01_data_prep")
+    assert [r.status for r in results] == ["complete"]
+    assert len(exiting) == 1  # the stage's kernel took the background path
+    pid, connection_file, socket_base = exiting[0]
+    assert not [t for t in threading.enumerate() if t.name == "terracarbon-kernel-exit"]
+    assert not psutil.pid_exists(pid)
+    assert not connection_file.exists()
+    assert not list(socket_base.parent.glob(socket_base.name + "*"))
+    assert manifest(run_dir, "01_data_prep")["status"] == "complete"

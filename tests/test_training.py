@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from terracarbon.errors import ModelError
 from terracarbon.models import training
@@ -94,3 +95,18 @@ def test_training_variables_keep_what_the_candidates_read(study):
     assert set(only_rf.data_vars) == {"npp", "dem"} | mask
     with pytest.raises(ModelError, match=r"\['evi'\] are not in the data-prep cube.*unused"):
         training.training_variables(extra, {**SETTINGS, "features": ["evi"]})
+
+
+def test_training_variables_read_a_small_subset_once_and_leave_a_large_one_lazy(study,
+                                                                                monkeypatch):
+    cube, _ = study
+    lazy = cube.chunk({"y": 8, "x": 8})
+    settings = {**SETTINGS, "features": ["npp", "dem"]}
+    small = training.training_variables(lazy, settings)
+    assert all(small[v].chunks is None for v in small.data_vars)  # numpy, read once
+    assert all(lazy[v].chunks is not None for v in lazy.data_vars)  # the caller's cube kept
+    xr.testing.assert_identical(small, training.training_variables(cube, settings))
+    monkeypatch.setattr(training, "TRAINING_IN_MEMORY_BYTES", small.nbytes - 1)
+    large = training.training_variables(lazy, settings)
+    assert all(large[v].chunks is not None for v in large.data_vars)
+    xr.testing.assert_identical(large.load(), small)

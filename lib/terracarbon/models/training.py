@@ -93,7 +93,7 @@ def training_variables(cube: xr.Dataset, settings: Mapping[str, Any]) -> xr.Data
          "region_mask"]))
     _check_features_present(cube, settings["features"])
     subset = cube[[v for v in wanted if v in cube.data_vars]]
-    return subset.load() if subset.nbytes <= TRAINING_IN_MEMORY_BYTES else subset
+    return subset.compute() if subset.nbytes <= TRAINING_IN_MEMORY_BYTES else subset
 
 
 TRAINING_IN_MEMORY_BYTES = 512 * 2**20

@@ -12,6 +12,7 @@ as the ``<img alt>``) and into saved files (PNG/SVG ``Description``, PDF ``Subje
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -266,12 +267,27 @@ def _register_notebook_display(dpi: int = 110) -> None:
     """
     try:
         from IPython import get_ipython
-        from IPython.core.pylabtools import print_figure
     except ImportError:
         return
     shell = get_ipython()
     if shell is None:
         return
     formatter = shell.display_formatter.formatters["image/png"]
-    formatter.for_type(Figure, lambda fig: (print_figure(fig, "png", bbox_inches="tight",
-                                                         dpi=dpi), {"alt": alt_text(fig)}))
+    formatter.for_type(Figure, lambda fig: (display_png(fig, dpi=dpi), {"alt": alt_text(fig)}))
+
+
+def display_png(fig: Figure, *, dpi: float = 110) -> bytes | None:
+    """``fig`` as the PNG bytes a notebook shows, cropped to its content.
+
+    What IPython's ``print_figure(fig, "png", bbox_inches="tight")`` gives, laid out once
+    (:func:`_layout_done_once`): one layout and one draw instead of a layout and two draws,
+    which for a map with cartopy furniture is about half the time. ``None`` (nothing to
+    show) for a figure without axes, as IPython.
+    """
+    if not fig.axes and not fig.lines:
+        return None
+    buffer = io.BytesIO()
+    with _layout_done_once(fig, dpi=dpi, tight=True) as bbox_inches:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=bbox_inches,
+                    facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())
+    return buffer.getvalue()
