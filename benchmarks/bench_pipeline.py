@@ -35,42 +35,62 @@ from terracarbon.pipeline.params import DEFAULT_PARAMS, load_params  # noqa: E40
 from terracarbon.pipeline.stages import STAGES, read_manifest  # noqa: E402
 
 
-def tree_rss(root: psutil.Process) -> int:
-    """Bytes resident in ``root`` and all its descendants (processes vanish while we look)."""
-    total = 0
+def rss(proc: psutil.Process) -> int:
     try:
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
+        return proc.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return 0
-    for proc in procs:
+
+
+def tree_rss(root: psutil.Process) -> tuple[int, list[tuple[float, int]]]:
+    """Bytes resident in ``root`` itself, and in each child's subtree as (the child's start
+    time, bytes): the runner's children are the stage kernels (processes vanish while we
+    look)."""
+    subtrees = []
+    try:
+        children = root.children()
+    except psutil.NoSuchProcess:
+        return 0, []
+    for child in children:
         try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
+            started = child.create_time()
+            members = [child, *child.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        subtrees.append((started, sum(rss(p) for p in members)))
+    return rss(root), subtrees
 
 
 class Sampler(threading.Thread):
-    """Samples the tree's RSS every ``interval`` s; remembers (time, bytes) pairs."""
+    """Samples the tree's RSS every ``interval`` s; remembers (time, runner bytes, [(kernel
+    start, kernel subtree bytes)]) triples."""
 
     def __init__(self, root: psutil.Process, interval: float = 0.2):
         super().__init__(daemon=True)
         self.root, self.interval = root, interval
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, list[tuple[float, int]]]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.samples.append((time.time(), tree_rss(self.root)))
+            self.samples.append((time.time(), *tree_rss(self.root)))
             self.stop.wait(self.interval)
 
-    def peak(self, start: float = 0.0, end: float = float("inf")) -> int:
-        inside = [rss for t, rss in self.samples if start <= t <= end]
+    def peak(self, start: float = 0.0, end: float = float("inf"), *,
+             own_kernels_from: float | None = None) -> int:
+        """Highest tree RSS between ``start`` and ``end``. With ``own_kernels_from``, only
+        the kernels started from that time on count: a finished stage's kernel exits while
+        the next stage starts (runner.KernelExits) and is not the next stage's memory."""
+        since = float("-inf") if own_kernels_from is None else own_kernels_from
+        inside = [runner + sum(b for started, b in kernels if started >= since)
+                  for t, runner, kernels in self.samples if start <= t <= end]
         return max(inside, default=0)
 
 
-def cell_peaks(notebook: Path, sampler: "Sampler") -> list[dict]:
-    """Wall time and peak tree RSS of each executed cell, highest peak first."""
+def cell_peaks(notebook: Path, sampler: "Sampler", *,
+               own_kernels_from: float | None = None) -> list[dict]:
+    """Wall time and peak tree RSS of each executed cell, highest peak first (the stage's
+    own kernel: see :meth:`Sampler.peak`)."""
     if not notebook.exists():
         return []
     cells = []
@@ -81,7 +101,8 @@ def cell_peaks(notebook: Path, sampler: "Sampler") -> list[dict]:
         start, end = iso_to_epoch(meta["start_time"]), iso_to_epoch(meta["end_time"])
         first_line = "".join(cell["source"]).strip().splitlines()[0][:70]
         cells.append({"index": index, "wall_s": round(end - start, 1),
-                      "peak_rss_gib": round(sampler.peak(start, end) / 1024**3, 2),
+                      "peak_rss_gib": round(sampler.peak(
+                          start, end, own_kernels_from=own_kernels_from) / 1024**3, 2),
                       "source": first_line})
     return sorted(cells, key=lambda c: -c["peak_rss_gib"])
 
@@ -155,13 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         start = iso_to_epoch(manifest["started"])
         duration = float(manifest.get("duration_s") or 0.0)
         # the manifest's start is stamped inside the kernel: include its launch (~2 s)
-        peak = sampler.peak(start - 3.0, start + duration + 1.0)
+        peak = sampler.peak(start - 3.0, start + duration + 1.0,
+                            own_kernels_from=start - 3.0)
         per_px = 1e6 * duration / n_pixels if n_pixels else float("nan")
         figures["stages"][stage_id] = {"wall_s": duration, "peak_rss_gib": round(peak / gib, 2),
                                        "status": manifest.get("status")}
         print(f"{stage_id:<18}{duration:>9.1f}{peak / gib:>14.2f}{per_px:>9.1f}")
         if args.cells:
-            cells = cell_peaks(run_dir / stage_id / f"{stage_id}.ipynb", sampler)
+            cells = cell_peaks(run_dir / stage_id / f"{stage_id}.ipynb", sampler,
+                               own_kernels_from=start - 3.0)
             figures["stages"][stage_id]["cells"] = cells[: args.cells]
             for cell in cells[: args.cells]:
                 print(f"    cell {cell['index']:>3}: {cell['wall_s']:>8.1f} s "

@@ -100,31 +100,29 @@ class KernelExits:
     exit handlers, freeing memory. Nothing of the stage depends on that, so the run writes
     the stage's report and starts the next stage meanwhile; a thread per kernel waits for the
     process as jupyter_client would (SIGTERM, then SIGKILL, after ``shutdown_wait_time``).
-    :meth:`wait` joins them and releases each kernel's sockets and connection files: the
-    run calls it before it returns or raises, so no kernel outlives it. After Ctrl-C or
-    SIGTERM the kernel may still be in a cell, so an interrupted run waits for it as before.
+    nbclient releases the kernel's sockets and connection file as soon as the request is
+    sent, as it always did. :meth:`wait` joins the threads: the run calls it before it
+    returns or raises, so no kernel outlives it. After Ctrl-C or SIGTERM the kernel may
+    still be in a cell, so an interrupted run waits for it as before.
     """
 
     def __init__(self) -> None:
-        self._exiting: list[tuple[threading.Thread, object]] = []
+        self._exiting: list[threading.Thread] = []
 
     def add(self, manager: object) -> None:
         thread = threading.Thread(target=_finish_exit, args=(manager,), daemon=True,
                                   name="terracarbon-kernel-exit")
         thread.start()
-        self._exiting.append((thread, manager))
+        self._exiting.append(thread)
 
     def wait(self) -> None:
-        import asyncio
-
         while self._exiting:
-            thread, manager = self._exiting.pop(0)
-            thread.join()
-            # sockets and the zmq context belong to this thread's side: released here
-            asyncio.run(manager._async_cleanup_resources())
+            self._exiting.pop(0).join()
 
 
 def _finish_exit(manager: object) -> None:
+    """Wait for a kernel asked to exit: SIGTERM, then SIGKILL, after jupyter_client's
+    ``shutdown_wait_time`` (its own ``finish_shutdown``, on this thread's event loop)."""
     import asyncio
 
     asyncio.run(manager._async_finish_shutdown())
