@@ -186,6 +186,34 @@ def test_cnn_learns_planted_function_even_where_soil_unmeasured(cnn, cube, sampl
     assert r2(samples["soil_true"].to_numpy()[unmeasured], pred[unmeasured, 1]) > 0.5
 
 
+def test_determinism_is_on_inside_a_fit_and_restored_without_loading_the_compiler():
+    """torch_determinism sets torch's deterministic flag for a fit and restores the caller's;
+    in a fresh process it does so without importing torch's compiler config (about 1 s per
+    worker process)."""
+    import subprocess
+    import sys
+
+    from terracarbon.models.cnn.fitting import torch_determinism
+
+    for before in (False, True):
+        torch.use_deterministic_algorithms(before)
+        try:
+            with torch_determinism(seed=3, num_threads=1):
+                assert torch.are_deterministic_algorithms_enabled()
+                assert torch.get_num_threads() == 1
+            assert torch.are_deterministic_algorithms_enabled() is before
+        finally:
+            torch.use_deterministic_algorithms(False)
+    code = ("import sys, torch\n"
+            "from terracarbon.models.cnn.fitting import torch_determinism\n"
+            "with torch_determinism(seed=3, num_threads=1):\n"
+            "    assert torch.are_deterministic_algorithms_enabled()\n"
+            "print('torch._inductor.config' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_cnn_same_seed_same_weights(cube, samples):
     kwargs = dict(lr=3e-3, epochs=2, seed=7)
     a = CnnCarbon(**kwargs).fit(samples, cube)

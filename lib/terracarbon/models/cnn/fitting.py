@@ -32,14 +32,31 @@ def torch_determinism(seed: int, num_threads: int | None) -> Iterator[None]:
     previous_threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
+        _deterministic_algorithms(True)
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         try:
             yield
         finally:
-            torch.use_deterministic_algorithms(previous_flag)
+            _deterministic_algorithms(previous_flag)
             torch.set_num_threads(previous_threads)
+
+
+def _deterministic_algorithms(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` without its import of the compiler.
+
+    The public call also imports ``torch._inductor.config`` to pass the flag to the
+    compiler: about 1 s in every worker process that fits a network, for a compiler nothing
+    here uses. So the flag is set directly, unless the compiler is loaded already (then the
+    public call keeps both in step) or this torch has no such setter.
+    """
+    import sys
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode)
 
 
 def site_split(
