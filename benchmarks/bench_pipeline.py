@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from terracarbon.pipeline.params import DEFAULT_PARAMS, load_params  # noqa: E402
-from terracarbon.pipeline.stages import STAGES, read_manifest  # noqa: E402
+from terracarbon.pipeline.stages import read_manifest  # noqa: E402
 
 
 def rss(proc: psutil.Process) -> int:
