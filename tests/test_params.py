@@ -125,3 +125,31 @@ def test_flux_choose_by_must_be_a_scheme_that_runs(tmp_path):
             params.load_params(write(tmp_path / "b.yaml", {"flux": {"schemes": bad}}))
     ok = params.load_params(write(tmp_path / "ok.yaml", {"flux": {"schemes": ["site"]}}))
     assert ok["flux"]["schemes"] == ["site"] and ok["flux"]["choose_by"] == "site"
+
+
+def test_checking_a_study_loads_no_spatial_statistics():
+    """The zoning rules are checked with their own light grammar (spatial.rules), so every
+    run_all start validates its parameters without importing the statistics behind stage
+    05 (dask.array, scipy.stats, the numba kernels): about 2 s per process before."""
+    import subprocess
+    import sys
+
+    heavy = ("terracarbon.spatial.autocorrelation", "terracarbon.spatial.zoning",
+             "terracarbon.spatial.kernels", "scipy.stats", "numba", "dask.array")
+    code = ("import sys\n"
+            "from terracarbon.pipeline.params import load_params\n"
+            "load_params(None)\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_zoning_rules_are_one_grammar_for_the_check_and_the_stage():
+    from terracarbon import spatial
+    from terracarbon.spatial import rules, zoning
+
+    assert zoning.parse_rules is rules.parse_rules
+    assert spatial.CLUSTER_CLASSES is rules.CLUSTER_CLASSES
+    with pytest.raises(ParameterError, match=r"zoning.rules\[0\].cluster"):
+        params.load_params(None, ["zoning.rules=[{cluster: XX, future: '*', zone: a}]"])

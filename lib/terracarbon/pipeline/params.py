@@ -496,10 +496,10 @@ def _check_flux_schemes(flux: Mapping, problems: Problems) -> None:
 
 
 def _check_zoning_rules(rules: Any, problems: Problems) -> None:
-    """The rules in the zoning stage's own grammar (:func:`terracarbon.spatial.zoning.parse_rules`)."""
+    """The rules in the zoning stage's own grammar (:func:`terracarbon.spatial.rules.parse_rules`)."""
     if not isinstance(rules, list):
         return  # the schema check reports the type
-    from terracarbon.spatial.zoning import parse_rules
+    from terracarbon.spatial.rules import parse_rules
 
     example = "{cluster: HH, future: '*', zone: protect}"
     if not rules:
