@@ -146,10 +146,17 @@ def test_checking_a_study_loads_no_spatial_statistics():
 
 
 def test_zoning_rules_are_one_grammar_for_the_check_and_the_stage():
+    import importlib
+
     from terracarbon import spatial
     from terracarbon.spatial import rules, zoning
 
     assert zoning.parse_rules is rules.parse_rules
     assert spatial.CLUSTER_CLASSES is rules.CLUSTER_CLASSES
+    # every public name of tc.spatial is the object its module defines
+    for name in spatial.__all__:
+        home = importlib.import_module(f"terracarbon.spatial.{spatial._HOME[name]}")
+        assert getattr(spatial, name) is getattr(home, name), name
+    assert {"kernels", "rules", "zoning"} <= set(dir(spatial))
     with pytest.raises(ParameterError, match=r"zoning.rules\[0\].cluster"):
         params.load_params(None, ["zoning.rules=[{cluster: XX, future: '*', zone: a}]"])

@@ -84,7 +84,7 @@ def training_variables(cube: xr.Dataset, settings: Mapping[str, Any]) -> xr.Data
     A subset of at most :data:`TRAINING_IN_MEMORY_BYTES` is read into memory here, once:
     training reads it many times (the networks' windows, every candidate's hold-out maps, the
     area of applicability), and on a small grid reading it chunk by chunk each time costs
-    more than holding it (the quick study's ``train_candidates``: 23 s lazily, 18 s loaded).
+    more than holding it (the quick study's ``train_candidates``: 23 s lazily, 19 s loaded).
     A larger subset stays lazy, read a chunk at a time.
     """
     wanted = list(dict.fromkeys(

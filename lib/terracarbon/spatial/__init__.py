@@ -33,7 +33,7 @@ _HOME = {
 }
 """Public name -> the submodule that defines it."""
 
-_SUBMODULES = {"autocorrelation", "weights", "irregular", "zoning", "rules", "kernels"}
+_SUBMODULES = {*_HOME.values(), "kernels"}
 
 __all__ = sorted(_HOME)
 
