@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -211,6 +212,53 @@ def test_determinism_is_on_inside_a_fit_and_restored_without_loading_the_compile
             "print('torch._inductor.config' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_adam_gives_torch_adams_weights_to_the_bit(weight_decay):
+    """fitting.Adam against torch.optim.Adam (the oracle): the same weights and moments after
+    every step, with and without weight decay, and with a parameter that has no gradient in
+    the first steps (its state starts later, as the class starts it)."""
+    from terracarbon.models.cnn.fitting import Adam
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 4 * 4, 2))
+    late = torch.nn.Parameter(torch.randn(2))  # no gradient in the first three steps
+    ours_net, ours_late = copy.deepcopy(net), torch.nn.Parameter(late.detach().clone())
+    theirs = torch.optim.Adam([*net.parameters(), late], lr=3e-3, weight_decay=weight_decay)
+    ours = Adam([*ours_net.parameters(), ours_late], lr=3e-3, weight_decay=weight_decay)
+    x = torch.randn(8, 3, 6, 6)
+    for step in range(6):
+        for model, extra, opt in ((net, late, theirs), (ours_net, ours_late, ours)):
+            opt.zero_grad()
+            out = model(x)
+            loss = (out ** 2).mean() + (((out * extra).sum()) if step >= 3 else 0.0)
+            loss.backward()
+            opt.step()
+        for a, b in zip([*net.parameters(), late], [*ours_net.parameters(), ours_late],
+                        strict=True):
+            assert torch.equal(a, b), f"step {step}"
+    assert all(torch.equal(theirs.state[p]["exp_avg_sq"], ours._state[i][2])
+               for i, p in enumerate([*net.parameters(), late]))
+    assert int(theirs.state[late]["step"]) == int(ours._state[len(ours.params) - 1][0]) == 3
+
+
+def test_a_network_fit_does_not_load_the_compiler():
+    """torch's optimiser classes import torch._dynamo (about 1.2 s per worker process that
+    fits a network); a CNN fit in a fresh process does not."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from terracarbon.models.cnn import CnnCarbon\n"
+            "import test_cnn\n"
+            "cube = test_cnn.covariate_cube()\n"
+            "CnnCarbon(lr=3e-3, epochs=2, seed=7).fit(test_cnn.make_samples(cube), cube)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent)
     assert out.stdout.strip() == "False"
 
 
