@@ -384,3 +384,62 @@ def test_prepared_cube_composites_come_from_the_store_with_less_memory(tmp_path)
     xr.testing.assert_identical(two_pass.compute(), io.open_cube(tmp_path / "one.zarr").compute())
     assert {"ndvi_3yr", "temperature_3yr"} <= set(two_pass.data_vars)
     assert two_pass["ndvi_3yr"].attrs["units"] == "1"
+
+
+# ---- store chunks: Zarr chunks merged from the compute chunks -----------------------------
+
+
+def _lazy(shape: tuple[int, ...], chunks: tuple[int, ...], dtype=np.float32) -> xr.DataArray:
+    import dask.array as dsa
+
+    dims = ("year", "y", "x")[-len(shape):]
+    data = dsa.random.default_rng(3).random(shape, chunks=chunks).astype(dtype)
+    return xr.DataArray(data, dims=dims, attrs={"units": "1"})
+
+
+@pytest.mark.parametrize("shape, chunks, dtype, want", [
+    # the quick study: 12 years of 48 x 60 px in 32-px squares -> one chunk (138 KB)
+    ((12, 48, 60), (1, 32, 32), np.float32, {"year": 12, "y": 48, "x": 60}),
+    # the default study: a 512-px year square is 1 MiB already -> unchanged
+    ((22, 600, 800), (1, 512, 512), np.float32, {"year": 1, "y": 512, "x": 512}),
+    # int16 of the same: two years per chunk, then no room for more pixels
+    ((22, 600, 800), (1, 512, 512), np.int16, {"year": 2, "y": 512, "x": 512}),
+    # 22 years of 75-px squares (495 KB): x doubles to 150 (990 KB), y stays
+    ((22, 300, 300), (1, 75, 75), np.float32, {"year": 22, "y": 75, "x": 150}),
+    # a map: x whole (4 x 100 px), then y in multiples of 100
+    ((2000, 400), (100, 100), np.float64, {"y": 300, "x": 400}),
+])
+def test_store_chunks_merge_compute_chunks_time_first_up_to_the_target(shape, chunks, dtype,
+                                                                        want):
+    from terracarbon.data import io
+
+    da = _lazy(shape, chunks, dtype)
+    got = io.store_chunks(da)
+    assert got == want
+    assert np.prod(list(got.values())) * np.dtype(dtype).itemsize <= io.STORE_CHUNK_BYTES
+    assert io.store_chunks(da.compute()) == {}  # in memory: the store's own chunking
+
+
+def test_write_cube_stores_merged_chunks_and_the_same_values(tmp_path):
+    """The quick study's layout: each variable one Zarr chunk instead of 12 x 2 x 2, the
+    values unchanged, variables of different chunking in one dataset (the zoning store),
+    and the cube read back in the stage's own chunks."""
+    import zarr
+
+    from terracarbon.data import io
+
+    density = _lazy((12, 48, 60), (1, 32, 32))
+    ds = xr.Dataset({"density": density, "mask": _lazy((48, 60), (16, 16), np.int16),
+                     "ragged": _lazy((12, 48, 60), (3, 20, 60))},
+                    coords={"year": np.arange(2010, 2022), "y": np.arange(48.0),
+                            "x": np.arange(60.0)})
+    path = io.write_cube(ds, tmp_path / "cube.zarr")
+    store = zarr.open_group(path, mode="r")
+    assert store["density"].chunks == (12, 48, 60)
+    assert store["mask"].chunks == (48, 60)
+    assert store["ragged"].chunks == (12, 48, 60)
+    assert len(list((path / "density").glob("[0-9]*"))) == 1  # one chunk file
+    back = io.open_cube(path)
+    xr.testing.assert_identical(back.compute(), ds.compute())
+    rechunked = compute.chunked(back, BASE, time="single")
+    assert rechunked["density"].chunks == ((1,) * 12, (32, 16), (32, 28))

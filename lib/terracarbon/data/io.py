@@ -154,6 +154,42 @@ def write_cube(ds: xr.Dataset, path: str | os.PathLike, *,
     return path
 
 
+STORE_CHUNK_BYTES = 2**20
+"""Largest Zarr chunk :func:`write_cube` makes by merging a dataset's dask chunks (bytes)."""
+
+
+def store_chunks(da: xr.DataArray, *, target_bytes: int = STORE_CHUNK_BYTES
+                 ) -> dict[str, int]:
+    """Chunk edges for writing ``da`` to Zarr: its dask chunks merged, first along time (the
+    dimensions other than y and x), then x, then y, while one chunk stays within
+    ``target_bytes``; each edge is the whole dimension or a multiple of the dask chunk edge.
+    Time first: a pixel block's series in one chunk is what trends and temporal windows
+    read (:func:`open_cube` ``whole_years``), and a year's map is read from it once per
+    block.
+
+    A stage computes in ``compute.chunk_px`` squares, one year each: sized for memory and
+    for the scheduler. A Zarr chunk costs a file and a round trip through Zarr's I/O thread
+    whatever its size, so a store of the quick study's 4 KB chunks spent most of its
+    writing and reading in those (about 20 ms each while other threads hold the GIL). Merged
+    chunks stay bounded (``target_bytes`` in memory per write task) however large the grid.
+    Returns ``{}`` for an array without dask chunks (the store's own chunking applies).
+    """
+    if da.chunks is None:
+        return {}
+    edges = {dim: max(sizes) for dim, sizes in zip(da.dims, da.chunks, strict=True)}
+    order = [d for d in edges if d not in ("x", "y")] + [d for d in ("x", "y") if d in edges]
+    for dim in order:
+        others = int(np.prod([edges[d] for d in edges if d != dim]))
+        fit = target_bytes // (da.dtype.itemsize * others)
+        if fit >= da.sizes[dim]:
+            edges[dim] = da.sizes[dim]
+        elif fit >= 2 * edges[dim]:
+            edges[dim] = fit // edges[dim] * edges[dim]
+        else:
+            break
+    return edges
+
+
 def _write_store(ds: xr.Dataset, tmp: Path, *, path: Path, append: bool) -> None:
     # encodings inherited from the files a variable was read from (Zarr v3 codecs, chunk
     # shapes) do not fit the new store; keep only the CRS link
@@ -161,6 +197,11 @@ def _write_store(ds: xr.Dataset, tmp: Path, *, path: Path, append: bool) -> None
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k == "grid_mapping"}
     if path.suffix == ".zarr":
+        # one write task per store chunk (two tasks must never share one)
+        for name, da in ds.data_vars.items():
+            chunks = store_chunks(da)
+            if chunks:
+                ds[name] = da.chunk(chunks)
         # Zarr v2 layout: consolidated metadata is part of its spec and GDAL reads it
         ds.to_zarr(tmp, mode="a" if append else "w", consolidated=True, zarr_format=2)
     elif path.suffix == ".nc":
