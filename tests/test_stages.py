@@ -219,3 +219,25 @@ def test_a_downstream_parameter_never_retrains_upstream_stages():
             changed[section] = value
         after = hashes(changed)
         assert {s for s in before if before[s] != after[s]} == reruns, key
+
+
+def test_package_versions_are_the_installed_ones_and_each_call_is_a_new_dict():
+    """Looked up once per process: the versions are importlib.metadata's, and a caller that
+    edits its dict (provenance pops terracarbon out) does not change the next call's."""
+    from importlib import metadata
+
+    import numpy
+
+    import terracarbon
+    from terracarbon.pipeline import provenance
+
+    first = provenance.package_versions()
+    assert first["numpy"] == metadata.version("numpy") == numpy.__version__
+    assert first["terracarbon"] == terracarbon.__version__
+    assert set(first) == {"terracarbon", *provenance.PACKAGES}
+    first.pop("terracarbon")
+    first["numpy"] = "edited"
+    again = provenance.package_versions()
+    assert again["numpy"] == numpy.__version__ and "terracarbon" in again
+    assert provenance.provenance()["terracarbon"] == terracarbon.__version__
+    assert "terracarbon" in provenance.package_versions()

@@ -5,6 +5,7 @@ One package list (:data:`PACKAGES`) serves stage manifests and model cards.
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from importlib import metadata
@@ -19,7 +20,16 @@ PACKAGES: tuple[str, ...] = (
 
 
 def package_versions() -> dict[str, str | None]:
-    """``{"terracarbon": version, package: version or None (not installed)}``."""
+    """``{"terracarbon": version, package: version or None (not installed)}``.
+
+    Looked up once per process (about 10 ms: every package's metadata is searched on
+    ``sys.path``), as the versions loaded do not change; each call returns a new dict.
+    """
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"terracarbon": __version__}
     for name in PACKAGES:
         try:
