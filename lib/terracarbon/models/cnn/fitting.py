@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -65,8 +65,8 @@ class Adam:
     """``torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)`` with its defaults, as
     the same update through torch's own functional ``torch.optim.adam.adam``.
 
-    torch's optimiser classes import its compiler (``torch._dynamo``) when constructed and
-    on every step, to keep it away from their code: about 1.2 s in every worker process
+    torch's optimiser classes import its compiler (``torch._dynamo``) in their constructor
+    and in ``step``, to keep it away from their code: about 1.2 s in every worker process
     that fits a network, for a compiler nothing here uses. The functional API is the
     update the class calls (single-tensor on the CPU, its state laid out as the class lays
     it out), so the weights are the same to the bit (tested against ``torch.optim.Adam``).
@@ -75,7 +75,7 @@ class Adam:
     BETAS = (0.9, 0.999)
     EPS = 1e-8
 
-    def __init__(self, params: Iterator[nn.Parameter], *, lr: float, weight_decay: float):
+    def __init__(self, params: Iterable[nn.Parameter], *, lr: float, weight_decay: float):
         self.params = list(params)
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self._state: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
