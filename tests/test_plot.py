@@ -451,6 +451,57 @@ def test_a_saved_map_is_laid_out_and_cropped_as_matplotlib_would(tmp_path, densi
     assert size[1] - 1 - rows[-1] >= pad and size[0] - 1 - cols[-1] >= pad
 
 
+def test_a_saved_maps_gridlines_are_placed_once_as_placing_them_per_format_would(
+        tmp_path, density, monkeypatch):
+    """Saving keeps each cartopy gridliner's lines and labels, as placed at the final layout,
+    for every format: a format saved costs no placement, and the files hold the same PNG and
+    the same SVG labels as placing them anew on every draw (the oracle: the same save with
+    the placement kept switched off). A later display places them anew."""
+    import contextlib
+
+    from cartopy.mpl.gridliner import Gridliner
+    from PIL import Image
+
+    from terracarbon.viz import figures
+
+    placed = []
+    place = Gridliner._axes_domain  # runs once per placement, after the early return
+
+    def counting(self, *args, **kwargs):
+        placed.append(self)
+        return place(self, *args, **kwargs)
+
+    monkeypatch.setattr(Gridliner, "_axes_domain", counting)
+    cube = xr.concat([density, density * 1.3], dim="year").assign_coords(year=[2000, 2020])
+    cube.attrs = density.attrs
+
+    def placements(formats, name):
+        fig = plot.map_panel(cube, title="Density")
+        assert len([gl for ax in fig.axes for gl in _gridliners(ax)]) == 2
+        placed.clear()
+        paths = plot.save_figure(fig, tmp_path / name, formats=formats)
+        return len(placed), paths, fig
+
+    one, _, _ = placements(("png",), "one")
+    three, ours, fig = placements(("png", "svg", "pdf"), "ours")
+    assert three == one  # the svg and pdf draws placed nothing
+    placed.clear()
+    figures.display_png(fig)
+    assert len(placed) >= 2  # the display places both again
+    monkeypatch.setattr(figures, "_gridlines_placed_once", lambda fig: contextlib.nullcontext())
+    oracle_one, _, _ = placements(("png",), "oracle_one")
+    oracle_three, theirs, _ = placements(("png", "svg", "pdf"), "theirs")
+    assert oracle_three > oracle_one > one  # without it every draw places them again
+    with Image.open(ours[0]) as a, Image.open(theirs[0]) as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    def svg_texts(path):
+        return re.findall(r"<!-- (.*?) -->", path.read_text())
+
+    assert any("°" in t for t in svg_texts(ours[1]))  # the graticule's labels are there
+    assert svg_texts(ours[1]) == svg_texts(theirs[1])
+
+
 def test_the_displayed_png_is_ipythons_picture_drawn_once(density, tmp_path):
     """A notebook shows a figure through display_png, which lays it out once; IPython's own
     print_figure (the oracle) lays it out and draws twice: the same pixels, also for a

@@ -12,6 +12,7 @@ as the ``<img alt>``) and into saved files (PNG/SVG ``Description``, PDF ``Subje
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -227,28 +228,58 @@ def _layout_done_once(fig: Figure, *, dpi: float, tight: bool) -> Iterator[Any]:
     Left to itself, each ``savefig`` runs the layout engine, draws every artist once to
     measure the tight box and once more to render; a map's cartopy gridliner places its
     labels anew on each draw. Here the layout engine runs once at the saving ``dpi``, the
-    tight box is measured from it (no draw), and the engine is detached while the formats
+    tight box is measured from it (no draw), the gridliners are placed once, at the final
+    layout (:func:`_gridlines_placed_once`), and the engine is detached while the formats
     are rendered, so each format costs one draw (benchmarks/bench_figures.py). Yields what
     ``savefig(bbox_inches=)`` takes: the padded tight box in inches, or ``None`` when
     ``tight`` is false.
     """
     engine = fig.get_layout_engine()
     shown_dpi = fig.get_dpi()
-    fig.set_dpi(dpi)  # text extents, hence the layout, depend on the resolution
+    with contextlib.ExitStack() as placed:
+        fig.set_dpi(dpi)  # text extents, hence the layout, depend on the resolution
+        try:
+            renderer = fig.canvas.get_renderer()
+            if engine is not None:
+                engine.execute(fig)
+            placed.enter_context(_gridlines_placed_once(fig))
+            # measured also when not cropping: this places the gridliners at the layout
+            tight_box = fig.get_tightbbox(renderer)
+            bbox = tight_box.padded(mpl.rcParams["savefig.pad_inches"]) if tight else None
+        finally:
+            fig.set_dpi(shown_dpi)
+        with mpl.rc_context({"figure.autolayout": False,
+                             "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)  # positions stay where the engine put them
+        try:
+            yield bbox
+        finally:
+            fig.set_layout_engine(engine)
+
+
+@contextmanager
+def _gridlines_placed_once(fig: Figure) -> Iterator[None]:
+    """In the block, each cartopy gridliner of ``fig`` is placed at its first draw (or tight
+    box) and kept as placed.
+
+    A gridliner projects its lines and places its labels again whenever it is drawn or
+    measured (twice per draw of a map), although nothing moves between the formats of one
+    save: nearly half the time of saving a map in three formats. Cartopy's switch for this,
+    ``Gridliner(auto_update=False)``, is deprecated as an argument since cartopy 0.23, so
+    the block sets the gridliners' flag itself, marks them not yet placed (a placement from
+    an earlier layout or resolution is not reused), and restores the flag afterwards: a
+    later display, or a changed figure, places them anew. A gridliner without the flag (a
+    later cartopy) is left alone and placed on every draw, as before.
+    """
+    kept = [artist for ax in fig.axes for artist in ax.artists
+            if getattr(artist, "_auto_update", None) is True and hasattr(artist, "_drawn")]
+    for gridliner in kept:
+        gridliner._auto_update, gridliner._drawn = False, False
     try:
-        renderer = fig.canvas.get_renderer()
-        if engine is not None:
-            engine.execute(fig)
-        bbox = (fig.get_tightbbox(renderer).padded(mpl.rcParams["savefig.pad_inches"])
-                if tight else None)
+        yield
     finally:
-        fig.set_dpi(shown_dpi)
-    with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
-        fig.set_layout_engine(None)  # positions stay where the engine put them
-    try:
-        yield bbox
-    finally:
-        fig.set_layout_engine(engine)
+        for gridliner in kept:
+            gridliner._auto_update = True
 
 
 def _register_notebook_display(dpi: int = 110) -> None:
