@@ -102,6 +102,44 @@ def test_predict_map_is_nan_outside_region_and_where_covariates_missing(study, f
     assert cube["ndvi"].values[0, 3, 4] == cube["ndvi"].values[0, 3, 4]  # input untouched
 
 
+def test_predict_map_reads_layers_in_any_dim_order_and_lazily(study, fitted_rf):
+    """Layers stored (x, year, y), or dask-chunked across row blocks: the same map as the
+    in-memory (year, y, x) cube."""
+    cube, _ = study
+    expected = fitted_rf.predict_map(cube, 2019, interval=0.9)
+    for other in (cube.transpose("x", "year", "y"), cube.chunk({"year": 1, "y": 7, "x": 9})):
+        got = fitted_rf.predict_map(other, 2019, interval=0.9, chunk_pixels=333)
+        assert got["veg_carbon_density"].dims == ("y", "x")
+        for name in expected.data_vars:
+            np.testing.assert_array_equal(got[name].values, expected[name].values)
+
+
+def test_an_averaged_models_maps_are_the_mean_of_its_components_maps(study, fitted_rf):
+    """The mean of the components' maps pixel by pixel, NaN where any component is NaN (the
+    oracle: the two maps added and halved in float32), bounds included; the first
+    component's attributes."""
+    from terracarbon.models.average import AveragedModel
+
+    cube, samples = study
+    mlr = MultipleLinear([f for f in FEATURES if f != "ndvi"]).fit(samples, cube)
+    average = AveragedModel([mlr, fitted_rf])
+    holed = cube.copy(deep=True)
+    holed["ndvi"].values[1, 3, 4] = np.nan  # the forest's feature only: its map alone is NaN
+    for interval in (None, 0.9):
+        got = average.predict_map(holed, 2019, interval=interval)
+        parts = [m.predict_map(holed, 2019, interval=interval) for m in (mlr, fitted_rf)]
+        assert list(got.data_vars) == list(parts[0].data_vars)
+        for name in got.data_vars:
+            a, b = (p[name].values for p in parts)
+            np.testing.assert_array_equal(got[name].values, (a + b) / np.float32(2))
+            assert got[name].dtype == np.float32 and got[name].attrs == parts[0][name].attrs
+        assert np.isnan(got["veg_carbon_density"].values[3, 4])
+        assert np.isfinite(parts[0]["veg_carbon_density"].values[3, 4])
+        assert np.isfinite(got["veg_carbon_density"].values[cube["region_mask"].values]).sum() \
+            == cube["region_mask"].values.sum() - 1
+    assert got.attrs["model"] == "average(mlr, rf)"
+
+
 def test_quantile_bounds_contain_prediction_and_widen_with_interval(study, fitted_rf):
     cube, samples = study
     m50 = fitted_rf.predict_map(cube, 2019, interval=0.5)

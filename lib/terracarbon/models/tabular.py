@@ -109,16 +109,23 @@ def check_training_table(
     check_sample_years(samples, cube)
 
 
-def _year_layer(cube: xr.Dataset, name: str, year: int) -> xr.DataArray:
-    da = cube[name]
-    if "year" in da.dims:
+def _year_layer(cube: xr.Dataset, name: str, year: int) -> xr.Variable:
+    """Layer ``name`` of ``year`` (a static layer as is), dims ``(y, x)``.
+
+    On ``Variable`` objects rather than DataArrays: a mapping task calls this for every
+    feature of every model on a chunk of a few thousand pixels, where building DataArrays
+    (coordinates, indexes) took longer than the model's prediction.
+    """
+    layer = cube.variables[name]
+    if "year" in layer.dims:
         years = np.asarray(cube["year"]).astype(int)
-        if int(year) not in years:
+        at = np.flatnonzero(years == int(year))
+        if at.size == 0:
             raise ModelError(
                 f"year {year} is not in the cube (years {years.tolist()}); pick one of those."
             )
-        da = da.sel(year=int(year))
-    return da
+        layer = layer[{"year": int(at[0])}]
+    return layer.transpose("y", "x")
 
 
 def check_cube_features(cube: xr.Dataset, features: Sequence[str]) -> None:
@@ -147,17 +154,17 @@ def pixel_feature_blocks(
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     rows_per_block = max(1, int(chunk_pixels) // nx)
     layers = [_year_layer(cube, f, year) for f in features]
-    mask = cube["region_mask"] if "region_mask" in cube.data_vars else None
+    mask = (cube.variables["region_mask"].transpose("y", "x")
+            if "region_mask" in cube.data_vars else None)
     for start in range(0, ny, rows_per_block):
         rows = slice(start, min(ny, start + rows_per_block))
         X = np.column_stack(
-            [np.asarray(da.isel(y=rows).transpose("y", "x").values, np.float64).ravel()
-             for da in layers]
+            [np.asarray(layer[{"y": rows}].values, np.float64).ravel() for layer in layers]
         )
         X = _categorical_nodata_to_nan(X, features)
         valid = np.isfinite(X).all(axis=1)
         if mask is not None:
-            valid &= np.asarray(mask.isel(y=rows).transpose("y", "x").values).astype(bool).ravel()
+            valid &= np.asarray(mask[{"y": rows}].values).astype(bool).ravel()
         yield rows, X, valid
 
 
