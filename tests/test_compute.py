@@ -224,6 +224,48 @@ def test_a_mapping_task_reads_its_chunk_itself_never_through_the_scheduler():
     xr.testing.assert_identical(got[1], expected[1])
 
 
+def test_mapping_tasks_read_only_the_models_variables():
+    """A mapping or change-bounds task loads the model's features and the region mask of its
+    chunk, nothing else: a cube layer the model does not use, which fails when read, is
+    never read, and the maps equal those of the cube without it (eager, the oracle)."""
+    import dask.array as dsa
+    import pandas as pd
+
+    from terracarbon.carbon import mapping
+    from terracarbon.carbon.uncertainty import pixel_change_interval
+    from terracarbon.models.average import AveragedModel
+    from terracarbon.models.baselines import NdviLinear
+    from terracarbon.models.rf import RandomForestCarbon
+
+    rng = np.random.default_rng(13)
+    n, years = 30, [2018, 2019, 2020]
+    ds = make_cube({"ndvi": (rng.random((3, n, n)).astype(np.float32), "1"),
+                    "b": (rng.random((n, n)).astype(np.float32), "1"),
+                    "region_mask": (rng.random((n, n)) > 0.1, "1")}, years=years, crs=None)
+    X = rng.random((200, 2))
+    samples = pd.DataFrame(X, columns=["ndvi", "b"]).assign(
+        year=2020, veg_carbon_t_ha=30 * X[:, 0], soil_carbon_t_ha=50 * X[:, 1])
+    model = AveragedModel([NdviLinear(), RandomForestCarbon(["b"], n_estimators=4)])
+    model.fit(samples, ds)
+    members = [AveragedModel([NdviLinear(), RandomForestCarbon(["b"], n_estimators=4, seed=s)])
+               .fit(samples, ds) for s in range(3)]
+    assert mapping.variables_read(model, ds) == ["ndvi", "b", "region_mask"]
+
+    def unreadable(block):
+        raise AssertionError("a mapping task read a layer its model does not use")
+
+    stage_cube = compute.chunked(ds, {**BASE, "chunk_px": 16}, time="single")
+    unused = dsa.zeros((3, n, n), chunks=stage_cube["ndvi"].data.chunks).map_blocks(
+        unreadable, dtype=np.float32, meta=np.array((), np.float32))
+    stage_cube["unused"] = (("year", "y", "x"), unused)
+    maps = mapping.predict_years(model, stage_cube, interval=0.9).compute()
+    bounds = pixel_change_interval(members, stage_cube, start=2018, end=2020,
+                                   interval=0.8).compute()
+    xr.testing.assert_identical(maps, mapping.predict_years(model, ds, interval=0.9))
+    xr.testing.assert_identical(
+        bounds, pixel_change_interval(members, ds, start=2018, end=2020, interval=0.8))
+
+
 def test_years_read_by_a_sequence_network_are_its_positions_before_the_year():
     from terracarbon.carbon.mapping import years_read
 

@@ -71,6 +71,25 @@ def years_read(model, mapped: Sequence[int], available: Sequence[int]) -> list[i
                                           if i - k >= 0})]
 
 
+def variables_read(model, cube: xr.Dataset) -> list[str]:
+    """The variables of ``cube`` a model reads to map it: its ``features`` (an average's are
+    its components') and ``region_mask``, as the carbon-model protocol
+    (:class:`terracarbon.models.base.CarbonModel`) lets ``predict_map`` read. A mapping
+    task loads only these from its chunk; a model without ``features`` gets every variable.
+
+    >>> cube = xr.Dataset({v: ("x", [1.0]) for v in ("ndvi", "dem", "region_mask", "npp")})
+    >>> class Forest: features = ["npp", "ndvi"]
+    >>> class Unknown: pass
+    >>> variables_read(Forest(), cube), len(variables_read(Unknown(), cube))
+    (['ndvi', 'region_mask', 'npp'], 4)
+    """
+    features = getattr(model, "features", None)
+    if not features:
+        return list(cube.data_vars)
+    wanted = {*features, "region_mask"}
+    return [name for name in cube.data_vars if name in wanted]
+
+
 def _chunk_edges(chunks: Sequence[int] | None, size: int) -> list[tuple[int, int]]:
     bounds = np.cumsum((0, *(chunks or (size,))))
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
@@ -141,7 +160,7 @@ def _lazy_predictions(model, cube: xr.Dataset, years: list[int],
     layout."""
     import dask.array as dsa
 
-    cube = _one_chunking(cube)
+    cube = _one_chunking(cube[variables_read(model, cube)])
     strip = model.predict_map(cube.isel(y=slice(0, 1)).compute(), years[0], interval=interval)
     names = list(strip.data_vars)
 

@@ -764,11 +764,10 @@ def member_quantiles(stack: np.ndarray, quantiles: Sequence[float]) -> np.ndarra
 def _change_inputs(members: Sequence, cube: xr.Dataset, start: int, end: int) -> xr.Dataset:
     """The layers the members read for years ``start`` and ``end`` (and a CNN-TCN's years
     before them), as views of ``cube`` (nothing is read here)."""
-    from terracarbon.carbon.mapping import years_read
+    from terracarbon.carbon.mapping import variables_read, years_read
 
-    wanted = set(getattr(members[0], "features", [])) | {"region_mask", "landuse"}
     years = years_read(members[0], [start, end], cube["year"].values)
-    return cube[[v for v in cube.data_vars if v in wanted]].sel(year=years)
+    return cube[variables_read(members[0], cube)].sel(year=years)
 
 
 def _member_change(member, change_cube: xr.Dataset, full_cube: xr.Dataset, start: int,

@@ -69,7 +69,9 @@ class CarbonModel(Protocol):
 
         Variables ``OUTPUT_VARIABLES[t]`` for each target, units ``t C ha-1``; with
         ``interval`` (e.g. 0.9) also ``<var>_lower`` / ``<var>_upper``. Pixels outside the
-        region mask or with missing covariates are NaN.
+        region mask or with missing covariates are NaN. Reads only the variables
+        ``features`` and ``region_mask`` of ``cube``: the mapping hands it no others
+        (:func:`terracarbon.carbon.mapping.variables_read`).
         """
         ...
 
