@@ -3,7 +3,9 @@
 Runs ``run_all.py --params <study> --force`` into a temporary runs folder while sampling the
 resident memory (RSS) of the whole process tree — the runner, every papermill kernel and any
 dask worker it starts — every 0.2 s. Prints per stage: wall time (from the manifests) and
-peak total RSS while that stage ran, then the end-to-end figures and the cost per pixel.
+peak RSS of the runner and that stage's own kernel tree while it ran (the next stage's
+kernel, started beside it, is counted in the end-to-end peak only), then the end-to-end
+figures and the cost per pixel.
 
 Targets on the 2-core, 24 GB reference machine: the default study end to end <= 10 min;
 ``params/guangdong_scale.yaml`` completes with peak memory <= 8 GB.
@@ -42,10 +44,23 @@ def rss(proc: psutil.Process) -> int:
         return 0
 
 
-def tree_rss(root: psutil.Process) -> tuple[int, list[tuple[float, int]]]:
-    """Bytes resident in ``root`` itself, and in each child's subtree as (the child's start
-    time, bytes): the runner's children are the stage kernels (processes vanish while we
-    look)."""
+def kernel_stage(kernel: psutil.Process, run_dir: Path) -> str | None:
+    """The stage a kernel runs or was started for: the stage folder of the log it writes
+    (``kernel.log``, or a kernel started ahead: ``.kernel.log.tmp-*``)."""
+    try:
+        for f in kernel.open_files():
+            path = Path(f.path)
+            if path.name.startswith((".kernel.log", "kernel.log")) and \
+                    path.parent.parent == run_dir:
+                return path.parent.name
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    return None
+
+
+def tree_rss(root: psutil.Process, run_dir: Path) -> tuple[int, list[tuple[str | None, int]]]:
+    """Bytes resident in ``root`` itself, and in each child's subtree as (the stage it runs,
+    bytes): the runner's children are the stage kernels (processes vanish while we look)."""
     subtrees = []
     try:
         children = root.children()
@@ -53,42 +68,40 @@ def tree_rss(root: psutil.Process) -> tuple[int, list[tuple[float, int]]]:
         return 0, []
     for child in children:
         try:
-            started = child.create_time()
             members = [child, *child.children(recursive=True)]
         except psutil.NoSuchProcess:
             continue
-        subtrees.append((started, sum(rss(p) for p in members)))
+        subtrees.append((kernel_stage(child, run_dir), sum(rss(p) for p in members)))
     return rss(root), subtrees
 
 
 class Sampler(threading.Thread):
     """Samples the tree's RSS every ``interval`` s; remembers (time, runner bytes, [(kernel
-    start, kernel subtree bytes)]) triples."""
+    stage, kernel subtree bytes)]) triples."""
 
-    def __init__(self, root: psutil.Process, interval: float = 0.2):
+    def __init__(self, root: psutil.Process, run_dir: Path, interval: float = 0.2):
         super().__init__(daemon=True)
-        self.root, self.interval = root, interval
-        self.samples: list[tuple[float, int, list[tuple[float, int]]]] = []
+        self.root, self.run_dir, self.interval = root, run_dir, interval
+        self.samples: list[tuple[float, int, list[tuple[str | None, int]]]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.samples.append((time.time(), *tree_rss(self.root)))
+            self.samples.append((time.time(), *tree_rss(self.root, self.run_dir)))
             self.stop.wait(self.interval)
 
     def peak(self, start: float = 0.0, end: float = float("inf"), *,
-             own_kernels_from: float | None = None) -> int:
-        """Highest tree RSS between ``start`` and ``end``. With ``own_kernels_from``, only
-        the kernels started from that time on count: a finished stage's kernel exits while
-        the next stage starts (runner.KernelExits) and is not the next stage's memory."""
-        since = float("-inf") if own_kernels_from is None else own_kernels_from
-        inside = [runner + sum(b for started, b in kernels if started >= since)
+             stage: str | None = None) -> int:
+        """Highest tree RSS between ``start`` and ``end``. With ``stage``, only the runner and
+        that stage's kernel count: the previous stage's kernel exits while the stage starts
+        (runner.KernelExits), and the next stage's kernel boots beside it
+        (runner.KernelsAhead); neither is the stage's own memory."""
+        inside = [runner + sum(b for owner, b in kernels if stage is None or owner == stage)
                   for t, runner, kernels in self.samples if start <= t <= end]
         return max(inside, default=0)
 
 
-def cell_peaks(notebook: Path, sampler: "Sampler", *,
-               own_kernels_from: float | None = None) -> list[dict]:
+def cell_peaks(notebook: Path, sampler: "Sampler", *, stage: str | None = None) -> list[dict]:
     """Wall time and peak tree RSS of each executed cell, highest peak first (the stage's
     own kernel: see :meth:`Sampler.peak`)."""
     if not notebook.exists():
@@ -102,7 +115,7 @@ def cell_peaks(notebook: Path, sampler: "Sampler", *,
         first_line = "".join(cell["source"]).strip().splitlines()[0][:70]
         cells.append({"index": index, "wall_s": round(end - start, 1),
                       "peak_rss_gib": round(sampler.peak(
-                          start, end, own_kernels_from=own_kernels_from) / 1024**3, 2),
+                          start, end, stage=stage) / 1024**3, 2),
                       "source": first_line})
     return sorted(cells, key=lambda c: -c["peak_rss_gib"])
 
@@ -151,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    sampler = Sampler(psutil.Process(proc.pid))
+    run_dir = runs_dir / params["study"]["name"]
+    sampler = Sampler(psutil.Process(proc.pid), run_dir.resolve())
     sampler.start()
     for line in proc.stdout:  # echo the runner's progress lines
         if not line.startswith("[IPKernelApp]") and "Alternative text" not in line:
@@ -161,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     sampler.stop.set()
     sampler.join()
 
-    run_dir = runs_dir / params["study"]["name"]
     gib = 1024**3
     figures = {"study": params["study"]["name"], "n_pixels": n_pixels, "n_years": n_years,
                "exit_code": code, "wall_s": round(wall, 1),
@@ -176,15 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         start = iso_to_epoch(manifest["started"])
         duration = float(manifest.get("duration_s") or 0.0)
         # the manifest's start is stamped inside the kernel: include its launch (~2 s)
-        peak = sampler.peak(start - 3.0, start + duration + 1.0,
-                            own_kernels_from=start - 3.0)
+        peak = sampler.peak(start - 3.0, start + duration + 1.0, stage=stage_id)
         per_px = 1e6 * duration / n_pixels if n_pixels else float("nan")
         figures["stages"][stage_id] = {"wall_s": duration, "peak_rss_gib": round(peak / gib, 2),
                                        "status": manifest.get("status")}
         print(f"{stage_id:<18}{duration:>9.1f}{peak / gib:>14.2f}{per_px:>9.1f}")
         if args.cells:
             cells = cell_peaks(run_dir / stage_id / f"{stage_id}.ipynb", sampler,
-                               own_kernels_from=start - 3.0)
+                               stage=stage_id)
             figures["stages"][stage_id]["cells"] = cells[: args.cells]
             for cell in cells[: args.cells]:
                 print(f"    cell {cell['index']:>3}: {cell['wall_s']:>8.1f} s "

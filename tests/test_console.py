@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -176,3 +175,44 @@ def test_sample_locations_describes_the_plots():
     text = viz.figures.alt_text(fig)
     assert text.startswith("Map of 3 field plot locations; pool measured:"), text
     assert "1 vegetation" in text and "1 soil" in text and "1 both" in text
+
+
+def test_a_kernel_started_ahead_has_imported_its_modules_and_still_shows_interactive_maps(
+        tmp_path):
+    """#19: a stage kernel imports the modules every stage needs and its stage's own while it
+    boots, before its first cell (a module that does not import is skipped and logged); on
+    a kernel that preloaded stage 03's modules (HoloViews, Panel) an interactive map still
+    loads BokehJS into the notebook, as on a kernel that did not."""
+    from terracarbon.pipeline.stages import STAGES
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import sys\nprint(sorted(m for m in ('xarray', 'wave', 'holoviews', "
+            "'terracarbon.pipeline.stages') if m in sys.modules))"),
+        nbformat.v4.new_code_cell(
+            "import numpy as np, xarray as xr\nfrom terracarbon import viz\n"
+            "da = xr.DataArray(np.arange(12, dtype='float32').reshape(3, 4), dims=('y', 'x'), "
+            "coords={'y': [2500., 1500., 500.], 'x': [500., 1500., 2500., 3500.]}, "
+            "name='total_carbon_density', attrs={'units': 't C ha-1'})\n"
+            "viz.interactive_map(da, title='Total carbon density')"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    source = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, source)
+    preload = (*STAGES["03_carbon_maps"].preload, "wave", "terracarbon_no_such_module")
+    assert "holoviews" in preload
+    kernel = runner.start_stage_kernel(cwd=tmp_path, kernel_log=tmp_path / "kernel.log",
+                                       progress_folder=None, preload=preload)
+    out = runner.execute_notebook(source, tmp_path / "out.ipynb", parameters={"run_dir": "x"},
+                                  cwd=tmp_path, kernel_log=tmp_path / "kernel.log",
+                                  kernel=kernel)
+    executed = nbformat.read(out, as_version=4)
+    printed = "".join(o.get("text", "") for o in executed.cells[2].outputs)
+    assert printed.strip() == "['holoviews', 'terracarbon.pipeline.stages', 'wave', 'xarray']"
+    kinds = {kind for o in executed.cells[3].outputs for kind in o.get("data", {})}
+    assert "application/vnd.holoviews_load.v0+json" in kinds  # BokehJS, loaded inline
+    assert "application/vnd.holoviews_exec.v0+json" in kinds
+    assert "preloading terracarbon_no_such_module failed" in (tmp_path / "kernel.log").read_text()

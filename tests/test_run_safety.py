@@ -284,10 +284,17 @@ def test_kernel_killed_is_a_failed_stage_not_a_traceback(study, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(status_is(run, "01_data_prep", "running"), timeout=120, what="01 running",
              proc=proc)
-    kernels = [p for p in psutil.Process(proc.pid).children(recursive=True)
-               if "ipykernel_launcher" in " ".join(p.cmdline())]
-    assert len(kernels) == 1
-    kernels[0].kill()
+
+    def kernel_of(stage: str) -> list:
+        """The kernels writing to a log in ``stage``'s folder (02's was started ahead)."""
+        return [p for p in psutil.Process(proc.pid).children(recursive=True)
+                if "ipykernel_launcher" in " ".join(p.cmdline())
+                and any(f"/{stage}/" in f.path for f in p.open_files())]
+
+    wait_for(lambda: kernel_of("02_train_models"), timeout=30, what="02's kernel", proc=proc)
+    ahead = kernel_of("02_train_models")[0]
+    [kernel] = kernel_of("01_data_prep")
+    kernel.kill()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err[-3000:]
     assert "Traceback" not in out + err
@@ -295,6 +302,7 @@ def test_kernel_killed_is_a_failed_stage_not_a_traceback(study, tmp_path):
     assert str(run / "01_data_prep" / "kernel.log") in err
     assert (run / "01_data_prep" / "kernel.log").exists()
     assert manifest(run, "01_data_prep")["status"] == "failed"
+    assert not ahead.is_running()  # the kernel started for 02 was stopped with the run
     assert not (run / "02_train_models").exists()
     assert not temporaries(run)
 
@@ -417,3 +425,83 @@ def test_stage_kernels_exit_in_the_background_but_none_outlives_the_run(study, t
     assert not connection_file.exists()
     assert not list(socket_base.parent.glob(socket_base.name + "*"))
     assert manifest(run_dir, "01_data_prep")["status"] == "complete"
+
+
+def test_a_stage_runs_on_a_kernel_started_beside_the_stage_before(study, tmp_path, monkeypatch):
+    """#19: 02's kernel is started when 01 starts, with 02's preload, and 02's notebook runs
+    on it (its log becomes 02's kernel.log). A rerun where 01 reruns and 02 is up to date
+    stops the kernel started for 02 and leaves 02's folder as it was."""
+    import psutil
+
+    from terracarbon.pipeline import runner
+    from terracarbon.pipeline.params import load_params
+    from terracarbon.pipeline.stages import STAGES
+
+    started, executed = [], []
+    start, execute = runner.start_stage_kernel, runner.execute_notebook
+
+    def recording_start(**kwargs):
+        kernel = start(**kwargs)
+        kernel.pid = kernel.manager.provisioner.process.pid
+        started.append((Path(kwargs["kernel_log"]).parent.name, kernel, kwargs.get("preload"),
+                        time.time()))
+        return kernel
+
+    def recording_execute(source, output, **kwargs):
+        t0 = time.time()
+        result = execute(source, output, **kwargs)
+        executed.append((Path(output).parent.name, kwargs.get("kernel"), t0, time.time()))
+        return result
+
+    monkeypatch.setattr(runner, "start_stage_kernel", recording_start)
+    monkeypatch.setattr(runner, "execute_notebook", recording_execute)
+    params = load_params(study / "study.yaml")
+    params["study"]["stages"] = ["01_data_prep", "02_train_models"]
+    run_dir, results = runner.run_study(params, runs_dir=tmp_path / "runs")
+    assert [r.status for r in results] == ["complete", "complete"]
+    by_stage = {stage: (kernel, preload, t) for stage, kernel, preload, t in started}
+    assert sorted(by_stage) == ["01_data_prep", "02_train_models"] and len(started) == 2
+    (_, given_01, _, end_01), (_, given_02, _, _) = executed
+    assert given_01 is None  # the first stage starts its own
+    assert given_02 is by_stage["02_train_models"][0]  # 02 ran on the kernel started ahead
+    assert by_stage["02_train_models"][1] == STAGES["02_train_models"].preload
+    # started with 01's own kernel, so it boots and imports while 01 runs
+    assert by_stage["02_train_models"][2] <= by_stage["01_data_prep"][2] < end_01
+    assert (run_dir / "02_train_models" / "kernel.log").exists()
+    assert not temporaries(run_dir)
+
+    log_02 = (run_dir / "02_train_models" / "kernel.log").read_bytes()
+    manifest_02 = (run_dir / "02_train_models" / "manifest.json").read_bytes()
+    (run_dir / "01_data_prep" / "manifest.json").unlink()  # 01 reruns, 02 stays up to date
+    started.clear()
+    _, results = runner.run_study(params, runs_dir=tmp_path / "runs")
+    assert [r.status for r in results] == ["complete", "skipped"]
+    ahead = [kernel for stage, kernel, _, _ in started if stage == "02_train_models"]
+    assert len(ahead) == 1
+    assert ahead[0].pid not in {p.pid for p in psutil.process_iter()}  # stopped
+    assert (run_dir / "02_train_models" / "kernel.log").read_bytes() == log_02
+    assert (run_dir / "02_train_models" / "manifest.json").read_bytes() == manifest_02
+    assert not temporaries(run_dir)
+
+
+def test_a_kernel_started_ahead_that_died_is_not_handed_to_its_stage(tmp_path):
+    """A kernel started ahead that dies while waiting (killed, out of memory) is cleared
+    away, and its stage starts its own: take() gives None, its temporary log is gone, and
+    the stage folder it created is removed again."""
+    import psutil
+
+    from terracarbon.pipeline import runner
+
+    run_dir = tmp_path / "runs" / "tiny"
+    run_dir.mkdir(parents=True)
+    ahead = runner.KernelsAhead(run_dir, REPO_ROOT / "notebooks", with_progress=False,
+                                exits=None)
+    ahead.start("04_trends")
+    assert temporaries(run_dir)  # its log, until its stage takes it
+    kernel, _ = ahead._started["04_trends"]
+    process = psutil.Process(kernel.manager.provisioner.process.pid)
+    process.kill()
+    process.wait(timeout=30)
+    assert ahead.take("04_trends") is None
+    assert not (run_dir / "04_trends").exists() and not temporaries(run_dir)
+    ahead.close()

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -22,7 +23,7 @@ import yaml
 
 from terracarbon import progress as _progress
 from terracarbon.pipeline import preflight, report
-from terracarbon.pipeline import stages
+from terracarbon.pipeline import kernel_preload, stages
 from terracarbon.errors import ParameterError, RunInterrupted, StageError
 from terracarbon.data.io import atomic_path
 from terracarbon.pipeline.params import REPO_ROOT
@@ -223,18 +224,78 @@ class _InterruptHandling:
         # interrupt
 
 
+@dataclass
+class StageKernel:
+    """A stage's kernel, started (:func:`start_stage_kernel`) but not yet given a notebook."""
+
+    manager: object  # the StageKernelManager of :func:`_kernel_manager_class`
+    events: Path | None  # the progress events file the kernel writes, if any
+    log: Path  # where its console output goes
+
+
+PRELOAD_EXTENSION = kernel_preload.__name__
+"""The IPython extension a stage kernel loads at start-up: it imports the libraries the
+stage's first cells need (:mod:`terracarbon.pipeline.kernel_preload`)."""
+
+
+def start_stage_kernel(*, cwd: str | os.PathLike, kernel_log: str | os.PathLike,
+                       progress_folder: str | os.PathLike | None,
+                       exits: KernelExits | None = None,
+                       preload: Sequence[str] = ()) -> StageKernel:
+    """Start the kernel a stage notebook will run on, and return without waiting for it.
+
+    The kernel gets the batch environment (:func:`_kernel_env`), talks over Unix-domain
+    sockets (no TCP) and writes its own console output to ``kernel_log``. With
+    ``progress_folder`` it reports the library's progress (:mod:`terracarbon.progress`)
+    to a fresh events file there; without, it reports none. While it boots it imports the
+    libraries every stage uses and the modules ``preload`` names
+    (:mod:`terracarbon.pipeline.kernel_preload`), so a kernel started while the previous
+    stage runs has them ready when its own notebook starts. The process starts in a few
+    milliseconds; the kernel boots on its own.
+    """
+    from jupyter_core.utils import run_sync
+
+    os.environ.update(_kernel_env())
+    Path(kernel_log).unlink(missing_ok=True)
+    events = _progress.events_path(progress_folder) if progress_folder is not None else None
+    env = ({_progress.ENV_FILE: str(events)} if events is not None
+           else {_progress.ENV_MODE: "off", _progress.ENV_FILE: ""})
+    env[kernel_preload.ENV] = ",".join(preload)
+    manager = _kernel_manager_class(Path(kernel_log), env, exits)(kernel_name="python3")
+    # what nbclient passes when it starts a kernel itself (papermill's cwd, an in-memory
+    # history), plus the preload extension; on this thread's event loop, which nbclient
+    # then uses to run the notebook (jupyter_core's run_sync, as nbclient's)
+    run_sync(manager.start_kernel)(
+        cwd=str(cwd), extra_arguments=["--HistoryManager.hist_file=:memory:",
+                                       f"--IPKernelApp.extensions={PRELOAD_EXTENSION}"])
+    return StageKernel(manager, events, Path(kernel_log))
+
+
+def shutdown_stage_kernel(kernel: StageKernel) -> None:
+    """Stop a started kernel that will run no notebook (its process ends before this
+    returns) and remove its events file."""
+    from jupyter_core.utils import run_sync
+
+    run_sync(kernel.manager.shutdown_kernel)(now=True)
+    if kernel.events is not None:
+        kernel.events.unlink(missing_ok=True)
+    if kernel.log.name != KERNEL_LOG:  # a kernel started ahead logs to a temporary file
+        kernel.log.unlink(missing_ok=True)
+
+
 def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
                      parameters: dict, cwd: str | os.PathLike,
                      kernel_log: str | os.PathLike,
                      display: StageProgress | None = None,
-                     exits: KernelExits | None = None) -> Path:
+                     exits: KernelExits | None = None,
+                     kernel: StageKernel | None = None) -> Path:
     """Execute ``source`` with papermill into ``output`` the way the runner runs a stage.
 
-    The kernel gets the batch environment (:func:`_kernel_env`), talks over Unix-domain
-    sockets (no TCP) and writes its own console output to ``kernel_log``. Written
-    atomically; on failure the executed notebook (with its traceback) is kept at ``output``.
-    With ``exits`` the kernel finishes exiting in the background (:class:`KernelExits`);
-    without, this returns once its process has ended.
+    On ``kernel`` when given (started by :func:`start_stage_kernel` for this notebook, with
+    ``progress_folder`` set exactly when ``display`` is given), else on a kernel started here
+    the same way. Written atomically; on failure the executed notebook (with its traceback)
+    is kept at ``output``. With ``exits`` the kernel finishes exiting in the background
+    (:class:`KernelExits`); without, this returns once its process has ended.
 
     With ``display``, the kernel's library progress (:mod:`terracarbon.progress`) is written
     to a temporary events file beside ``output`` that ``display`` tails while the notebook
@@ -243,17 +304,16 @@ def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
     import papermill
 
     output = Path(output)
-    os.environ.update(_kernel_env())
-    Path(kernel_log).unlink(missing_ok=True)
-    events = _progress.events_path(output.parent) if display is not None else None
-    env = ({_progress.ENV_FILE: str(events)} if events is not None
-           else {_progress.ENV_MODE: "off", _progress.ENV_FILE: ""})
-    with atomic_path(output) as tmp, _tailing(display, events):
+    if kernel is None:
+        kernel = start_stage_kernel(cwd=cwd, kernel_log=kernel_log, exits=exits,
+                                    progress_folder=output.parent if display else None)
+    _register_engine()
+    with atomic_path(output) as tmp, _tailing(display, kernel.events):
         try:
             papermill.execute_notebook(
                 str(source), str(tmp), parameters=parameters, cwd=str(cwd),
                 progress_bar=False, kernel_name="python3", report_mode=False,
-                kernel_manager_class=_kernel_manager_class(Path(kernel_log), env, exits),
+                engine_name=_ENGINE, km=kernel.manager,
             )
         except BaseException:
             # keep the failed notebook (with its traceback) for the HTML report
@@ -261,6 +321,38 @@ def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
                 os.replace(tmp, output)
             raise
     return output
+
+
+_ENGINE = "terracarbon"
+
+
+@functools.cache
+def _register_engine() -> None:
+    """Register papermill's nbclient engine, run on a kernel started beforehand
+    (:func:`start_stage_kernel`, passed as ``km``) and shut down afterwards as nbclient
+    shuts down a kernel it started itself; papermill's own engine would leave a given
+    kernel running."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    class StartedKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False,
+                                     stdout_file=None, stderr_file=None, start_timeout=60,
+                                     execution_timeout=None, **kwargs):
+            # papermill's NBClientEngine.execute_managed_notebook, with cleanup_kc=True
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = merge_kwargs(
+                safe_kwargs,
+                timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            return PapermillNotebookClient(nb_man, **final_kwargs).execute(cleanup_kc=True)
+
+    papermill_engines.register(_ENGINE, StartedKernelEngine)
 
 
 class StageProgress:
@@ -406,15 +498,83 @@ def _tailing(display: StageProgress | None, events: Path | None,
 
 
 def _execute(stage_id: str, params: dict, run_dir: Path, notebook_dir: Path,
-             display: StageProgress | None = None, exits: KernelExits | None = None) -> Path:
-    """Execute a stage notebook with papermill into its stage folder (atomically)."""
+             display: StageProgress | None = None, exits: KernelExits | None = None,
+             kernel: StageKernel | None = None) -> Path:
+    """Execute a stage notebook with papermill into its stage folder (atomically), on
+    ``kernel`` when it was started ahead (:class:`KernelsAhead`)."""
     spec = stages.STAGES[stage_id]
     stage_dir = run_dir / stage_id
     stage_dir.mkdir(parents=True, exist_ok=True)
+    if kernel is not None and kernel.log != stage_dir / KERNEL_LOG:
+        os.replace(kernel.log, stage_dir / KERNEL_LOG)  # the kernel keeps writing to it
+        kernel.log = stage_dir / KERNEL_LOG
     return execute_notebook(notebook_dir / spec.notebook, stage_dir / spec.notebook,
                             parameters=stage_parameters(params, stage_id, run_dir),
                             cwd=notebook_dir, kernel_log=stage_dir / KERNEL_LOG,
-                            display=display, exits=exits)
+                            display=display, exits=exits, kernel=kernel)
+
+
+class KernelsAhead:
+    """Kernels started for the stages about to run, while the stage before them runs.
+
+    A stage kernel takes about 2 s before its notebook's work begins: 0.5 s to boot, then
+    1-2 s importing xarray, dask, Zarr, matplotlib and the stage's own libraries. Started
+    when the previous stage starts (:meth:`start`), it boots and makes those imports
+    (:mod:`terracarbon.pipeline.kernel_preload`) on the other core while that stage runs.
+    Until its stage starts it writes its console output to a temporary file in its stage
+    folder (``.kernel.log.tmp-<hex>``, removed by the run folder's clean-up after a crash).
+    :meth:`take` hands it to its stage; :meth:`close` stops those never taken (a stage
+    found up to date, a failed or interrupted run), and the run calls it before it
+    returns or raises.
+    """
+
+    def __init__(self, run_dir: Path, notebook_dir: Path, *, with_progress: bool,
+                 exits: KernelExits | None) -> None:
+        self.run_dir, self.notebook_dir = run_dir, notebook_dir
+        self.with_progress, self.exits = with_progress, exits
+        self._started: dict[str, tuple[StageKernel, bool]] = {}
+
+    def start(self, stage_id: str) -> None:
+        """Start the kernel of ``stage_id`` (once)."""
+        if stage_id in self._started:
+            return
+        stage_dir = self.run_dir / stage_id
+        created = not stage_dir.exists()
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        kernel = start_stage_kernel(
+            cwd=self.notebook_dir, exits=self.exits,
+            kernel_log=stage_dir / f".{KERNEL_LOG}.tmp-{uuid.uuid4().hex[:12]}",
+            progress_folder=stage_dir if self.with_progress else None,
+            preload=stages.STAGES[stage_id].preload)
+        self._started[stage_id] = (kernel, created)
+
+    def take(self, stage_id: str) -> StageKernel | None:
+        """The kernel started for ``stage_id``, now its stage's to run and stop; None when
+        none was started or it has died meanwhile (then the stage starts its own)."""
+        from jupyter_core.utils import run_sync
+
+        kernel, _ = self._started.get(stage_id, (None, False))
+        if kernel is not None and not run_sync(kernel.manager.is_alive)():
+            self.discard(stage_id)
+            return None
+        self._started.pop(stage_id, None)
+        return kernel
+
+    def discard(self, stage_id: str) -> None:
+        """Stop the kernel started for ``stage_id`` (its stage will not run): the stage folder
+        is left as it was."""
+        kernel, created = self._started.pop(stage_id, (None, False))
+        if kernel is None:
+            return
+        shutdown_stage_kernel(kernel)
+        if created:
+            with contextlib.suppress(OSError):
+                (self.run_dir / stage_id).rmdir()  # only if the kernel left it empty
+
+    def close(self) -> None:
+        """Stop every kernel not taken."""
+        for stage_id in list(self._started):
+            self.discard(stage_id)
 
 
 def progress_interval_s() -> float:
@@ -491,16 +651,29 @@ def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
                 status: Callable[[str], None] | None = None,
                 exits: KernelExits | None = None,
                 ) -> tuple[Path, list[StageResult]]:
-    import papermill
-
     params_file = run_dir / "params.yaml"
     clean = {k: v for k, v in params.items() if k != "_meta"}
     with atomic_path(params_file) as tmp:
         tmp.write_text(yaml.safe_dump({**clean, "_meta": params.get("_meta", {})},
                                       sort_keys=False))
+    ahead = KernelsAhead(run_dir, notebook_dir, with_progress=_progress.console_enabled(),
+                         exits=exits)
+    try:
+        return _run_stages(params, run_dir, todo, force=force, notebook_dir=notebook_dir,
+                           progress=progress, status=status, exits=exits, ahead=ahead)
+    finally:
+        ahead.close()
+
+
+def _run_stages(params: dict, run_dir: Path, todo: list[str], *, force: bool,
+                notebook_dir: Path, progress: Callable[[str], None],
+                status: Callable[[str], None] | None, exits: KernelExits | None,
+                ahead: KernelsAhead) -> tuple[Path, list[StageResult]]:
+    import papermill
+
     results: list[StageResult] = []
     failure: StageError | None = None
-    for stage_id in todo:
+    for position, stage_id in enumerate(todo):
         spec = stages.STAGES[stage_id]
         sections = {name: params[name] for name in spec.sections}
         expected, _ = stages.expected_stage_hash(run_dir, stage_id, sections)
@@ -508,6 +681,7 @@ def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
         if not force and stages.is_up_to_date(run_dir, stage_id, expected,
                                               source_hash=source_hash):
             progress(f"[{stage_id}] up to date, skipped")
+            ahead.discard(stage_id)
             manifest = stages.read_manifest(run_dir / stage_id) or {}
             report_path = manifest.get("report")
             results.append(StageResult(stage_id, "skipped", 0.0,
@@ -520,7 +694,10 @@ def _run_locked(params: dict, run_dir: Path, todo: list[str], *, force: bool,
                                  interval_s=progress_interval_s())
                    if _progress.console_enabled() else None)
         try:
-            out_nb = _execute(stage_id, params, run_dir, notebook_dir, display, exits)
+            kernel = ahead.take(stage_id)
+            for later in todo[position + 1:position + 2]:  # boots and imports beside this one
+                ahead.start(later)
+            out_nb = _execute(stage_id, params, run_dir, notebook_dir, display, exits, kernel)
         except KeyboardInterrupt:
             stages.update_manifest(run_dir / stage_id, stage=stage_id, title=spec.title,
                                    status="interrupted", duration_s=round(time.time() - t0, 2),

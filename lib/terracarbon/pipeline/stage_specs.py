@@ -91,6 +91,10 @@ class StageSpec:
     inputs: tuple[InputSpec, ...]
     outputs: tuple[OutputSpec, ...]
     optional_upstream: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()
+    """Modules its kernel imports while it boots, beside the previous stage (beyond those
+    every stage needs, :mod:`terracarbon.pipeline.kernel_preload`): the heavy imports of its
+    first cells. A hint for speed only: an unused or failing one costs nothing else."""
     _by_id: dict = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -174,6 +178,8 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             "02_train_models", "02_train_models.ipynb", "Model training",
             ("study", "models", "compute"),
+            preload=("sklearn.ensemble", "quantile_forest", "torch",
+                     "terracarbon.models.training"),
             inputs=(InputSpec("01_data_prep", "cube"), InputSpec("01_data_prep", "samples"),
                     InputSpec("01_data_prep", "truth", required=False)),
             outputs=(
@@ -205,6 +211,9 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             "03_carbon_maps", "03_carbon_maps.ipynb", "Carbon maps",
             ("study", "pools", "maps", "compute", "landcover"),
+            preload=("sklearn.ensemble", "quantile_forest", "terracarbon.models.persistence",
+                     "terracarbon.carbon.mapping", "terracarbon.carbon.uncertainty",
+                     "nbformat", "holoviews", "panel"),
             inputs=(InputSpec("01_data_prep", "cube"), InputSpec("01_data_prep", "samples"),
                     InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),
@@ -350,6 +359,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             "04_trends", "04_trends.ipynb", "Trends",
             ("study", "trends", "compute"),
+            preload=("terracarbon.trends.core", "terracarbon.landcover"),
             inputs=(InputSpec("01_data_prep", "cube"),
                     InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),
@@ -390,6 +400,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec(
             "05_zoning", "05_zoning.ipynb", "Zoning",
             ("study", "zoning", "compute"),
+            preload=("terracarbon.spatial.autocorrelation", "terracarbon.spatial.zoning"),
             inputs=(InputSpec("01_data_prep", "boundary", required=False),
                     InputSpec("01_data_prep", "truth", required=False),
                     InputSpec("01_data_prep", "cube"),
