@@ -423,3 +423,17 @@ def write_placeholder_outputs(ctx: stages.StageContext, payload: str = "x") -> N
         else:
             path.write_text(payload)
         ctx.record(out.id, path)
+
+
+def write_notebook(path: str | os.PathLike, *cells: str) -> Path:
+    """A Python 3 notebook at ``path``: a papermill parameters cell (``run_dir = None``),
+    then a code cell per source in ``cells``."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
+                *(nbformat.v4.new_code_cell(source) for source in cells)]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    nbformat.write(nb, path)
+    return Path(path)

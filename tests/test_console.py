@@ -31,6 +31,8 @@ from terracarbon.pipeline import report, runner
 from terracarbon.pipeline.params import REPO_ROOT
 from terracarbon.viz.figures import _new_figure
 
+from helpers import write_notebook
+
 NOISE = (
     "without encryption",
     "IPKernelApp",
@@ -98,22 +100,15 @@ def test_batch_kernel_outputs_render_without_warnings(tmp_path, caplog):
     """A notebook executed as the runner executes a stage: a figure gets alt text, an
     interactive map leaves no empty output, the kernel says nothing about TCP, and the
     HTML conversion warns about nothing."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import numpy as np, xarray as xr\nfrom terracarbon import viz\n"
-            "da = xr.DataArray(np.arange(24, dtype='float32').reshape(2, 3, 4), "
-            "dims=('year', 'y', 'x'), coords={'year': [2000, 2001], 'y': [2500., 1500., 500.],"
-            " 'x': [500., 1500., 2500., 3500.]}, name='total_carbon_density', "
-            "attrs={'units': 't C ha-1', 'long_name': 'total carbon density'})"),
-        nbformat.v4.new_code_cell("viz.map_panel(da, title='Total carbon density')"),
-        nbformat.v4.new_code_cell("viz.interactive_map(da, title='Total carbon density')"),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
-                                 "display_name": "Python 3"}
-    source = tmp_path / "tiny.ipynb"
-    nbformat.write(nb, source)
+    source = write_notebook(
+        tmp_path / "tiny.ipynb",
+        "import numpy as np, xarray as xr\nfrom terracarbon import viz\n"
+        "da = xr.DataArray(np.arange(24, dtype='float32').reshape(2, 3, 4), "
+        "dims=('year', 'y', 'x'), coords={'year': [2000, 2001], 'y': [2500., 1500., 500.],"
+        " 'x': [500., 1500., 2500., 3500.]}, name='total_carbon_density', "
+        "attrs={'units': 't C ha-1', 'long_name': 'total carbon density'})",
+        "viz.map_panel(da, title='Total carbon density')",
+        "viz.interactive_map(da, title='Total carbon density')")
     out = runner.execute_notebook(source, tmp_path / "out.ipynb", parameters={"run_dir": "x"},
                                   cwd=tmp_path, kernel_log=tmp_path / "kernel.log")
     executed = nbformat.read(out, as_version=4)
@@ -185,23 +180,15 @@ def test_a_kernel_started_ahead_has_imported_its_modules_and_still_shows_interac
     loads BokehJS into the notebook, as on a kernel that did not."""
     from terracarbon.pipeline.stages import STAGES
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import sys\nprint(sorted(m for m in ('xarray', 'wave', 'holoviews', "
-            "'terracarbon.pipeline.stages') if m in sys.modules))"),
-        nbformat.v4.new_code_cell(
-            "import numpy as np, xarray as xr\nfrom terracarbon import viz\n"
-            "da = xr.DataArray(np.arange(12, dtype='float32').reshape(3, 4), dims=('y', 'x'), "
-            "coords={'y': [2500., 1500., 500.], 'x': [500., 1500., 2500., 3500.]}, "
-            "name='total_carbon_density', attrs={'units': 't C ha-1'})\n"
-            "viz.interactive_map(da, title='Total carbon density')"),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
-                                 "display_name": "Python 3"}
-    source = tmp_path / "tiny.ipynb"
-    nbformat.write(nb, source)
+    source = write_notebook(
+        tmp_path / "tiny.ipynb",
+        "import sys\nprint(sorted(m for m in ('xarray', 'wave', 'holoviews', "
+        "'terracarbon.pipeline.stages') if m in sys.modules))",
+        "import numpy as np, xarray as xr\nfrom terracarbon import viz\n"
+        "da = xr.DataArray(np.arange(12, dtype='float32').reshape(3, 4), dims=('y', 'x'), "
+        "coords={'y': [2500., 1500., 500.], 'x': [500., 1500., 2500., 3500.]}, "
+        "name='total_carbon_density', attrs={'units': 't C ha-1'})\n"
+        "viz.interactive_map(da, title='Total carbon density')")
     preload = (*STAGES["03_carbon_maps"].preload, "wave", "terracarbon_no_such_module")
     assert "holoviews" in preload
     kernel = runner.start_stage_kernel(cwd=tmp_path, kernel_log=tmp_path / "kernel.log",

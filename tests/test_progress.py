@@ -29,7 +29,7 @@ from terracarbon.carbon import mapping
 from terracarbon.models import training
 from terracarbon.pipeline import report, runner
 
-from helpers import FEATURES, make_tabular_study
+from helpers import FEATURES, make_tabular_study, write_notebook
 from test_console import ALLOWED
 
 
@@ -371,20 +371,13 @@ def test_a_line_being_written_is_read_next_time(tmp_path):
 def test_a_stage_kernel_reports_to_the_console_and_leaves_no_widget(tmp_path):
     """A notebook executed the way the runner runs a stage: its library progress reaches the
     console as accepted lines; the notebook and its HTML hold no progress output."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("run_dir = None", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import time\nfrom terracarbon import progress\n"
-            "with progress.task('training', total=2, unit='models') as p:\n"
-            "    for name in ('rf', 'mlr'):\n"
-            "        p.advance(0, label=name); time.sleep(0.8); p.advance()\n"
-            "progress.sink_mode()"),
-    ]
-    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
-                                 "display_name": "Python 3"}
-    source = tmp_path / "tiny.ipynb"
-    nbformat.write(nb, source)
+    source = write_notebook(
+        tmp_path / "tiny.ipynb",
+        "import time\nfrom terracarbon import progress\n"
+        "with progress.task('training', total=2, unit='models') as p:\n"
+        "    for name in ('rf', 'mlr'):\n"
+        "        p.advance(0, label=name); time.sleep(0.8); p.advance()\n"
+        "progress.sink_mode()")
     stream = io.StringIO()
     console = runner.Console(stream, t0=0.0, live=False)
     display = runner.StageProgress("02_train_models", console, interval_s=1.0)
