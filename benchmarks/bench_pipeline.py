@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))
 
 from terracarbon.pipeline.params import DEFAULT_PARAMS, load_params  # noqa: E402
+from terracarbon.pipeline.runner import KERNEL_LOG  # noqa: E402
 from terracarbon.pipeline.stages import read_manifest  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def kernel_stage(kernel: psutil.Process, run_dir: Path) -> str | None:
     try:
         for f in kernel.open_files():
             path = Path(f.path)
-            if path.name.startswith((".kernel.log", "kernel.log")) and \
+            if path.name.startswith((f".{KERNEL_LOG}", KERNEL_LOG)) and \
                     path.parent.parent == run_dir:
                 return path.parent.name
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -203,3 +203,19 @@ def test_a_kernel_started_ahead_has_imported_its_modules_and_still_shows_interac
     assert "application/vnd.holoviews_load.v0+json" in kinds  # BokehJS, loaded inline
     assert "application/vnd.holoviews_exec.v0+json" in kinds
     assert "preloading terracarbon_no_such_module failed" in (tmp_path / "kernel.log").read_text()
+
+
+def test_a_started_kernel_must_match_the_progress_display(tmp_path):
+    """A kernel started without a progress events file cannot feed a display (and the other
+    way round): refused before the notebook runs, naming what to change."""
+    import io
+
+    kernel = runner.StageKernel(manager=None, events=None, log=tmp_path / "kernel.log")
+    display = runner.StageProgress("02_train_models", runner.Console(io.StringIO(), t0=0.0,
+                                                                      live=False))
+    source = write_notebook(tmp_path / "tiny.ipynb", "1")
+    with pytest.raises(ValueError, match="progress_folder exactly when a display is given"):
+        runner.execute_notebook(source, tmp_path / "out.ipynb", parameters={"run_dir": "x"},
+                                cwd=tmp_path, kernel_log=tmp_path / "kernel.log",
+                                display=display, kernel=kernel)
+    assert not (tmp_path / "out.ipynb").exists()

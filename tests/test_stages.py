@@ -241,3 +241,16 @@ def test_package_versions_are_the_installed_ones_and_each_call_is_a_new_dict():
     assert again["numpy"] == numpy.__version__ and "terracarbon" in again
     assert provenance.provenance()["terracarbon"] == terracarbon.__version__
     assert "terracarbon" in provenance.package_versions()
+
+
+def test_every_module_a_stage_kernel_preloads_is_importable():
+    """A misspelt module in ``StageSpec.preload`` (or the common list) would only be skipped
+    with a line in kernel.log, and the speed-up lost without a sign: each must resolve."""
+    import importlib.util
+
+    from terracarbon.pipeline.kernel_preload import COMMON_MODULES
+
+    names = {*COMMON_MODULES, *(m for spec in stages.STAGES.values() for m in spec.preload)}
+    assert {"torch", "holoviews"} <= names
+    missing = sorted(m for m in names if importlib.util.find_spec(m) is None)
+    assert not missing, f"preload names no installed module: {missing}"

@@ -307,6 +307,11 @@ def execute_notebook(source: str | os.PathLike, output: str | os.PathLike, *,
     if kernel is None:
         kernel = start_stage_kernel(cwd=cwd, kernel_log=kernel_log, exits=exits,
                                     progress_folder=output.parent if display else None)
+    elif (display is None) != (kernel.events is None):
+        raise ValueError("execute_notebook: the kernel was started "
+                         f"{'without' if kernel.events is None else 'with'} a progress "
+                         f"events file, but display is {'given' if display else 'None'}; "
+                         "start it with progress_folder exactly when a display is given")
     _register_engine()
     with atomic_path(output) as tmp, _tailing(display, kernel.events):
         try:
