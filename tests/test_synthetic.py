@@ -68,6 +68,52 @@ def test_same_seed_gives_identical_arrays_and_other_seed_differs(tiny, tmp_path)
     assert tiny.plots.read_bytes() != other.plots.read_bytes()
 
 
+class _ForegroundWriter:
+    """What the generator did before its background writer: every write at once, in order."""
+
+    def __init__(self, write):
+        self._write = write
+
+    def __enter__(self):
+        return self._write
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_background_writer_writes_the_same_files_as_writing_in_the_foreground(tiny, tmp_path,
+                                                                              monkeypatch):
+    from terracarbon.data.synthetic import generator
+
+    monkeypatch.setattr(generator, "_BackgroundWriter", _ForegroundWriter)
+    foreground = synthetic.make_study(tmp_path / "foreground", **TINY)
+    rasters = all_rasters(foreground)
+    assert len(rasters) == len(all_rasters(tiny)) > 6 * 8  # every layer of every year
+    for a, b in zip(all_rasters(tiny), rasters, strict=True):
+        assert a.name == b.name
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_a_failed_background_write_fails_the_study_and_leaves_it_incomplete(tmp_path,
+                                                                            monkeypatch):
+    from terracarbon.data.synthetic import generator
+
+    write = generator._write_raster
+
+    def failing(path, values, name, grid, history):
+        if path.name == "ndvi_2019.tif":
+            raise OSError(f"disk full writing {path.name}")
+        write(path, values, name, grid, history)
+
+    monkeypatch.setattr(generator, "_write_raster", failing)
+    with pytest.raises(OSError, match="ndvi_2019.tif"):
+        synthetic.make_study(tmp_path / "study", **TINY)
+    assert not (tmp_path / "study" / "study.json").exists()  # a rerun regenerates it
+    monkeypatch.setattr(generator, "_write_raster", write)
+    files = synthetic.make_study(tmp_path / "study", **TINY)
+    assert files.manifest.exists() and files.raster_path("ndvi", 2019).exists()
+
+
 def test_rerun_with_same_arguments_is_skipped(tiny):
     before = {p: p.stat().st_mtime_ns for p in [*all_rasters(tiny), tiny.truth, tiny.plots,
                                                   tiny.boundary, tiny.manifest]}

@@ -168,11 +168,12 @@ def make_study(
     static = static_fields(grid, args["seed"], region_share=args.get("region_share", 0.78))
     _write_static_rasters(files, grid, static, history)
 
-    def write_year(year: int, layers: dict[str, np.ndarray]) -> None:
+    def write_layers(year: int, layers: dict[str, np.ndarray]) -> None:
         for name, values in layers.items():
             _write_raster(files.raster_path(name, year), values, name, grid, history)
 
-    truth = annual_fields(grid, static, args["seed"], write_year)
+    with _BackgroundWriter(write_layers) as write_year:
+        truth = annual_fields(grid, static, args["seed"], write_year)
     plots, plots_truth = make_plots(grid, static, truth, args)
     _write_boundary(files.boundary, static["polygon_lonlat"])
     io.write_table(plots, files.plots)
@@ -310,6 +311,42 @@ def _validated_arguments(
     }
 
 
+class _BackgroundWriter:
+    """Calls ``write(year, layers)`` in one background thread, so a year's GeoTIFFs are
+    compressed and written while the next year is drawn (GDAL runs without the GIL).
+
+    At most one year waits for the writer (memory: two years of layers). Leaving the ``with``
+    block waits for every write; the first error of a write is raised there, or at the next
+    year handed over. The layers handed over must not be changed afterwards.
+    """
+
+    def __init__(self, write) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._write = write
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthetic-writer")
+        self._pending = None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, year: int, layers: dict[str, np.ndarray]) -> None:
+        self._wait()
+        self._pending = self._pool.submit(self._write, year, layers)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._wait()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _write_raster(path: Path, values: np.ndarray, name: str, grid: Grid, history: str) -> None:
     """Write one GeoTIFF band (float32/NaN or int16/0) with units and long_name tags."""
     import rasterio
@@ -323,6 +360,7 @@ def _write_raster(path: Path, values: np.ndarray, name: str, grid: Grid, history
         "nodata": 0 if categorical else float("nan"), "compress": "DEFLATE",
         "zlevel": 1, "predictor": 2 if categorical else 3, "tiled": True,
         "blockxsize": 256, "blockysize": 256,
+        "num_threads": "ALL_CPUS",  # tiles compressed in parallel; the file is the same bytes
     }
     with io.atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data, 1)
