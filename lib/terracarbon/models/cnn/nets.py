@@ -82,6 +82,10 @@ class PatchEncoder(nn.Module):
     ``forward(x)`` on patches ``(n, C, k, k)`` returns ``(n, hidden, 1, 1)``;
     ``forward(x, dense=True)`` on a halo-padded tile ``(b, C, H + 2h, W + 2h)`` returns a map
     whose pixel ``(i, j)`` equals the patch output for the patch with top-left ``(i, j)``.
+
+    ``layout`` is the memory format of the weights and of the inputs as the convolutions see
+    them: channels-last by default, since oneDNN's convolutions of small patches run faster
+    so on the CPU (``benchmarks/bench_conv_layout.py``; the results differ only by roundoff).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class PatchEncoder(nn.Module):
         pool_size: int,
         pool_stride: int,
         hidden: int,
+        layout: torch.memory_format = torch.channels_last,
     ) -> None:
         super().__init__()
         sizes = check_architecture(patch_size, conv_kernels, pool_after, pool_size, pool_stride)
@@ -108,12 +113,11 @@ class PatchEncoder(nn.Module):
         # FC1 written as a convolution whose kernel spans the whole remaining feature map:
         # identical to flatten + Linear on a patch, and slides over a dense map.
         self.fc1 = nn.Conv2d(chans[-1], hidden, kernel_size=sizes[-1])
-        # channels-last weights and inputs: oneDNN's convolutions of small patches run about
-        # a quarter faster forward and backward on the CPU (benchmarks/README.md, session 18)
-        self.to(memory_format=torch.channels_last)
+        self.layout = layout
+        self.to(memory_format=layout)
 
     def forward(self, x: torch.Tensor, *, dense: bool = False) -> torch.Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)  # a no-op for a channels-last tile
+        x = x.contiguous(memory_format=self.layout)  # a no-op when the input has it already
         dilation = 1
         for i, conv in enumerate(self.convs, start=1):
             x = F.relu(F.conv2d(x, conv.weight, conv.bias, dilation=dilation), inplace=True)
