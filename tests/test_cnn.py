@@ -700,3 +700,29 @@ def test_a_failed_in_process_fit_drops_the_networks_pool(monkeypatch, cube, samp
         training.train_candidates(samples, cube, settings=settings, seed=0)
     assert "final fit on all plots" in started  # the pool had been started
     assert closed == [True]
+
+
+def test_encoder_layouts_give_the_same_outputs_and_gradients():
+    """Channels-last (the default, for speed) and NCHW are the same network: outputs and
+    weight gradients agree to float32 roundoff, on patches and on a dense tile."""
+    from terracarbon.models.cnn.nets import PatchEncoder
+
+    def encoder(layout):
+        torch.manual_seed(3)
+        return PatchEncoder(5, patch_size=9, conv_channels=(8, 8, 16), conv_kernels=(3, 3, 1),
+                            pool_after=2, pool_size=3, pool_stride=2, hidden=6, layout=layout)
+
+    fast, plain = encoder(torch.channels_last), encoder(torch.contiguous_format)
+    assert fast.convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.convs[0].weight.is_contiguous()
+    x = torch.randn(32, 5, 9, 9, generator=torch.Generator().manual_seed(4))
+    outputs = [net(x) for net in (fast, plain)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    for out in outputs:
+        (out ** 2).sum().backward()
+    for a, b in zip(fast.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+    tile = torch.randn(1, 5, 20, 23, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(tile, dense=True), plain(tile, dense=True),
+                                   rtol=1e-5, atol=1e-5)
